@@ -1,0 +1,35 @@
+# Every target builds the virtual environment itself (Python 3.12, Lambda's runtime).
+SHELL := /bin/bash
+PY312 ?= $(shell (PYENV_VERSION=3.12.1 pyenv prefix 2>/dev/null | sed 's|$$|/bin/python3.12|') || true)
+PYTHON312 := $(or $(wildcard $(PY312)),$(shell command -v python3.12 2>/dev/null))
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test demo bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it or set PY312=/path/to/python3.12"; exit 1; }
+	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m ruff check src functions tests bench
+	$(PY) -m pytest -n 2 -q
+
+demo: $(STAMP)
+	$(PY) -m traderai.cli local $(ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check src functions tests bench
+	$(PY) -m ruff format --check src functions tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .aws-sam

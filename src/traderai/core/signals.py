@@ -1,0 +1,215 @@
+"""Signal math: a prediction becomes a complete trade setup, or a rejection with its reason.
+
+Formulas are DESIGN.md's "Signal math": distances are ATR multiples, gross profit is the
+weighted average of the take-profit distances, net = gross - round-trip costs, and the
+risk/reward ratio is gross / stop distance as the seed computes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from traderai.contracts import Decision, Prediction, RejectReason, Side, Signal, SignalStatus, iso_utc
+from traderai.settings import Strategy
+
+
+@dataclass(frozen=True, slots=True)
+class Levels:
+    """Entry, three take-profits and the stop, with the percentages derived from them."""
+
+    side: Side
+    entry: float
+    take_profits: tuple[float, float, float]
+    stop: float
+    tp_pcts: tuple[float, float, float]
+    sl_pct: float
+    gross_profit_pct: float
+    costs_pct: float
+
+    @property
+    def expected_net_profit_pct(self) -> float:
+        return self.gross_profit_pct - self.costs_pct
+
+    @property
+    def risk_reward_ratio(self) -> float:
+        return self.gross_profit_pct / self.sl_pct
+
+    @property
+    def net_risk_reward_ratio(self) -> float:
+        """Net reward over the stop's loss including costs: what a trader actually risks."""
+        return self.expected_net_profit_pct / (self.sl_pct + self.costs_pct)
+
+
+def compute_levels(side: Side, entry: float, atr: float, strategy: Strategy) -> Levels:
+    """Place TP1-3 and SL at ATR multiples from entry (LONG: TPs above, SL below; SHORT mirrored)."""
+    if not (math.isfinite(entry) and entry > 0):
+        raise ValueError(f"entry must be a positive finite price, got {entry}")
+    if not (math.isfinite(atr) and atr > 0):
+        raise ValueError(f"atr must be positive and finite, got {atr}")
+    direction = 1.0 if side is Side.LONG else -1.0
+    take_profits = tuple(entry + direction * m * atr for m in strategy.tp_atr_multipliers)
+    stop = entry - direction * strategy.sl_atr_multiplier * atr
+    tp_pcts = tuple(abs(tp - entry) / entry * 100.0 for tp in take_profits)
+    sl_pct = abs(stop - entry) / entry * 100.0
+    gross = sum(w * pct for w, pct in zip(strategy.tp_weights, tp_pcts, strict=True))
+    return Levels(side=side, entry=entry, take_profits=take_profits, stop=stop,  # type: ignore[arg-type]
+                  tp_pcts=tp_pcts, sl_pct=sl_pct, gross_profit_pct=gross,  # type: ignore[arg-type]
+                  costs_pct=strategy.costs_pct)
+
+
+def liquidation_distance_pct(leverage: int, maintenance_margin_pct: float) -> float:
+    """Adverse move (%) that liquidates an isolated position: initial margin minus maintenance margin."""
+    return 100.0 / leverage - maintenance_margin_pct
+
+
+def round_down_to_step(value: float, step: float | None) -> float:
+    """Round a quantity down to the market's amount step (never up: that would exceed the size)."""
+    if not step or step <= 0:
+        return value
+    steps = math.floor(value / step + 1e-9)
+    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+    return round(steps * step, decimals + 2)
+
+
+def round_to_step(price: float, step: float | None) -> float:
+    if not step or step <= 0:
+        return price
+    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+    return round(round(price / step) * step, decimals + 2)
+
+
+def signal_id_for(prediction: Prediction) -> str:
+    """Deterministic id: the same prediction (a retried tick) always yields the same signal id."""
+    digest = hashlib.sha256(
+        f"{prediction.model_id}|{prediction.symbol}|{prediction.candle_time}".encode()
+    ).hexdigest()[:12]
+    return f"signal_{prediction.symbol.replace('/', '_').replace(':', '_')}_{digest}"
+
+
+def rejection_message(symbol: str, reason: RejectReason, levels: Levels | None,
+                      prediction: Prediction, strategy: Strategy) -> str:
+    """The log sentence for a rejection, in the seed's words where the seed has them."""
+    head = f"Signal rejected for {symbol}: "
+    match reason:
+        case RejectReason.LOW_NET_PROFIT:
+            assert levels is not None
+            return (head + f"Expected net profit {levels.expected_net_profit_pct:.2f}% "
+                    f"< minimum {strategy.min_net_profit_pct:.1f}%")
+        case RejectReason.LOW_CONFIDENCE:
+            return head + f"Confidence {prediction.confidence:.3f} < minimum {strategy.min_confidence:.3f}"
+        case RejectReason.LOW_LIQUIDITY:
+            return (head + f"24h quote volume {prediction.quote_volume_24h or 0:,.0f} "
+                    f"< minimum {strategy.min_quote_volume_usd:,.0f}")
+        case RejectReason.STOP_BEYOND_LIQUIDATION:
+            assert levels is not None
+            return (head + f"Stop {levels.sl_pct:.2f}% away is beyond liquidation at "
+                    f"{liquidation_distance_pct(strategy.leverage, strategy.maintenance_margin_pct):.2f}% "
+                    f"({strategy.leverage}x)")
+        case RejectReason.DUPLICATE_ACTIVE:
+            return head + "an ACTIVE signal for this symbol and side already exists"
+        case RejectReason.DRIFT:
+            return head + f"feature drift PSI {prediction.drift_score:.3f} > maximum {strategy.max_drift_psi:.3f}"
+        case RejectReason.INVALID_PREDICTION:
+            return head + f"invalid prediction (probability={prediction.probability}, atr={prediction.atr})"
+        case _:
+            return head + str(reason)
+
+
+def decide(prediction: Prediction, strategy: Strategy, *, decided_at: datetime,
+           active: frozenset[tuple[str, str]] = frozenset()) -> Decision:
+    """Turn one prediction into a Decision: every filter runs, the first failure is the reason.
+
+    `active` holds (symbol, side) pairs that already have an ACTIVE signal.
+    """
+    p, atr, price = prediction.probability, prediction.atr, prediction.price
+    valid = all(math.isfinite(x) for x in (p, atr, price)) and 0.0 <= p <= 1.0 and atr > 0 and price > 0
+    if not valid:
+        return _decision(prediction, decided_at, None, None, (RejectReason.INVALID_PREDICTION,),
+                         rejection_message(prediction.symbol, RejectReason.INVALID_PREDICTION, None,
+                                           prediction, strategy))
+
+    side = Side.LONG if p >= 0.5 else Side.SHORT
+    confidence = max(p, 1.0 - p)
+    levels = compute_levels(side, price, atr, strategy)
+    failing: list[RejectReason] = []
+    if confidence < strategy.min_confidence:
+        failing.append(RejectReason.LOW_CONFIDENCE)
+    if levels.expected_net_profit_pct < strategy.min_net_profit_pct:
+        failing.append(RejectReason.LOW_NET_PROFIT)
+    if prediction.quote_volume_24h is None or prediction.quote_volume_24h < strategy.min_quote_volume_usd:
+        failing.append(RejectReason.LOW_LIQUIDITY)
+    if levels.sl_pct >= liquidation_distance_pct(strategy.leverage, strategy.maintenance_margin_pct):
+        failing.append(RejectReason.STOP_BEYOND_LIQUIDATION)
+    if strategy.max_drift_psi > 0 and (prediction.drift_score or 0.0) > strategy.max_drift_psi:
+        failing.append(RejectReason.DRIFT)
+    if (prediction.symbol, side.value) in active:
+        failing.append(RejectReason.DUPLICATE_ACTIVE)
+    # Report the seed's headline filter first when it fails, so the answer to "why no signals?"
+    # reads the way the seed's log does; the full list stays in `reasons`.
+    failing.sort(key=_REASON_ORDER.index)
+    if failing:
+        return _decision(prediction, decided_at, side, levels, tuple(failing),
+                         rejection_message(prediction.symbol, failing[0], levels, prediction, strategy))
+
+    signal = build_signal(prediction, side, levels, strategy, decided_at)
+    return _decision(prediction, decided_at, side, levels, (), f"Signal accepted for {prediction.symbol}: "
+                     f"{side.value} entry {signal.entry_price} net {levels.expected_net_profit_pct:.2f}%",
+                     signal_id=signal.signal_id)
+
+
+def build_signal(prediction: Prediction, side: Side, levels: Levels, strategy: Strategy,
+                 created: datetime) -> Signal:
+    """The stored setup; `created` is the decision time (deterministic per tick, so retries match)."""
+    step = prediction.price_step
+    quantity = round_down_to_step(strategy.position_size_usd / levels.entry, prediction.amount_step)
+    tp1, tp2, tp3 = (round_to_step(tp, step) for tp in levels.take_profits)
+    return Signal(
+        signal_id=signal_id_for(prediction),
+        symbol=prediction.symbol,
+        side=side.value,
+        entry_price=round_to_step(levels.entry, step),
+        tp1_price=tp1, tp2_price=tp2, tp3_price=tp3,
+        sl_price=round_to_step(levels.stop, step),
+        leverage=strategy.leverage,
+        position_size_usd=strategy.position_size_usd,
+        quantity=quantity,
+        gross_profit_pct=round(levels.gross_profit_pct, 6),
+        costs_pct=round(levels.costs_pct, 6),
+        expected_net_profit_pct=round(levels.expected_net_profit_pct, 6),
+        net_risk_reward_ratio=round(levels.net_risk_reward_ratio, 6),
+        confidence=prediction.confidence,
+        probability=prediction.probability,
+        risk_reward_ratio=round(levels.risk_reward_ratio, 6),
+        status=SignalStatus.ACTIVE.value,
+        created_at=iso_utc(created),
+        expires_at=iso_utc(created + timedelta(hours=strategy.signal_ttl_hours)),
+        model_id=prediction.model_id,
+        batch_id=prediction.batch_id,
+        exchange=prediction.exchange,
+        timeframe=prediction.timeframe,
+        atr=prediction.atr,
+        candle_time=prediction.candle_time,
+    )
+
+
+_REASON_ORDER = [RejectReason.INVALID_PREDICTION, RejectReason.LOW_NET_PROFIT, RejectReason.LOW_CONFIDENCE,
+                 RejectReason.LOW_LIQUIDITY, RejectReason.STOP_BEYOND_LIQUIDATION, RejectReason.DRIFT,
+                 RejectReason.MODEL_EXPIRED, RejectReason.DUPLICATE_ACTIVE]
+
+
+def _decision(prediction: Prediction, decided_at: datetime, side: Side | None, levels: Levels | None,
+              reasons: tuple[RejectReason, ...], message: str, signal_id: str | None = None) -> Decision:
+    return Decision(
+        batch_id=prediction.batch_id, model_id=prediction.model_id, symbol=prediction.symbol,
+        candle_time=prediction.candle_time, decided_at=iso_utc(decided_at), accepted=not reasons,
+        reason=reasons[0].value if reasons else None, reasons=tuple(r.value for r in reasons),
+        message=message, side=side.value if side else None, probability=prediction.probability,
+        confidence=prediction.confidence, entry_price=prediction.price, atr=prediction.atr,
+        gross_profit_pct=levels.gross_profit_pct if levels else None,
+        costs_pct=levels.costs_pct if levels else None,
+        expected_net_profit_pct=levels.expected_net_profit_pct if levels else None,
+        sl_pct=levels.sl_pct if levels else None, signal_id=signal_id,
+    )
