@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from decimal import ROUND_HALF_EVEN, Decimal
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -69,16 +70,16 @@ def round_down_to_step(value: float, step: float | None) -> float:
     """Round a quantity down to the market's amount step (never up: that would exceed the size)."""
     if not step or step <= 0:
         return value
-    steps = math.floor(value / step + 1e-9)
-    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
-    return round(steps * step, decimals + 2)
+    exact_step = Decimal(repr(step))
+    return float((Decimal(repr(value)) // exact_step) * exact_step)
 
 
 def round_to_step(price: float, step: float | None) -> float:
+    """Round a price to the market's tick (nearest)."""
     if not step or step <= 0:
         return price
-    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
-    return round(round(price / step) * step, decimals + 2)
+    exact_step = Decimal(repr(step))
+    return float((Decimal(repr(price)) / exact_step).to_integral_value(ROUND_HALF_EVEN) * exact_step)
 
 
 def signal_id_for(prediction: Prediction) -> str:
@@ -119,17 +120,18 @@ def rejection_message(symbol: str, reason: RejectReason, levels: Levels | None,
 
 
 def decide(prediction: Prediction, strategy: Strategy, *, decided_at: datetime,
-           active: frozenset[tuple[str, str]] = frozenset()) -> Decision:
-    """Turn one prediction into a Decision: every filter runs, the first failure is the reason.
+           active: frozenset[tuple[str, str]] = frozenset()) -> tuple[Decision, Signal | None]:
+    """Turn one prediction into a Decision (and its Signal when accepted).
 
-    `active` holds (symbol, side) pairs that already have an ACTIVE signal.
+    Every filter runs; the headline failure is the reason, all failures are listed. `active`
+    holds (symbol, side) pairs that already have another ACTIVE signal.
     """
     p, atr, price = prediction.probability, prediction.atr, prediction.price
     valid = all(math.isfinite(x) for x in (p, atr, price)) and 0.0 <= p <= 1.0 and atr > 0 and price > 0
     if not valid:
         return _decision(prediction, decided_at, None, None, (RejectReason.INVALID_PREDICTION,),
                          rejection_message(prediction.symbol, RejectReason.INVALID_PREDICTION, None,
-                                           prediction, strategy))
+                                           prediction, strategy)), None
 
     side = Side.LONG if p >= 0.5 else Side.SHORT
     confidence = max(p, 1.0 - p)
@@ -152,12 +154,12 @@ def decide(prediction: Prediction, strategy: Strategy, *, decided_at: datetime,
     failing.sort(key=_REASON_ORDER.index)
     if failing:
         return _decision(prediction, decided_at, side, levels, tuple(failing),
-                         rejection_message(prediction.symbol, failing[0], levels, prediction, strategy))
+                         rejection_message(prediction.symbol, failing[0], levels, prediction, strategy)), None
 
     signal = build_signal(prediction, side, levels, strategy, decided_at)
-    return _decision(prediction, decided_at, side, levels, (), f"Signal accepted for {prediction.symbol}: "
-                     f"{side.value} entry {signal.entry_price} net {levels.expected_net_profit_pct:.2f}%",
-                     signal_id=signal.signal_id)
+    message = (f"Signal accepted for {prediction.symbol}: {side.value} entry {signal.entry_price} "
+               f"expected net profit {levels.expected_net_profit_pct:.2f}%")
+    return _decision(prediction, decided_at, side, levels, (), message, signal_id=signal.signal_id), signal
 
 
 def build_signal(prediction: Prediction, side: Side, levels: Levels, strategy: Strategy,
@@ -170,7 +172,7 @@ def build_signal(prediction: Prediction, side: Side, levels: Levels, strategy: S
         signal_id=signal_id_for(prediction),
         symbol=prediction.symbol,
         side=side.value,
-        entry_price=round_to_step(levels.entry, step),
+        entry_price=levels.entry,  # the close itself: already a traded price on the tick grid
         tp1_price=tp1, tp2_price=tp2, tp3_price=tp3,
         sl_price=round_to_step(levels.stop, step),
         leverage=strategy.leverage,

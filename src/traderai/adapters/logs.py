@@ -1,0 +1,55 @@
+"""The prediction and decision logs: one JSON-lines object per tick in S3, laid out for Athena.
+
+Keys are Hive-style (`predictions/dt=YYYY-MM-DD/…`) so Athena partition projection finds them,
+and deterministic per tick, so a retried tick overwrites its object instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+PREDICTIONS = "predictions"
+DECISIONS = "decisions"
+
+
+def log_key(kind: str, tick_time: datetime) -> str:
+    """`predictions/dt=2025-04-29/20250429T120000Z.jsonl` for the tick at 12:00 UTC."""
+    return f"{kind}/dt={tick_time:%Y-%m-%d}/{tick_time:%Y%m%dT%H%M%SZ}.jsonl"
+
+
+def to_json_lines(records: Iterable[Mapping[str, Any]]) -> bytes:
+    """One compact JSON object per line; NaN/inf become null (JSON and Athena have no NaN)."""
+    return "".join(json.dumps(_finite(dict(r)), separators=(",", ":"), sort_keys=True) + "\n"
+                   for r in records).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+class JsonLinesLog:
+    """Writes a tick's records as one S3 object. A failed put raises: the tick fails as a whole."""
+
+    def __init__(self, s3_client: Any, bucket: str) -> None:
+        self._s3 = s3_client
+        self._bucket = bucket
+
+    def write(self, kind: str, tick_time: datetime, records: list[Mapping[str, Any]]) -> str:
+        key = log_key(kind, tick_time)
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=to_json_lines(records),
+                            ContentType="application/x-ndjson")
+        return key
+
+    def read(self, key: str) -> list[dict[str, Any]]:
+        body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        return [json.loads(line) for line in body.decode().splitlines() if line]

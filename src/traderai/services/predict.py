@@ -1,0 +1,161 @@
+"""The predict step: for every market with a newly closed candle, features -> model -> prediction.
+
+Every prediction of a tick goes into ONE JSON-lines object with a deterministic key (a retried
+tick overwrites it). A market that fails is logged with a reason code and counted; the others go on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from traderai.adapters.logs import PREDICTIONS, JsonLinesLog
+from traderai.contracts import Prediction, iso_utc
+from traderai.core.features import FEATURE_NAMES, atr, compute_features
+from traderai.events import Handoff
+from traderai.market import Candles, MarketDataError, MarketInfo
+from traderai.market.fetch import fetch_markets
+from traderai.observability import logger, metrics
+from traderai.settings import Settings
+
+
+class PredictiveModel(Protocol):
+    model_id: str
+    horizon: int
+    feature_names: tuple[str, ...]
+    expires_at: datetime | None
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray: ...
+
+
+class ModelProvider(Protocol):
+    def get(self, symbol: str, timeframe: str) -> PredictiveModel: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MarketFailure:
+    symbol: str
+    reason: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"symbol": self.symbol, "reason": self.reason, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    tick_time: datetime
+    predictions: tuple[Prediction, ...]
+    failures: tuple[MarketFailure, ...]
+    skipped: tuple[str, ...]  # markets with no newly closed candle in this tick: nothing to do
+    log_key: str | None
+
+    def handoff(self) -> Handoff:
+        return Handoff(self.tick_time, self.predictions, tuple(f.to_dict() for f in self.failures))
+
+
+def last_candle_is_new(candles: Candles, tick_time: datetime, tick_seconds: int, timeframe_seconds: int) -> bool:
+    """A candle close is the unit of work: only the tick whose window holds the close predicts on it."""
+    close_ms = int(candles.open_time_ms[-1]) + timeframe_seconds * 1000
+    return close_ms > (tick_time.timestamp() - tick_seconds) * 1000
+
+
+def closed_by(candles: Candles, tick_time: datetime, timeframe_seconds: int) -> Candles:
+    """Keep candles closed at the tick's mark, so a retry later in time predicts on the same candle."""
+    close_ms = candles.open_time_ms + timeframe_seconds * 1000
+    keep = int(np.searchsorted(close_ms, tick_time.timestamp() * 1000, side="right"))
+    return candles.slice(0, keep)
+
+
+def predict_market(candles: Candles, info: MarketInfo, model: PredictiveModel, settings: Settings,
+                   tick_time: datetime, now: datetime) -> Prediction:
+    """One prediction on the last closed candle (raises MarketDataError subclasses with a reason)."""
+    if model.expires_at is not None and now >= model.expires_at:
+        raise ModelUnusableError("model_expired", f"model {model.model_id} expired at {iso_utc(model.expires_at)}")
+    matrix = compute_features(candles)
+    row = matrix[-1]
+    if not np.all(np.isfinite(row)):
+        raise ModelUnusableError("insufficient_history",
+                                 f"{len(candles)} candles are not enough to compute every feature")
+    if tuple(model.feature_names) != FEATURE_NAMES:
+        raise ModelUnusableError("feature_mismatch", f"model {model.model_id} expects other features")
+    probability = float(model.predict_proba(row[None, :])[0])
+    atr_now = float(atr(candles.high, candles.low, candles.close)[-1])
+    candle_time = datetime.fromtimestamp(int(candles.open_time_ms[-1]) / 1000, tz=now.tzinfo)
+    return Prediction(
+        batch_id=f"{model.model_id}_{tick_time:%Y%m%d_%H%M%S}",
+        model_id=model.model_id,
+        exchange=settings.exchange_id,
+        symbol=candles.symbol,
+        timeframe=candles.timeframe,
+        candle_time=iso_utc(candle_time),
+        predicted_at=iso_utc(now),
+        price=float(candles.close[-1]),
+        atr=atr_now,
+        probability=probability,
+        confidence=Prediction.confidence_of(probability),
+        side=Prediction.side_of(probability),
+        horizon=int(model.horizon),
+        quote_volume_24h=info.quote_volume_24h,
+        amount_step=info.amount_step,
+        price_step=info.price_step,
+        features={name: float(v) for name, v in zip(FEATURE_NAMES, row, strict=True)},
+    )
+
+
+class ModelUnusableError(MarketDataError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+async def run_tick(settings: Settings, source, models: ModelProvider, log: JsonLinesLog,  # noqa: ANN001
+                   tick_time: datetime, now: datetime) -> TickResult:
+    """Fetch every market concurrently, predict where a candle closed, log all predictions at once."""
+    snapshots, errors = await fetch_markets(source, settings.markets, settings.timeframe,
+                                            settings.candle_limit + 1, now)
+    failures = [MarketFailure(symbol, error.reason, str(error)) for symbol, error in errors.items()]
+    predictions: list[Prediction] = []
+    skipped: list[str] = []
+    for symbol in settings.markets:
+        if symbol not in snapshots:
+            continue
+        candles = closed_by(snapshots[symbol].candles, tick_time, settings.timeframe_seconds)
+        if len(candles) == 0 or not last_candle_is_new(candles, tick_time, settings.tick_seconds,
+                                                       settings.timeframe_seconds):
+            skipped.append(symbol)
+            continue
+        try:
+            model = models.get(symbol, settings.timeframe)
+            predictions.append(predict_market(candles.tail(settings.candle_limit), snapshots[symbol].info,
+                                              model, settings, tick_time, now))
+        except (MarketDataError, LookupError) as exc:
+            reason = getattr(exc, "reason", "model_missing")
+            failures.append(MarketFailure(symbol, reason, str(exc)))
+    for failure in failures:
+        logger.warning(f"Prediction failed for {failure.symbol}: {failure.detail}",
+                       extra={"reason": failure.reason, "symbol": failure.symbol})
+    key = log.write(PREDICTIONS, tick_time, [p.to_dict() for p in predictions]) if predictions else None
+    _count(predictions, failures)
+    return TickResult(tick_time, tuple(predictions), tuple(failures), tuple(skipped), key)
+
+
+def next_tick_after(moment: datetime, tick_seconds: int) -> datetime:
+    epoch = math.floor(moment.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % tick_seconds, tz=moment.tzinfo) + timedelta(seconds=tick_seconds)
+
+
+def _count(predictions: list[Prediction], failures: list[MarketFailure]) -> None:
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(predictions))
+    by_reason: dict[str, int] = {}
+    for failure in failures:
+        by_reason[failure.reason] = by_reason.get(failure.reason, 0) + 1
+    for reason, count in sorted(by_reason.items()):
+        with single_metric(name="MarketFailures", unit=MetricUnit.Count, value=count,
+                           namespace=metrics.namespace) as metric:
+            metric.add_dimension(name="reason", value=reason)

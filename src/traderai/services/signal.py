@@ -1,0 +1,88 @@
+"""The signal step: decide on every prediction of a tick, store the accepted, log every decision."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from traderai.adapters.logs import DECISIONS, JsonLinesLog
+from traderai.contracts import Decision, Signal
+from traderai.core.signals import decide, signal_id_for
+from traderai.events import Handoff
+from traderai.observability import logger, metrics
+from traderai.settings import Strategy
+
+
+class SignalRepository(Protocol):
+    def active_signal_ids(self, symbols: Iterable[str], now: datetime) -> dict[tuple[str, str], frozenset[str]]:
+        """(symbol, side) -> ids of signals ACTIVE and unexpired at `now`."""
+        ...
+
+    def put_new(self, signal: Signal) -> bool:
+        """Store unless it exists (conditional put); False means a retry found it already there."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SignalOutcome:
+    decisions: tuple[Decision, ...]
+    stored: tuple[Signal, ...]
+    already_stored: tuple[str, ...]
+    log_key: str | None
+
+    def summary(self) -> dict[str, object]:
+        rejected: dict[str, int] = {}
+        for decision in self.decisions:
+            if decision.reason:
+                rejected[decision.reason] = rejected.get(decision.reason, 0) + 1
+        return {"decisions": len(self.decisions), "accepted": sum(d.accepted for d in self.decisions),
+                "stored": len(self.stored), "already_stored": len(self.already_stored),
+                "rejected": rejected, "log_key": self.log_key}
+
+
+def process_handoff(handoff: Handoff, strategy: Strategy, repository: SignalRepository, log: JsonLinesLog,
+                    now: datetime) -> SignalOutcome:
+    """Decide, store accepted signals idempotently, then log every decision as one object per tick.
+
+    A retried tick re-decides the same predictions: its own earlier signal (same deterministic id)
+    does not count as a duplicate, the conditional put skips it, and the log object is overwritten.
+    """
+    active = repository.active_signal_ids({p.symbol for p in handoff.predictions}, now)
+    decisions: list[Decision] = []
+    stored: list[Signal] = []
+    already: list[str] = []
+    for prediction in handoff.predictions:
+        own_id = signal_id_for(prediction)
+        blocking = frozenset(pair for pair, ids in active.items() if ids - {own_id})
+        decision, signal = decide(prediction, strategy, decided_at=now, active=blocking)
+        decisions.append(decision)
+        if signal is None:
+            logger.info(decision.message, extra={"reason": decision.reason, "symbol": decision.symbol,
+                                                 "reasons": list(decision.reasons)})
+            continue
+        if repository.put_new(signal):
+            stored.append(signal)
+            logger.info(decision.message, extra={"signal_id": signal.signal_id})
+        else:
+            already.append(signal.signal_id)
+        active[(signal.symbol, signal.side)] = active.get((signal.symbol, signal.side), frozenset()) | {own_id}
+    key = log.write(DECISIONS, handoff.tick_time, [d.to_dict() for d in decisions]) if decisions else None
+    _count(decisions, len(stored))
+    return SignalOutcome(tuple(decisions), tuple(stored), tuple(already), key)
+
+
+def _count(decisions: list[Decision], stored: int) -> None:
+    metrics.add_metric(name="Decisions", unit=MetricUnit.Count, value=len(decisions))
+    metrics.add_metric(name="SignalsAccepted", unit=MetricUnit.Count, value=stored)
+    reasons: dict[str, int] = {}
+    for decision in decisions:
+        if decision.reason:
+            reasons[decision.reason] = reasons.get(decision.reason, 0) + 1
+    for reason, count in sorted(reasons.items()):
+        with single_metric(name="SignalsRejected", unit=MetricUnit.Count, value=count,
+                           namespace=metrics.namespace) as metric:
+            metric.add_dimension(name="reason", value=reason)
