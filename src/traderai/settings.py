@@ -80,7 +80,7 @@ class Settings:
     exchange_id: str = "binance"
     market_source: str = "ccxt"  # "ccxt" (live exchange) or "replay" (recorded candles)
     replay_data_dir: str | None = None
-    candle_limit: int = 300
+    candle_limit: int = 500  # >= features.WARMUP_CANDLES, so served features equal trained ones
     tick_seconds: int = 300
     bucket_name: str | None = None
     signals_table: str | None = None

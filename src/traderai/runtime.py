@@ -1,0 +1,86 @@
+"""Wiring: the adapters each function needs, built once per container (lazily, never at import).
+
+Handlers call `predict_runtime()` / `signal_runtime()`; the first call reads and validates the
+settings (a wrong setting fails the cold start naming it) and later warm calls reuse everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from traderai.adapters.logs import JsonLinesLog
+from traderai.settings import Settings
+
+
+@lru_cache(maxsize=1)
+def s3_client() -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None)
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PredictRuntime:
+    settings: Settings
+    source: Any
+    models: Any
+    log: JsonLinesLog
+    clock: Callable[[], datetime] = wall_clock
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+
+    def now_for(self, tick_time: datetime) -> datetime:
+        """The live exchange runs on the wall clock; the replay runs on the tick's own clock."""
+        if self.settings.market_source == "replay":
+            return tick_time + timedelta(seconds=5)
+        return self.clock()
+
+    def run(self, tick_time: datetime):  # noqa: ANN201 - TickResult, imported lazily
+        from traderai.services.predict import run_tick
+
+        return self.loop.run_until_complete(
+            run_tick(self.settings, self.source, self.models, self.log, tick_time, self.now_for(tick_time)))
+
+
+def build_predict_runtime(settings: Settings, s3: Any, source: Any = None) -> PredictRuntime:
+    """Validate markets/timeframe against the source and find the models: fails fast, naming the setting."""
+    from traderai.adapters.model_registry import ModelRegistry
+    from traderai.market.fetch import make_source
+
+    settings.require("bucket_name")
+    source = source or make_source(settings)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(source.check_settings(settings.markets, settings.timeframe))
+    models = ModelRegistry(settings.bucket_name, settings.model_prefix, lambda: s3)
+    return PredictRuntime(settings, source, models, JsonLinesLog(s3, settings.bucket_name), loop=loop)
+
+
+@lru_cache(maxsize=1)
+def predict_runtime() -> PredictRuntime:
+    return build_predict_runtime(Settings.from_env(), s3_client())
+
+
+@dataclass
+class SignalRuntime:
+    settings: Settings
+    repository: Any
+    log: JsonLinesLog
+    clock: Callable[[], datetime] = wall_clock
+
+
+@lru_cache(maxsize=1)
+def signal_runtime() -> SignalRuntime:
+    from traderai.adapters.signal_store import SignalStore
+
+    settings = Settings.from_env().require("bucket_name", "signals_table")
+    return SignalRuntime(settings, SignalStore(settings.signals_table),
+                         JsonLinesLog(s3_client(), settings.bucket_name))
