@@ -57,7 +57,7 @@ class Strategy:
             "MIN_QUOTE_VOLUME_USD": self.min_quote_volume_usd >= 0,
             "LEVERAGE": 1 <= self.leverage <= 125,
             "POSITION_SIZE_USD": self.position_size_usd > 0,
-            "MAINTENANCE_MARGIN_PCT": 0 <= self.maintenance_margin_pct < 100 / self.leverage,
+            "MAINTENANCE_MARGIN_PCT": 0 <= self.maintenance_margin_pct < 100 / max(self.leverage, 1),
             "SIGNAL_TTL_HOURS": self.signal_ttl_hours > 0,
             "MAX_DRIFT_PSI": self.max_drift_psi >= 0,
         }
