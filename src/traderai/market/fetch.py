@@ -1,0 +1,109 @@
+"""Fetch every configured market at once, each on its own: one market's failure never blocks the others.
+
+Also `make_source`, the one place that turns MARKET_SOURCE into a `MarketDataSource`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import datetime
+from typing import NamedTuple
+
+from traderai.market import Candles, MarketDataError, MarketDataSource, MarketInfo
+from traderai.observability import logger
+from traderai.settings import Settings, SettingsError
+
+DEFAULT_CONCURRENCY = 8
+
+
+class MarketSnapshot(NamedTuple):
+    """What the predict step needs of one market at one tick."""
+
+    candles: Candles
+    info: MarketInfo
+
+
+class UnexpectedMarketError(MarketDataError):
+    """A bug or an unforeseen exception while fetching one market; logged with its traceback."""
+
+    reason = "unexpected_error"
+
+
+def make_source(settings: Settings) -> MarketDataSource:
+    """The market data source MARKET_SOURCE names: the live exchange (ccxt) or the recorded replay."""
+    if settings.market_source == "ccxt":
+        from traderai.market.exchange import CcxtSource
+
+        return CcxtSource(settings)
+    if settings.market_source == "replay":
+        from traderai.market.replay import ReplaySource
+
+        return ReplaySource(settings)
+    raise SettingsError(f"MARKET_SOURCE: {settings.market_source!r} is not 'ccxt' or 'replay'")
+
+
+async def fetch_markets(
+    source: MarketDataSource,
+    symbols: Iterable[str],
+    timeframe: str,
+    limit: int,
+    now: datetime,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> tuple[dict[str, MarketSnapshot], dict[str, MarketDataError]]:
+    """Candles and market info of every symbol, concurrently (at most `concurrency` markets in flight).
+
+    Returns (snapshots, failures): every symbol lands in exactly one of them; each failure is logged
+    with its reason code.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(symbol: str) -> MarketSnapshot:
+        async with gate:
+            # Both calls run to completion (no orphaned request); the candle error, if any, is reported.
+            candles, info = await asyncio.gather(
+                source.fetch_candles(symbol, timeframe, limit, now),
+                source.market_info(symbol, now),
+                return_exceptions=True,
+            )
+            for outcome in (candles, info):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            return MarketSnapshot(candles, info)  # type: ignore[arg-type]
+
+    ordered = list(dict.fromkeys(symbols))
+    results = await asyncio.gather(*(one(symbol) for symbol in ordered), return_exceptions=True)
+    snapshots: dict[str, MarketSnapshot] = {}
+    failures: dict[str, MarketDataError] = {}
+    for symbol, result in zip(ordered, results, strict=True):
+        if isinstance(result, MarketSnapshot):
+            snapshots[symbol] = result
+        elif isinstance(result, MarketDataError):
+            failures[symbol] = result
+            logger.warning(
+                "market data failed",
+                extra={
+                    "symbol": symbol,
+                    "reason": result.reason,
+                    "exchange": source.exchange_id,
+                    "error": str(result),
+                },
+            )
+        elif isinstance(result, Exception):
+            failures[symbol] = UnexpectedMarketError(f"{symbol}: {type(result).__name__}: {result}")
+            failures[symbol].__cause__ = result
+            logger.error(
+                "market data failed unexpectedly",
+                exc_info=result,
+                extra={
+                    "symbol": symbol,
+                    "reason": UnexpectedMarketError.reason,
+                    "exchange": source.exchange_id,
+                },
+            )
+        else:  # BaseException (cancellation, SystemExit): not ours to swallow
+            raise result
+    return snapshots, failures

@@ -1,0 +1,189 @@
+"""Pure checks on candles: keep only closed ones, refuse broken ones, report (not refuse) gaps.
+
+No clock, no network: `now` is always passed in. Gaps are real (exchange halts, maintenance), so
+they are counted in a `CandleReport` for the caller to log; features deal with them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import overload
+
+import numpy as np
+
+from traderai.market import BadCandlesError, Candles, StaleFeedError
+
+Row = Sequence[object]
+"""One ccxt OHLCV row: [open_time_ms, open, high, low, close, volume]."""
+
+STALE_AFTER_INTERVALS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class CandleReport:
+    """What validation saw: how many candles, and the gaps (missing candles) between them."""
+
+    symbol: str
+    count: int
+    first_open_ms: int
+    last_open_ms: int
+    gaps: int  # number of holes in the grid
+    missing_candles: int  # candles absent inside those holes
+    largest_gap_candles: int
+    zero_volume_candles: int
+
+    @property
+    def has_gaps(self) -> bool:
+        return self.gaps > 0
+
+
+def now_ms(now: datetime) -> int:
+    """`now` as UTC epoch milliseconds; a naive datetime is refused rather than guessed."""
+    if now.tzinfo is None:
+        raise ValueError("now: naive datetime; every time in TraderAI is UTC-aware")
+    return int(now.timestamp() * 1000)
+
+
+@overload
+def closed_only(rows: Candles, timeframe_seconds: int, now: datetime) -> Candles: ...
+@overload
+def closed_only(rows: Sequence[Row], timeframe_seconds: int, now: datetime) -> list[Row]: ...
+def closed_only(rows: Candles | Sequence[Row], timeframe_seconds: int, now: datetime) -> Candles | list[Row]:
+    """Drop candles still forming at `now` (open_time + timeframe > now): a forming candle's close moves.
+
+    Accepts ccxt rows or `Candles`. A row whose time is not a number is kept so validation names it.
+    """
+    cutoff_ms = now_ms(now) - timeframe_seconds * 1000
+    if isinstance(rows, Candles):
+        keep = np.flatnonzero(rows.open_time_ms <= cutoff_ms)
+        return _take(rows, keep)
+    kept: list[Row] = []
+    for row in rows:
+        open_time = row[0] if isinstance(row, Sequence) and len(row) > 0 else None
+        if isinstance(open_time, (int, float)) and not isinstance(open_time, bool) and open_time > cutoff_ms:
+            continue
+        kept.append(row)
+    return kept
+
+
+def candles_from_rows(symbol: str, timeframe: str, rows: Sequence[Row]) -> Candles:
+    """Turn ccxt OHLCV rows into `Candles`; a misshapen or non-numeric row is BadCandlesError."""
+    n = len(rows)
+    times = np.empty(n, dtype=np.int64)
+    values = np.empty((n, 5), dtype=np.float64)
+    for i, row in enumerate(rows):
+        if not isinstance(row, Sequence) or isinstance(row, (str, bytes)) or len(row) < 6:
+            raise BadCandlesError(
+                f"{symbol}: candle #{i} is not [time, open, high, low, close, volume]: {row!r}"
+            )
+        for j, cell in enumerate(row[:6]):
+            if isinstance(cell, bool) or not isinstance(cell, (int, float)):
+                raise BadCandlesError(f"{symbol}: candle #{i} field {_FIELDS[j]} is not a number: {cell!r}")
+        open_time = row[0]
+        if not math.isfinite(open_time) or open_time != int(open_time):  # type: ignore[arg-type]
+            raise BadCandlesError(f"{symbol}: candle #{i} open time {open_time!r} is not whole milliseconds")
+        times[i] = int(open_time)  # type: ignore[arg-type]
+        values[i] = row[1:6]
+    return Candles(
+        symbol,
+        timeframe,
+        times,
+        values[:, 0].copy(),
+        values[:, 1].copy(),
+        values[:, 2].copy(),
+        values[:, 3].copy(),
+        values[:, 4].copy(),
+    )
+
+
+def validate_candles(candles: Candles, now: datetime, timeframe_seconds: int) -> CandleReport:
+    """Refuse candles the core must not compute on (BadCandlesError, StaleFeedError); report gaps.
+
+    Checks: at least one candle, strictly increasing open times on the timeframe grid, none still
+    forming, finite positive prices with low <= open, close <= high, finite non-negative volume, and
+    the newest close no older than two intervals before `now`.
+    """
+    symbol = candles.symbol
+    if len(candles) == 0:
+        raise BadCandlesError(f"{symbol}: no closed candles")
+    step_ms = timeframe_seconds * 1000
+    times = candles.open_time_ms.astype(np.int64, copy=False)
+    deltas = np.diff(times)
+    _refuse(
+        symbol,
+        candles,
+        deltas <= 0,
+        "open time not after the previous candle (duplicate or out of order)",
+        offset=1,
+    )
+    _refuse(symbol, candles, times % step_ms != 0, f"open time off the {timeframe_seconds}s grid")
+    cutoff_ms = now_ms(now) - step_ms
+    _refuse(symbol, candles, times > cutoff_ms, "candle still forming at now (not closed)")
+
+    prices = np.vstack([candles.open, candles.high, candles.low, candles.close])
+    _refuse(symbol, candles, ~np.isfinite(prices).all(axis=0), "price is NaN or infinite")
+    _refuse(symbol, candles, (prices <= 0).any(axis=0), "price is not positive")
+    _refuse(symbol, candles, candles.high < candles.low, "high below low")
+    _refuse(
+        symbol,
+        candles,
+        (candles.high < np.maximum(candles.open, candles.close))
+        | (candles.low > np.minimum(candles.open, candles.close)),
+        "open/close outside [low, high]",
+    )
+    _refuse(symbol, candles, ~np.isfinite(candles.volume), "volume is NaN or infinite")
+    _refuse(symbol, candles, candles.volume < 0, "volume is negative")
+
+    newest_close_ms = int(times[-1]) + step_ms
+    if newest_close_ms < now_ms(now) - STALE_AFTER_INTERVALS * step_ms:
+        age_s = (now_ms(now) - newest_close_ms) / 1000
+        raise StaleFeedError(
+            f"{symbol}: newest closed candle closed at {_iso(newest_close_ms)}, {age_s:.0f}s "
+            f"before now ({STALE_AFTER_INTERVALS} intervals allowed)"
+        )
+
+    missing_per_gap = deltas // step_ms - 1
+    holes = missing_per_gap[missing_per_gap > 0]
+    return CandleReport(
+        symbol=symbol,
+        count=len(candles),
+        first_open_ms=int(times[0]),
+        last_open_ms=int(times[-1]),
+        gaps=int(holes.size),
+        missing_candles=int(holes.sum()),
+        largest_gap_candles=int(holes.max()) if holes.size else 0,
+        zero_volume_candles=int(np.count_nonzero(candles.volume == 0)),
+    )
+
+
+_FIELDS = ("open_time", "open", "high", "low", "close", "volume")
+
+
+def _refuse(symbol: str, candles: Candles, bad: np.ndarray, what: str, *, offset: int = 0) -> None:
+    hits = np.flatnonzero(bad)
+    if hits.size:
+        index = int(hits[0]) + offset
+        raise BadCandlesError(
+            f"{symbol}: {what} at candle #{index} ({_iso(int(candles.open_time_ms[index]))}); "
+            f"{hits.size} candle(s) affected"
+        )
+
+
+def _take(candles: Candles, index: np.ndarray) -> Candles:
+    return Candles(
+        candles.symbol,
+        candles.timeframe,
+        candles.open_time_ms[index],
+        candles.open[index],
+        candles.high[index],
+        candles.low[index],
+        candles.close[index],
+        candles.volume[index],
+    )
+
+
+def _iso(ms: int) -> str:
+    return np.datetime_as_string(np.datetime64(ms, "ms"), unit="s") + "Z"

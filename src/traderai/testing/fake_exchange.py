@@ -1,0 +1,337 @@
+"""A fake ccxt async exchange: the same methods, attributes and exceptions, over recorded candles.
+
+It serves candles as a real exchange would at a clock you set, the still-forming last candle
+included, and lets a test add latency, queue ccxt errors, mangle candles or freeze a feed. Inject it
+into `CcxtSource(settings, exchange=FakeExchange(...))`; nothing in ccxt is patched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ccxt
+import numpy as np
+
+from traderai.market import Candles
+from traderai.settings import TIMEFRAME_SECONDS
+
+Row = list[float]
+BINANCE_TIMEFRAMES = {
+    tf: tf
+    for tf in (
+        "1s",
+        "1m",
+        "3m",
+        "5m",
+        "15m",
+        "30m",
+        "1h",
+        "2h",
+        "4h",
+        "6h",
+        "8h",
+        "12h",
+        "1d",
+        "3d",
+        "1w",
+        "1M",
+    )
+}
+_DEFAULT_STEP = (0.001, 0.01)
+
+
+def synthetic_candles(
+    symbol: str,
+    *,
+    start: datetime,
+    count: int,
+    timeframe: str = "15m",
+    price: float = 30_000.0,
+    seed: int = 7,
+) -> Candles:
+    """Deterministic random-walk candles on the timeframe grid: valid, gap-free, no files needed."""
+    step_ms = TIMEFRAME_SECONDS[timeframe] * 1000
+    first_ms = -(-int(start.timestamp() * 1000) // step_ms) * step_ms
+    rng = np.random.default_rng(seed)
+    close = price * np.exp(np.cumsum(rng.normal(0, 0.002, count)))
+    open_ = np.concatenate([[price], close[:-1]])
+    spread = np.abs(rng.normal(0, 0.001, count)) * close
+    high = np.maximum(open_, close) + spread
+    low = np.minimum(open_, close) - spread
+    volume = rng.uniform(50, 500, count)
+    times = first_ms + step_ms * np.arange(count, dtype=np.int64)
+    return Candles(symbol, timeframe, times, open_, high, low, close, volume)
+
+
+class FakeExchange:
+    """ccxt-like async exchange serving `candles` at the clock `now` (a datetime or a callable)."""
+
+    def __init__(
+        self,
+        candles: Mapping[str, Candles],
+        *,
+        now: datetime | Callable[[], datetime],
+        exchange_id: str = "binance",
+        latency_s: float = 0.0,
+        precision_mode: int = ccxt.TICK_SIZE,
+        timeframes: Mapping[str, str] | None = None,
+        steps: Mapping[str, tuple[float, float]] | None = None,
+        max_limit: int = 1000,
+    ) -> None:
+        self.id = exchange_id
+        self.precisionMode = precision_mode
+        self.timeframes = dict(BINANCE_TIMEFRAMES if timeframes is None else timeframes)
+        self.has = {"fetchOHLCV": True, "fetchTicker": True, "fetchMarkets": True}
+        self.markets: dict[str, dict[str, Any]] | None = None
+        self.symbols: list[str] | None = None
+        self.latency_s = latency_s
+        self.max_limit = max_limit
+        self.calls: list[tuple[str, str | None]] = []
+        self.ohlcv_requests: list[dict[str, Any]] = []  # the arguments of every fetch_ohlcv call
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.closed = False
+        self._candles = dict(candles)
+        self._steps = dict(steps or {})
+        self._now = now
+        self._queued: dict[tuple[str, str | None], deque[BaseException]] = defaultdict(deque)
+        self._always: dict[tuple[str, str | None], BaseException] = {}
+        self._mangle: dict[str, Callable[[list[Row]], list[Any]]] = {}
+        self._frozen_ms: dict[str, int] = {}
+
+    @classmethod
+    def from_csv_dir(cls, data_dir: str | Path, symbols: Iterable[str], **kwargs: Any) -> FakeExchange:
+        """Serve the recorded `<BASE>_<QUOTE>-15m.csv.gz` files of `data_dir` (real candles, real gaps)."""
+        from traderai.market.csv import load_candles_csv
+        from traderai.market.replay import candles_file_name
+
+        return cls(
+            {s: load_candles_csv(Path(data_dir) / candles_file_name(s), s, "15m") for s in symbols}, **kwargs
+        )
+
+    # -- test controls ---------------------------------------------------------------------------------
+
+    @property
+    def now(self) -> datetime:
+        return self._now() if callable(self._now) else self._now
+
+    def set_now(self, now: datetime) -> None:
+        """Move the exchange's clock."""
+        self._now = now
+
+    def fail_next(self, method: str, *errors: BaseException, symbol: str | None = None) -> None:
+        """The next calls of `method` (for `symbol`, or any symbol if None) raise `errors`, in order."""
+        self._queued[(method, symbol)].extend(errors)
+
+    def fail_always(self, method: str, error: BaseException, symbol: str | None = None) -> None:
+        """Every call of `method` (for `symbol`, or any) raises `error` until `heal()`."""
+        self._always[(method, symbol)] = error
+
+    def heal(self) -> None:
+        """Forget every injected failure, mangling and frozen feed."""
+        self._queued.clear()
+        self._always.clear()
+        self._mangle.clear()
+        self._frozen_ms.clear()
+
+    def mangle(self, symbol: str, transform: Callable[[list[Row]], list[Any]]) -> None:
+        """Pass `symbol`'s OHLCV rows through `transform` before they are returned (malformed candles)."""
+        self._mangle[symbol] = transform
+
+    def freeze(self, symbol: str, at: datetime) -> None:
+        """`symbol`'s feed stops at `at`: no candle opening later is served (a stale feed)."""
+        self._frozen_ms[symbol] = int(at.timestamp() * 1000)
+
+    def count(self, method: str, symbol: str | None = None) -> int:
+        """How many calls of `method` (for `symbol`, or for any symbol) were made."""
+        return sum(1 for m, s in self.calls if m == method and (symbol is None or s == symbol))
+
+    # -- the ccxt surface --------------------------------------------------------------------------------
+
+    async def load_markets(
+        self, reload: bool = False, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        async with self._call("load_markets", None):
+            if self.markets is None or reload:
+                self.set_markets([self._market(symbol) for symbol in self._candles])
+            assert self.markets is not None
+            return self.markets
+
+    def set_markets(self, markets: Iterable[dict[str, Any]] | Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        values = list(markets.values()) if isinstance(markets, Mapping) else list(markets)
+        self.markets = {m["symbol"]: m for m in values}
+        self.symbols = sorted(self.markets)
+        return self.markets
+
+    def market(self, symbol: str) -> dict[str, Any]:
+        if self.markets is None:
+            raise ccxt.ExchangeError(f"{self.id} markets not loaded")
+        if symbol not in self.markets:
+            raise ccxt.BadSymbol(f"{self.id} does not have market symbol {symbol}")
+        return self.markets[symbol]
+
+    async def fetch_ohlcv(
+        self,
+        symbol: str,
+        timeframe: str = "1m",
+        since: int | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[Any]:
+        self.ohlcv_requests.append({"symbol": symbol, "timeframe": timeframe, "since": since, "limit": limit})
+        async with self._call("fetch_ohlcv", symbol):
+            candles = self._known(symbol)
+            if timeframe not in self.timeframes:
+                raise ccxt.BadRequest(f'{self.id} {{"code":-1120,"msg":"Invalid interval."}}')
+            if timeframe != candles.timeframe:
+                raise ccxt.NotSupported(f"{self.id} fake serves {candles.timeframe} candles only")
+            count = min(limit or 500, self.max_limit)
+            rows = self._rows_at(symbol, candles, since=since, count=count)
+            transform = self._mangle.get(symbol)
+            return transform(rows) if transform else rows
+
+    async def fetch_ticker(self, symbol: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        async with self._call("fetch_ticker", symbol):
+            candles = self._known(symbol)
+            rows = self._rows_at(symbol, candles, since=None, count=200)
+            step_ms = TIMEFRAME_SECONDS[candles.timeframe] * 1000
+            now_ms = int(self.now.timestamp() * 1000)
+            day = [r for r in rows if r[0] + step_ms > now_ms - 86_400_000]
+            base_volume = float(sum(r[5] for r in day))
+            quote_volume = float(sum(r[4] * r[5] for r in day))
+            last = rows[-1][4] if rows else None
+            return {
+                "symbol": symbol,
+                "timestamp": now_ms,
+                "datetime": self.now.isoformat(),
+                "last": last,
+                "close": last,
+                "baseVolume": base_volume,
+                "quoteVolume": quote_volume,
+                "vwap": quote_volume / base_volume if base_volume else None,
+                "info": {},
+            }
+
+    async def close(self) -> None:
+        self.closed = True
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _known(self, symbol: str) -> Candles:
+        if symbol not in self._candles:
+            raise ccxt.BadSymbol(f"{self.id} does not have market symbol {symbol}")
+        if self.markets is None:
+            self.set_markets([self._market(s) for s in self._candles])
+        return self._candles[symbol]
+
+    def _rows_at(self, symbol: str, candles: Candles, *, since: int | None, count: int) -> list[Row]:
+        """Rows an exchange shows at `now`: candles opened by then (from `since`, else the newest
+        `count`), the last one still forming."""
+        step_ms = TIMEFRAME_SECONDS[candles.timeframe] * 1000
+        now_ms = int(self.now.timestamp() * 1000)
+        horizon_ms = min(now_ms, self._frozen_ms.get(symbol, now_ms))
+        opened = int(np.searchsorted(candles.open_time_ms, horizon_ms, side="right"))
+        if since is None:
+            start = max(0, opened - count)
+        else:
+            start = int(np.searchsorted(candles.open_time_ms, since, side="left"))
+            opened = min(opened, start + count)
+        rows = [
+            [
+                int(candles.open_time_ms[i]),
+                float(candles.open[i]),
+                float(candles.high[i]),
+                float(candles.low[i]),
+                float(candles.close[i]),
+                float(candles.volume[i]),
+            ]
+            for i in range(start, opened)
+        ]
+        if rows and rows[-1][0] + step_ms > now_ms:  # forming: only part of the candle has happened
+            open_time, open_, high, low, close, volume = rows[-1]
+            done = (now_ms - open_time) / step_ms
+            price = open_ + (close - open_) * done
+            rows[-1] = [
+                open_time,
+                open_,
+                max(open_, price, min(high, price * 1.0005)),
+                min(open_, price, max(low, price * 0.9995)),
+                price,
+                volume * done,
+            ]
+        return rows
+
+    def _market(self, symbol: str) -> dict[str, Any]:
+        base, quote = symbol.split(":", 1)[0].split("/")
+        amount_step, price_step = self._steps.get(symbol, _DEFAULT_STEP)
+        if self.precisionMode == ccxt.DECIMAL_PLACES:
+            precision: dict[str, float | int] = {
+                "amount": round(-math.log10(amount_step)),
+                "price": round(-math.log10(price_step)),
+            }
+        else:
+            precision = {"amount": amount_step, "price": price_step}
+        return {
+            "id": base + quote,
+            "symbol": symbol,
+            "base": base,
+            "quote": quote,
+            "type": "spot",
+            "spot": True,
+            "active": True,
+            "precision": precision,
+            "limits": {
+                "amount": {"min": amount_step, "max": None},
+                "price": {"min": price_step, "max": None},
+                "cost": {"min": 5.0, "max": None},
+            },
+            "info": {},
+        }
+
+    def _call(self, method: str, symbol: str | None) -> _InFlight:
+        self.calls.append((method, symbol))
+        return _InFlight(self, method, symbol)
+
+    def _injected_error(self, method: str, symbol: str | None) -> BaseException | None:
+        for key in ((method, symbol), (method, None)):
+            if self._queued.get(key):
+                return self._queued[key].popleft()
+        for key in ((method, symbol), (method, None)):
+            if key in self._always:
+                return self._always[key]
+        return None
+
+
+class _InFlight:
+    """Latency, concurrency accounting and injected failures around one fake call."""
+
+    def __init__(self, exchange: FakeExchange, method: str, symbol: str | None) -> None:
+        self._exchange, self._method, self._symbol = exchange, method, symbol
+
+    async def __aenter__(self) -> None:
+        exchange = self._exchange
+        exchange.in_flight += 1
+        exchange.peak_in_flight = max(exchange.peak_in_flight, exchange.in_flight)
+        try:
+            if exchange.latency_s:
+                await asyncio.sleep(exchange.latency_s)
+            error = exchange._injected_error(self._method, self._symbol)
+            if error is not None:
+                raise error
+        except BaseException:
+            exchange.in_flight -= 1
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._exchange.in_flight -= 1
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    """A UTC-aware datetime, shorthand for tests."""
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)

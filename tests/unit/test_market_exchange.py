@@ -1,0 +1,276 @@
+"""The ccxt adapter against a fake exchange: error translation, bounded retries, closed candles, settings."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import ccxt
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from traderai.market import (
+    BadCandlesError,
+    MarketDataError,
+    PermanentMarketError,
+    RateLimitedError,
+    StaleFeedError,
+    TemporaryMarketError,
+)
+from traderai.market.exchange import (
+    CcxtSource,
+    RetryPolicy,
+    call_with_retry,
+    steps_from_market,
+    translate_ccxt_error,
+)
+from traderai.settings import Settings, SettingsError
+from traderai.testing.fake_exchange import FakeExchange, synthetic_candles
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+SYMBOLS = ("BTC/USDT", "ETH/USDT")
+CANDLES = {s: synthetic_candles(s, start=START, count=400, seed=i) for i, s in enumerate(SYMBOLS)}
+# 5 minutes into the 301st candle: 300 closed candles and one forming.
+NOW = START + timedelta(minutes=15 * 300 + 5)
+SETTINGS = Settings(markets=SYMBOLS)
+
+
+class Sleeps:
+    """Records the backoff delays instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+def source_with(
+    fake: FakeExchange, *, attempts: int = 4, settings: Settings = SETTINGS
+) -> tuple[CcxtSource, Sleeps]:
+    sleeps = Sleeps()
+    policy = RetryPolicy(attempts=attempts, base_delay_s=0.5, max_delay_s=8.0)
+    return CcxtSource(settings, exchange=fake, retry=policy, sleep=sleeps, rand=lambda: 1.0), sleeps
+
+
+def fake(**kwargs: object) -> FakeExchange:
+    return FakeExchange(CANDLES, now=NOW, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("ccxt_error", "expected", "reason"),
+    [
+        (ccxt.RequestTimeout, TemporaryMarketError, "exchange_unavailable"),
+        (ccxt.NetworkError, TemporaryMarketError, "exchange_unavailable"),
+        (ccxt.ExchangeNotAvailable, TemporaryMarketError, "exchange_unavailable"),
+        (ccxt.OnMaintenance, TemporaryMarketError, "exchange_unavailable"),
+        (ccxt.DDoSProtection, RateLimitedError, "rate_limited"),
+        (ccxt.RateLimitExceeded, RateLimitedError, "rate_limited"),
+        (ccxt.BadSymbol, PermanentMarketError, "exchange_rejected"),
+        (ccxt.BadRequest, PermanentMarketError, "exchange_rejected"),
+        (ccxt.AuthenticationError, PermanentMarketError, "exchange_rejected"),
+        (ccxt.PermissionDenied, PermanentMarketError, "exchange_rejected"),
+        (ccxt.ExchangeError, PermanentMarketError, "exchange_rejected"),
+        (ccxt.NotSupported, PermanentMarketError, "exchange_rejected"),
+        (ccxt.BadResponse, TemporaryMarketError, "exchange_unavailable"),
+        (TimeoutError, TemporaryMarketError, "exchange_unavailable"),
+    ],
+)
+def test_ccxt_errors_map_to_the_project_hierarchy(
+    ccxt_error: type[Exception], expected: type[MarketDataError], reason: str
+) -> None:
+    translated = translate_ccxt_error(ccxt_error("boom"), "binance fetch_ohlcv BTC/USDT")
+    assert type(translated) is expected
+    assert translated.reason == reason
+    assert "binance fetch_ohlcv BTC/USDT" in str(translated) and ccxt_error.__name__ in str(translated)
+
+
+def test_temporary_errors_are_retried_with_growing_backoff_then_succeed() -> None:
+    exchange = fake()
+    exchange.fail_next("fetch_ohlcv", ccxt.RequestTimeout("t1"), ccxt.ExchangeNotAvailable("503"))
+    source, sleeps = source_with(exchange)
+    candles = asyncio.run(source.fetch_candles("BTC/USDT", "15m", 100, NOW))
+    assert len(candles) == 100
+    assert exchange.count("fetch_ohlcv") == 3
+    assert sleeps.delays == [0.5, 1.0]
+
+
+def test_retries_are_bounded_and_the_last_temporary_error_surfaces() -> None:
+    exchange = fake()
+    exchange.fail_always("fetch_ohlcv", ccxt.RequestTimeout("timed out"))
+    source, sleeps = source_with(exchange, attempts=3)
+    with pytest.raises(TemporaryMarketError, match="RequestTimeout") as error:
+        asyncio.run(source.fetch_candles("BTC/USDT", "15m", 100, NOW))
+    assert exchange.count("fetch_ohlcv") == 3
+    assert len(sleeps.delays) == 2
+    assert "gave up after 3 attempt(s)" in error.value.__notes__
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ccxt.BadSymbol("nope"),
+        ccxt.AuthenticationError("key"),
+        ccxt.BadRequest("bad"),
+        ccxt.ExchangeError("x"),
+    ],
+)
+def test_permanent_errors_are_not_retried(error: Exception) -> None:
+    exchange = fake()
+    exchange.fail_always("fetch_ohlcv", error)
+    source, sleeps = source_with(exchange)
+    with pytest.raises(PermanentMarketError):
+        asyncio.run(source.fetch_candles("BTC/USDT", "15m", 100, NOW))
+    assert exchange.count("fetch_ohlcv") == 1
+    assert sleeps.delays == []
+
+
+def test_rate_limits_are_retried_but_wait_longer() -> None:
+    exchange = fake()
+    exchange.fail_next("fetch_ticker", ccxt.RateLimitExceeded("429"), symbol="BTC/USDT")
+    source, sleeps = source_with(exchange)
+    asyncio.run(source.market_info("BTC/USDT", NOW))
+    assert sleeps.delays == [2.0]  # 0.5 s base × 4 for a rate limit
+
+
+def test_every_retry_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
+    exchange = fake()
+    exchange.fail_next("fetch_ohlcv", ccxt.RequestTimeout("slow"))
+    source, _ = source_with(exchange)
+    asyncio.run(source.fetch_candles("BTC/USDT", "15m", 100, NOW))
+    retry = next(r for r in caplog.records if r.getMessage() == "market call failed; retrying")
+    assert retry.reason == "exchange_unavailable"  # type: ignore[attr-defined]
+    assert retry.attempt == 1  # type: ignore[attr-defined]
+    assert retry.call == "binance fetch_ohlcv BTC/USDT 15m"  # type: ignore[attr-defined]
+
+
+@given(
+    retry=st.integers(min_value=0, max_value=40),
+    jitter=st.floats(min_value=0, max_value=1, exclude_max=True),
+    limited=st.booleans(),
+)
+def test_backoff_never_exceeds_the_cap(retry: int, jitter: float, limited: bool) -> None:
+    policy = RetryPolicy()
+    error = RateLimitedError("x") if limited else TemporaryMarketError("x")
+    assert 0 <= policy.delay_s(retry, error, jitter) <= policy.max_delay_s
+
+
+def test_call_with_retry_leaves_foreign_exceptions_alone() -> None:
+    async def broken() -> None:
+        raise KeyError("a bug, not an outage")
+
+    with pytest.raises(KeyError):
+        asyncio.run(call_with_retry(broken, what="x", policy=RetryPolicy(), sleep=Sleeps()))
+
+
+def test_candles_are_closed_only_and_limit_plus_one_is_asked() -> None:
+    # Given an exchange at 5 minutes into a candle
+    exchange = fake()
+    source, _ = source_with(exchange)
+    # When 100 candles are fetched
+    candles = asyncio.run(source.fetch_candles("BTC/USDT", "15m", 100, NOW))
+    # Then 101 were asked for, the forming one was dropped and 100 closed candles remain
+    assert exchange.ohlcv_requests[-1]["limit"] == 101
+    assert len(candles) == 100
+    assert candles.open_time_ms[-1] == CANDLES["BTC/USDT"].open_time_ms[299]
+    assert candles.close[-1] == CANDLES["BTC/USDT"].close[299]
+
+
+def test_malformed_candles_from_the_exchange_are_bad_candles() -> None:
+    exchange = fake()
+    exchange.mangle("BTC/USDT", lambda rows: [*rows[:-5], [rows[-5][0], None, 1, 1, 1, 1], *rows[-4:]])
+    source, _ = source_with(exchange)
+    with pytest.raises(BadCandlesError, match="not a number"):
+        asyncio.run(source.fetch_candles("BTC/USDT", "15m", 100, NOW))
+
+
+def test_out_of_order_candles_from_the_exchange_are_bad_candles() -> None:
+    exchange = fake()
+    exchange.mangle("BTC/USDT", lambda rows: list(reversed(rows)))
+    source, _ = source_with(exchange)
+    with pytest.raises(BadCandlesError, match="out of order"):
+        asyncio.run(source.fetch_candles("BTC/USDT", "15m", 100, NOW))
+
+
+def test_a_frozen_feed_is_stale() -> None:
+    exchange = fake()
+    exchange.freeze("ETH/USDT", NOW - timedelta(hours=2))
+    source, _ = source_with(exchange)
+    with pytest.raises(StaleFeedError):
+        asyncio.run(source.fetch_candles("ETH/USDT", "15m", 100, NOW))
+
+
+def test_a_short_answer_gives_fewer_candles_not_an_error() -> None:
+    exchange = fake(max_limit=50)
+    source, _ = source_with(exchange)
+    assert len(asyncio.run(source.fetch_candles("BTC/USDT", "15m", 100, NOW))) == 49
+
+
+@pytest.mark.parametrize(
+    ("mode", "precision", "expected"),
+    [
+        (ccxt.TICK_SIZE, {"amount": 0.00001, "price": 0.01}, (0.00001, 0.01)),
+        (ccxt.DECIMAL_PLACES, {"amount": 5, "price": 2}, (0.00001, 0.01)),
+        (ccxt.SIGNIFICANT_DIGITS, {"amount": 5, "price": 2}, (None, None)),
+        (ccxt.TICK_SIZE, {"amount": None, "price": None}, (0.001, 0.1)),
+    ],
+)
+def test_steps_follow_the_precision_mode(mode: int, precision: dict[str, float], expected: tuple) -> None:
+    market = {"precision": precision, "limits": {"amount": {"min": 0.001}, "price": {"min": 0.1}}}
+    amount_step, price_step = steps_from_market(market, mode)
+    assert amount_step == pytest.approx(expected[0]) if expected[0] else amount_step is None
+    assert price_step == pytest.approx(expected[1]) if expected[1] else price_step is None
+
+
+@pytest.mark.parametrize("mode", [ccxt.TICK_SIZE, ccxt.DECIMAL_PLACES])
+def test_market_info_has_steps_and_24h_quote_volume(mode: int) -> None:
+    exchange = fake(precision_mode=mode, steps={"BTC/USDT": (0.00001, 0.01)})
+    source, _ = source_with(exchange)
+    info = asyncio.run(source.market_info("BTC/USDT", NOW))
+    assert info.amount_step == pytest.approx(0.00001)
+    assert info.price_step == pytest.approx(0.01)
+    day = CANDLES["BTC/USDT"].slice(
+        204, 300
+    )  # the 96 candles closed in the last 24h (+ ⅓ of the forming one)
+    assert info.quote_volume_24h == pytest.approx(float((day.close * day.volume).sum()), rel=0.01)
+
+
+def test_an_unknown_exchange_id_names_the_setting() -> None:
+    with pytest.raises(SettingsError, match=r"^EXCHANGE_ID: 'notanexchange'"):
+        CcxtSource(Settings(exchange_id="notanexchange"))
+
+
+def test_a_real_ccxt_exchange_is_built_without_touching_the_network() -> None:
+    source = CcxtSource(Settings(exchange_id="kraken"))
+    assert source.exchange_id == "kraken"
+
+
+def test_an_unknown_market_names_the_setting_and_the_symbol() -> None:
+    source, _ = source_with(fake(), settings=Settings(markets=("BTC/USDT", "DOGE/USDT")))
+    with pytest.raises(SettingsError, match=r"^MARKETS: DOGE/USDT not a market on binance"):
+        asyncio.run(source.check_settings())
+
+
+def test_known_markets_pass_the_startup_check() -> None:
+    source, _ = source_with(fake())
+    asyncio.run(source.check_settings())
+
+
+def test_an_unsupported_timeframe_names_the_setting() -> None:
+    with pytest.raises(SettingsError, match=r"^TIMEFRAME: '15m' is not offered by binance"):
+        CcxtSource(SETTINGS, exchange=fake(timeframes={"1h": "60", "1d": "1D"}))
+
+
+def test_an_exchange_without_candles_is_refused() -> None:
+    exchange = fake()
+    exchange.has["fetchOHLCV"] = False
+    with pytest.raises(SettingsError, match=r"^TIMEFRAME: binance serves no OHLCV"):
+        CcxtSource(SETTINGS, exchange=exchange)
+
+
+def test_a_symbol_not_listed_is_a_permanent_error_at_fetch_time() -> None:
+    source, sleeps = source_with(fake())
+    with pytest.raises(PermanentMarketError, match="BadSymbol"):
+        asyncio.run(source.fetch_candles("DOGE/USDT", "15m", 100, NOW))
+    assert sleeps.delays == []
