@@ -6,6 +6,7 @@ interface both sources implement, so which one a deployment uses is a setting (M
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -94,5 +95,9 @@ class MarketDataSource(Protocol):
         ...
 
     async def market_info(self, symbol: str, now: datetime) -> MarketInfo: ...
+
+    async def check_settings(self, symbols: Iterable[str] | None = None, timeframe: str | None = None) -> None:
+        """Fail at cold start, naming the setting, if a market or the timeframe does not exist here."""
+        ...
 
     async def close(self) -> None: ...
