@@ -174,7 +174,7 @@ def _float_triple(text: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
-def _parse(name: str, text: str, parse):  # noqa: ANN001, ANN202 - tiny local helper
+def _parse(name: str, text: str, parse):
     try:
         value = parse(text.strip())
     except (TypeError, ValueError) as exc:
@@ -202,6 +202,7 @@ _STRATEGY_ENV = {
 }
 _ENV_OF = {"bucket_name": "BUCKET_NAME", "signals_table": "SIGNALS_TABLE",
            "connections_table": "CONNECTIONS_TABLE", "replay_data_dir": "REPLAY_DATA_DIR"}
-ENV_NAMES = tuple(name for name, _ in _STRATEGY_ENV.values()) + (
+ENV_NAMES = (
+    *(name for name, _ in _STRATEGY_ENV.values()),
     "MARKETS", "TIMEFRAME", "EXCHANGE_ID", "MARKET_SOURCE", "REPLAY_DATA_DIR", "CANDLE_LIMIT",
     "TICK_SECONDS", "BUCKET_NAME", "SIGNALS_TABLE", "CONNECTIONS_TABLE", "MODEL_PREFIX")

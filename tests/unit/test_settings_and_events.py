@@ -47,7 +47,7 @@ def test_settings_from_env_parse_every_kind() -> None:
     ],
 )
 def test_a_wrong_setting_fails_naming_it(env: dict[str, str], name: str) -> None:
-    with pytest.raises(SettingsError, match=f"^{name}:"):
+    with pytest.raises(SettingsError, match=rf"^{name}:"):
         Settings.from_env(env)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from decimal import ROUND_HALF_EVEN, Decimal
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from traderai.contracts import Decision, Prediction, RejectReason, Side, Signal, SignalStatus, iso_utc
 from traderai.settings import Strategy

@@ -114,7 +114,7 @@ class ModelUnusableError(MarketDataError):
         self.reason = reason
 
 
-async def run_tick(settings: Settings, source, models: ModelProvider, log: JsonLinesLog,  # noqa: ANN001
+async def run_tick(settings: Settings, source, models: ModelProvider, log: JsonLinesLog,
                    tick_time: datetime, now: datetime) -> TickResult:
     """Fetch every market concurrently, predict where a candle closed, log all predictions at once."""
     snapshots, errors = await fetch_markets(source, settings.markets, settings.timeframe,

@@ -1,0 +1,93 @@
+"""moto-backed AWS built from infra/template.yaml, and the function environments the template sets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from traderai import runtime
+from traderai.adapters.model_registry import BundledModels, publish
+from traderai.infra import create_dynamodb_table, function_environment, load_template
+
+BUCKET = "traderai-data-test"
+SIGNALS_TABLE = "traderai-signals-test"
+CONNECTIONS_TABLE = "traderai-connections-test"
+
+
+@dataclass
+class Aws:
+    s3: Any
+    dynamodb: Any
+    template: dict[str, Any]
+    bucket: str = BUCKET
+    signals_table: str = SIGNALS_TABLE
+    connections_table: str = CONNECTIONS_TABLE
+
+    def objects(self, prefix: str) -> list[str]:
+        listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        return sorted(o["Key"] for o in listed.get("Contents", []))
+
+    def json_lines(self, key: str) -> list[dict[str, Any]]:
+        body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode()
+        return [json.loads(line) for line in body.splitlines()]
+
+    def signal_items(self) -> list[dict[str, Any]]:
+        return self.dynamodb.scan(TableName=self.signals_table)["Items"]
+
+
+@pytest.fixture(scope="session")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def publish_bundled_models(s3: Any, bucket: str, prefix: str = "models") -> list[str]:
+    """Upload every model shipped in the package, the way `traderai train --bucket` would."""
+    root = BundledModels().root
+    published = []
+    for pointer_path in sorted(root.glob("*/*/latest.json")):
+        pointer = json.loads(pointer_path.read_text())
+        artifact = json.loads((root / pointer["key"]).read_text())
+        manifest = json.loads((root / pointer["manifest_key"]).read_text())
+        published.append(publish(s3, bucket, prefix, artifact, manifest)["model_id"])
+    return published
+
+
+@pytest.fixture
+def aws(template: dict[str, Any]) -> Iterator[Aws]:
+    """A moto account with the template's bucket and tables, and the bundled models published."""
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        create_dynamodb_table(dynamodb, template, "SignalsTable", SIGNALS_TABLE)
+        create_dynamodb_table(dynamodb, template, "ConnectionsTable", CONNECTIONS_TABLE)
+        publish_bundled_models(s3, BUCKET)
+        yield Aws(s3=s3, dynamodb=dynamodb, template=template)
+
+
+@pytest.fixture
+def function_env(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict[str, str]]:
+    """Set a function's environment exactly as the template does (with the test's resource names)."""
+
+    def apply(logical_id: str, **parameters: str) -> dict[str, str]:
+        values = {"DataBucket": aws.bucket, "SignalsTable": aws.signals_table,
+                  "ConnectionsTable": aws.connections_table, "WebSocketApi": "local", **parameters}
+        environment = function_environment(aws.template, logical_id, values)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        _clear_runtime_caches()
+        return environment
+
+    yield apply
+    _clear_runtime_caches()
+
+
+def _clear_runtime_caches() -> None:
+    for cached in (runtime.predict_runtime, runtime.signal_runtime, runtime.s3_client):
+        cached.cache_clear()
