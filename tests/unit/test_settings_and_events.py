@@ -52,7 +52,7 @@ def test_a_wrong_setting_fails_naming_it(env: dict[str, str], name: str) -> None
 
 
 def test_a_missing_resource_name_fails_naming_the_variable() -> None:
-    with pytest.raises(SettingsError, match="^SIGNALS_TABLE:"):
+    with pytest.raises(SettingsError, match=r"^SIGNALS_TABLE:"):
         Settings.from_env({"BUCKET_NAME": "b"}).require("bucket_name", "signals_table")
 
 
