@@ -1,0 +1,1 @@
+"""Model training (scikit-learn, CLI only: `train`) and serving (numpy only: `serving`)."""

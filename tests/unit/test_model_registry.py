@@ -1,0 +1,151 @@
+"""S3 model registry (moto, in-process): publish moves the pointer, get caches and re-checks it."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from traderai.adapters.model_registry import ModelRegistry, market_key, publish
+from traderai.model.serving import ModelError, ModelNotFoundError
+
+BUCKET, PREFIX = "traderai-test", "models"
+
+
+def bundled_pair(symbol: str = "BTC_USDT") -> tuple[dict[str, Any], dict[str, Any]]:
+    folder = Path(str(resources.files("traderai") / "data" / "models")) / symbol / "15m"
+    pointer = json.loads((folder / "latest.json").read_text())
+    root = folder.parent.parent
+    artifact = json.loads((root / pointer["key"]).read_text())
+    return artifact, json.loads((root / pointer["manifest_key"]).read_text())
+
+
+def renamed(manifest: dict[str, Any], model_id: str) -> dict[str, Any]:
+    changed = copy.deepcopy(manifest)
+    changed["model_id"] = model_id
+    return changed
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def test_publish_writes_files_then_points_latest_at_them(s3: Any) -> None:
+    artifact, manifest = bundled_pair()
+    pointer = publish(s3, BUCKET, PREFIX, artifact, manifest)
+    folder = f"models/BTC_USDT/15m/{manifest['model_id']}"
+    assert pointer == {"model_id": manifest["model_id"], "key": f"{folder}/model.json",
+                       "manifest_key": f"{folder}/manifest.json"}
+    stored = json.loads(s3.get_object(Bucket=BUCKET, Key="models/BTC_USDT/15m/latest.json")["Body"].read())
+    assert stored == pointer
+    assert json.loads(s3.get_object(Bucket=BUCKET, Key=f"{folder}/model.json")["Body"].read()) == artifact
+
+
+def test_get_serves_the_published_model(s3: Any) -> None:
+    artifact, manifest = bundled_pair()
+    publish(s3, BUCKET, PREFIX, artifact, manifest)
+    model = ModelRegistry(BUCKET, PREFIX, lambda: s3).get("btc/usdt", "15m")
+    assert model.model_id == manifest["model_id"] and model.symbol == "BTC/USDT"
+
+
+def test_a_pooled_model_resolves_per_market(s3: Any) -> None:
+    artifact, btc = bundled_pair("BTC_USDT")
+    _, eth = bundled_pair("ETH_USDT")
+    publish(s3, BUCKET, PREFIX, artifact, btc)
+    publish(s3, BUCKET, PREFIX, artifact, eth)
+    registry = ModelRegistry(BUCKET, PREFIX, lambda: s3)
+    assert registry.get("BTC/USDT", "15m").model_id.startswith("BTC_USDT_15m_")
+    assert registry.get("ETH/USDT", "15m").model_id.startswith("ETH_USDT_15m_")
+
+
+def test_cached_model_is_reused_until_the_refresh_interval_then_the_pointer_is_followed(s3: Any) -> None:
+    artifact, manifest = bundled_pair()
+    publish(s3, BUCKET, PREFIX, artifact, renamed(manifest, "BTC_USDT_15m_20250101_000000"))
+    calls: list[int] = []
+    clock = Clock()
+
+    def factory() -> Any:
+        calls.append(1)
+        return s3
+
+    registry = ModelRegistry(BUCKET, PREFIX, factory, refresh_seconds=300, clock=clock)
+    first = registry.get("BTC/USDT", "15m")
+    reads = len(calls)
+    publish(s3, BUCKET, PREFIX, artifact, renamed(manifest, "BTC_USDT_15m_20250201_000000"))
+    clock.now += 299
+    assert registry.get("BTC/USDT", "15m") is first and len(calls) == reads  # warm: no S3 call
+    clock.now += 2
+    assert registry.get("BTC/USDT", "15m").model_id == "BTC_USDT_15m_20250201_000000"
+
+
+def test_an_unmoved_pointer_does_not_reload_the_model(s3: Any) -> None:
+    artifact, manifest = bundled_pair()
+    publish(s3, BUCKET, PREFIX, artifact, manifest)
+    clock = Clock()
+    registry = ModelRegistry(BUCKET, PREFIX, lambda: s3, refresh_seconds=60, clock=clock)
+    first = registry.get("BTC/USDT", "15m")
+    clock.now += 120
+    assert registry.get("BTC/USDT", "15m") is first
+
+
+def test_no_published_model_is_a_clear_error(s3: Any) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"SOL/USDT 15m: s3://traderai-test/models/SOL_USDT/15m/latest"):
+        ModelRegistry(BUCKET, PREFIX, lambda: s3).get("SOL/USDT", "15m")
+
+
+def test_s3_trouble_on_refresh_keeps_serving_the_cached_model(s3: Any) -> None:
+    artifact, manifest = bundled_pair()
+    publish(s3, BUCKET, PREFIX, artifact, manifest)
+    clock = Clock()
+    healthy = [True]
+
+    def factory() -> Any:
+        if not healthy[0]:
+            raise ConnectionError("S3 unreachable")
+        return s3
+
+    registry = ModelRegistry(BUCKET, PREFIX, factory, refresh_seconds=60, clock=clock)
+    first = registry.get("BTC/USDT", "15m")
+    healthy[0] = False
+    clock.now += 61
+    assert registry.get("BTC/USDT", "15m") is first
+    with pytest.raises(ConnectionError):
+        registry.get("ETH/USDT", "15m")  # nothing cached: the failure surfaces
+
+
+def test_a_malformed_pointer_is_refused(s3: Any) -> None:
+    s3.put_object(Bucket=BUCKET, Key="models/BTC_USDT/15m/latest.json", Body=b'{"model": 1}')
+    with pytest.raises(ModelError, match=r"latest\.json"):
+        ModelRegistry(BUCKET, PREFIX, lambda: s3).get("BTC/USDT", "15m")
+
+
+def test_a_malformed_model_is_never_published(s3: Any) -> None:
+    artifact, manifest = bundled_pair()
+    broken = dict(artifact, trees=[])
+    with pytest.raises(ModelError):
+        publish(s3, BUCKET, PREFIX, broken, manifest)
+    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+
+
+def test_market_key_layout() -> None:
+    assert market_key("models/", "eth-usdt", "1h") == "models/ETH_USDT/1h"
+    assert market_key("", "BTC/USDT:USDT", "15m") == "BTC_USDT_USDT/15m"
