@@ -1,0 +1,7 @@
+"""Placeholder so the template builds; the api handler is written elsewhere."""
+
+from typing import Any
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    raise NotImplementedError

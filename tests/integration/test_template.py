@@ -1,0 +1,430 @@
+"""The SAM template lints clean, translates, and wires what the code relies on.
+
+Checks run on the CloudFormation that SAM generates (samtranslator, offline), so implicit
+resources (roles, event rules, event-source mappings, invoke configs) are checked as deployed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from cfnlint.api import ManualArgs, lint
+from moto import mock_aws
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+
+from traderai.infra import (
+    TEMPLATE_PATH,
+    TemplateError,
+    create_dynamodb_table,
+    dynamodb_create_table_kwargs,
+    function_environment,
+    load_template,
+)
+from traderai.settings import ENV_NAMES, Settings, Strategy
+
+ROOT = TEMPLATE_PATH.parents[1]
+FUNCTIONS = ("PredictFunction", "SignalFunction", "ApiFunction", "WebSocketFunction", "BroadcastFunction")
+# Read by Powertools or the push adapter rather than by traderai.settings.
+NON_SETTINGS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL",
+                    "WEBSOCKET_ENDPOINT"}
+STRATEGY_ENV = {field.name.upper() for field in fields(Strategy)}
+# AWS managed policies SAM attaches; their "*" resources are what those services require
+# (CloudWatch Logs streams are created on demand, X-Ray has no resource ARNs, stream reads).
+ALLOWED_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole",
+}
+RESOURCE_NAMES = {"DataBucket": "traderai-data", "SignalsTable": "signals", "ConnectionsTable": "connections",
+                  "WebSocketApi": "ws123"}
+
+
+@pytest.fixture(scope="module")
+def sam_template() -> dict[str, Any]:
+    """The template as written (short-form intrinsics in long form); treat as read-only."""
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def cfn() -> dict[str, Any]:
+    """The template as SAM translates it, with artifact URIs standing in for local paths."""
+    template = load_template()
+    for logical_id, spec in template["Resources"].items():
+        for key in ("CodeUri", "ContentUri"):
+            if key in spec.get("Properties", {}):
+                spec["Properties"][key] = f"s3://artifacts/{logical_id}.zip"
+    translator = Translator({}, Parser(), boto_session=boto3.session.Session(region_name="us-east-1"))
+    return translator.translate(copy.deepcopy(template), {}, get_managed_policy_map=lambda: {})
+
+
+def _resources(cfn: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {lid: spec for lid, spec in cfn["Resources"].items() if spec["Type"] == type_}
+
+
+def _role_statements(cfn: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    role = cfn["Resources"][f"{function}Role"]["Properties"]
+    return [statement for policy in role.get("Policies", [])
+            for statement in policy["PolicyDocument"]["Statement"]]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _actions(cfn: dict[str, Any], function: str) -> set[str]:
+    return {action for statement in _role_statements(cfn, function)
+            for action in _as_list(statement["Action"])}
+
+
+def _requirement_names(requirements: Path) -> set[str]:
+    """Distribution names listed in a requirements file (comments and specifiers dropped)."""
+    names = (re.split(r"[^A-Za-z0-9._-]", line.strip(), maxsplit=1)[0]
+             for line in requirements.read_text().splitlines())
+    return {name.lower().replace("_", "-") for name in names if name}
+
+
+def _iter_roles(cfn: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    yield from _resources(cfn, "AWS::IAM::Role").items()
+
+
+# ---------------------------------------------------------------- lint and parse
+
+def test_cfn_lint_reports_no_errors_or_warnings() -> None:
+    matches = lint(TEMPLATE_PATH.read_text(encoding="utf-8"),
+                   config=ManualArgs(regions=["us-east-1", "eu-central-1", "ap-northeast-1"]))
+    assert [f"{m.rule.id} line {m.linenumber}: {m.message}" for m in matches] == []
+
+
+def test_load_template_reads_short_form_intrinsics_and_keeps_dates_as_strings(sam_template: dict) -> None:
+    assert sam_template["AWSTemplateFormatVersion"] == "2010-09-09"
+    assert sam_template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"][
+        "SIGNALS_TABLE"] == {"Ref": "SignalsTable"}
+    assert sam_template["Resources"]["BroadcastFunction"]["Properties"]["Events"]["SignalChanges"][
+        "Properties"]["Stream"] == {"Fn::GetAtt": ["SignalsTable", "StreamArn"]}
+
+
+def test_every_function_code_dir_has_its_handler_module(sam_template: dict) -> None:
+    for function in FUNCTIONS:
+        props = sam_template["Resources"][function]["Properties"]
+        module, _, _ = props["Handler"].partition(".")
+        assert (TEMPLATE_PATH.parent / props["CodeUri"] / f"{module}.py").is_file(), function
+
+
+# ---------------------------------------------------------------- wiring
+
+def test_predict_runs_at_fixed_five_minute_clock_marks(cfn: dict) -> None:
+    (rule,) = _resources(cfn, "AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "cron(0/5 * * * ? *)"
+    assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["PredictFunction", "Arn"]}
+
+
+def test_predict_hands_success_to_signal_and_failure_to_the_dlq(cfn: dict) -> None:
+    config = cfn["Resources"]["PredictFunctionEventInvokeConfig"]["Properties"]
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["DestinationConfig"] == {
+        "OnSuccess": {"Destination": {"Fn::GetAtt": ["SignalFunction", "Arn"]}},
+        "OnFailure": {"Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}},
+    }
+    assert "lambda:InvokeFunction" in _actions(cfn, "PredictFunction")
+    assert "sqs:SendMessage" in _actions(cfn, "PredictFunction")
+
+
+def test_signal_sends_failures_to_the_dlq(cfn: dict) -> None:
+    config = cfn["Resources"]["SignalFunctionEventInvokeConfig"]["Properties"]
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["DestinationConfig"]["OnFailure"] == {
+        "Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+    assert "sqs:SendMessage" in _actions(cfn, "SignalFunction")
+
+
+def test_broadcast_reads_inserts_and_modifies_with_partial_batch_failures(cfn: dict) -> None:
+    (mapping,) = _resources(cfn, "AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    assert props["EventSourceArn"] == {"Fn::GetAtt": ["SignalsTable", "StreamArn"]}
+    assert props["FunctionName"] == {"Ref": "BroadcastFunction"}
+    assert props["StartingPosition"] == "LATEST"
+    assert props["BatchSize"] == 50
+    assert props["MaximumRetryAttempts"] == 5
+    assert props["BisectBatchOnFunctionError"] is True
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    (pattern,) = (json.loads(f["Pattern"]) for f in props["FilterCriteria"]["Filters"])
+    assert pattern == {"eventName": ["INSERT", "MODIFY"]}
+    assert props["DestinationConfig"]["OnFailure"] == {
+        "Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+    assert "sqs:SendMessage" in _actions(cfn, "BroadcastFunction")
+
+
+def test_http_api_routes_reach_the_api_function(cfn: dict) -> None:
+    paths = cfn["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
+    assert set(paths) == {"/signals", "/signals/{signal_id}", "/health", "/openapi.json"}
+    for path, operations in paths.items():
+        assert set(operations) == {"get"}, path
+        assert "${ApiFunction.Arn}" in operations["get"]["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+
+
+def test_websocket_routes_all_reach_the_websocket_function(cfn: dict) -> None:
+    api = cfn["Resources"]["WebSocketApi"]["Properties"]
+    assert api["ProtocolType"] == "WEBSOCKET"
+    assert api["RouteSelectionExpression"] == "$request.body.action"
+    routes = _resources(cfn, "AWS::ApiGatewayV2::Route")
+    assert {r["Properties"]["RouteKey"] for r in routes.values()} == {
+        "$connect", "$disconnect", "$default", "subscribe", "unsubscribe", "ping"}
+    assert all(r["Properties"]["Target"] == {"Fn::Sub": "integrations/${WebSocketIntegration}"}
+               for r in routes.values())
+    integration = cfn["Resources"]["WebSocketIntegration"]["Properties"]
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    assert "${WebSocketFunction.Arn}" in integration["IntegrationUri"]["Fn::Sub"]
+    stage = cfn["Resources"]["WebSocketStage"]["Properties"]
+    assert (stage["StageName"], stage["AutoDeploy"]) == ("prod", True)
+    permission = cfn["Resources"]["WebSocketInvokePermission"]["Properties"]
+    assert permission["FunctionName"] == {"Ref": "WebSocketFunction"}
+    assert "${WebSocketApi}/" in permission["SourceArn"]["Fn::Sub"]
+
+
+def test_functions_run_python312_on_arm64_with_their_layers(cfn: dict) -> None:
+    layer_names = {lid: spec["Properties"]["LayerName"]
+                   for lid, spec in _resources(cfn, "AWS::Lambda::LayerVersion").items()}
+    expected = {"PredictFunction": ["CoreLayer", "PredictDepsLayer"]} | {
+        f: ["CoreLayer", "ApiDepsLayer"] for f in FUNCTIONS if f != "PredictFunction"}
+    for function, layers in expected.items():
+        props = cfn["Resources"][function]["Properties"]
+        assert (props["Runtime"], props["Architectures"]) == ("python3.12", ["arm64"]), function
+        assert props["TracingConfig"] == {"Mode": "Active"}, function
+        assert [layer_names[ref["Ref"]] for ref in props["Layers"]] == layers, function
+
+
+def test_layers_build_for_arm64_and_carry_no_training_stack(sam_template: dict) -> None:
+    for logical_id in ("CoreLayer", "PredictDepsLayer", "ApiDepsLayer"):
+        layer = sam_template["Resources"][logical_id]
+        assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+        assert layer["Metadata"]["BuildArchitecture"] == "arm64"
+    for requirements in (ROOT / "layers").glob("*/requirements.txt"):
+        assert not _requirement_names(requirements) & {"scikit-learn", "scipy", "pandas", "boto3"}
+    assert not _requirement_names(ROOT / "layers" / "api-deps" / "requirements.txt") & {"numpy", "ccxt"}
+
+
+# ---------------------------------------------------------------- environment vs. settings
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_env_names_are_ones_the_code_reads(sam_template: dict, function: str) -> None:
+    environment = function_environment(sam_template, function, RESOURCE_NAMES)
+    assert set(environment) - NON_SETTINGS_ENV <= set(ENV_NAMES)
+    assert environment["POWERTOOLS_SERVICE_NAME"] == "traderai"
+    assert environment["POWERTOOLS_METRICS_NAMESPACE"] == "TraderAI"
+
+
+def test_strategy_env_names_follow_the_strategy_fields() -> None:
+    assert set(ENV_NAMES) >= STRATEGY_ENV
+
+
+def test_predict_env_parses_into_settings_the_schedule_agrees_with(sam_template: dict) -> None:
+    environment = function_environment(sam_template, "PredictFunction", RESOURCE_NAMES)
+    settings = Settings.from_env(environment).require("bucket_name")
+    assert settings.markets == ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT")
+    assert (settings.timeframe, settings.exchange_id, settings.market_source) == ("15m", "binance", "ccxt")
+    assert (settings.bucket_name, settings.model_prefix) == ("traderai-data", "models")
+    assert settings.tick_seconds == 300  # cron(0/5 ...)
+
+
+def test_signal_env_carries_every_strategy_setting_with_the_code_defaults(sam_template: dict) -> None:
+    environment = function_environment(sam_template, "SignalFunction", RESOURCE_NAMES)
+    assert set(environment) >= STRATEGY_ENV
+    settings = Settings.from_env(environment).require("bucket_name", "signals_table")
+    assert settings.strategy == Strategy()
+    assert settings.signals_table == "signals"
+
+
+@pytest.mark.parametrize(("function", "required"), [
+    ("ApiFunction", ("signals_table",)),
+    ("WebSocketFunction", ("connections_table",)),
+    ("BroadcastFunction", ("connections_table",)),
+])
+def test_api_side_functions_get_their_tables(sam_template: dict, function: str, required: tuple[str]) -> None:
+    Settings.from_env(function_environment(sam_template, function, RESOURCE_NAMES)).require(*required)
+
+
+@pytest.mark.parametrize("function", ["WebSocketFunction", "BroadcastFunction"])
+def test_push_functions_post_to_the_prod_stage(sam_template: dict, function: str) -> None:
+    environment = function_environment(sam_template, function, RESOURCE_NAMES | {"AWS::Region": "eu-west-1"})
+    assert environment["WEBSOCKET_ENDPOINT"] == "https://ws123.execute-api.eu-west-1.amazonaws.com/prod"
+
+
+def test_function_environment_names_what_it_cannot_resolve(sam_template: dict) -> None:
+    with pytest.raises(TemplateError, match=r"SIGNALS_TABLE.*SignalsTable"):
+        function_environment(sam_template, "ApiFunction", {})
+
+
+# ---------------------------------------------------------------- least privilege
+
+def test_roles_use_only_expected_managed_policies(cfn: dict) -> None:
+    for role_id, role in _iter_roles(cfn):
+        assert set(role["Properties"].get("ManagedPolicyArns", [])) <= ALLOWED_MANAGED_POLICIES, role_id
+
+
+def test_no_inline_statement_allows_everything(cfn: dict) -> None:
+    for role_id, role in _iter_roles(cfn):
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                where = f"{role_id}/{policy['PolicyName']}"
+                assert statement["Effect"] == "Allow", where
+                for action in _as_list(statement["Action"]):
+                    assert "*" not in action, f"{where}: {action}"
+                for resource in _as_list(statement["Resource"]):
+                    assert resource != "*", where
+                    assert isinstance(resource, dict), f"{where}: {resource} is not a named resource"
+
+
+@pytest.mark.parametrize(("function", "actions"), [
+    ("PredictFunction", {"s3:PutObject", "s3:GetObject", "s3:ListBucket", "lambda:InvokeFunction",
+                         "sqs:SendMessage"}),
+    ("SignalFunction", {"s3:PutObject", "dynamodb:PutItem", "dynamodb:Query", "sqs:SendMessage"}),
+    ("ApiFunction", {"dynamodb:GetItem", "dynamodb:Query"}),
+    ("WebSocketFunction", {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem",
+                           "dynamodb:GetItem", "execute-api:ManageConnections"}),
+    ("BroadcastFunction", {"dynamodb:Scan", "dynamodb:DeleteItem", "execute-api:ManageConnections",
+                           "sqs:SendMessage"}),
+])
+def test_each_function_gets_exactly_its_actions(cfn: dict, function: str, actions: set[str]) -> None:
+    assert _actions(cfn, function) == actions
+
+
+def test_s3_access_is_scoped_to_prefixes(cfn: dict) -> None:
+    def s3_resources(function: str) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for statement in _role_statements(cfn, function):
+            for action in _as_list(statement["Action"]):
+                if action.startswith("s3:"):
+                    resources = (json.dumps(r) for r in _as_list(statement["Resource"]))
+                    found.setdefault(action, set()).update(resources)
+        return found
+
+    assert s3_resources("PredictFunction") == {
+        "s3:PutObject": {json.dumps({"Fn::Sub": "${DataBucket.Arn}/predictions/*"})},
+        "s3:GetObject": {json.dumps({"Fn::Sub": "${DataBucket.Arn}/models/*"})},
+        "s3:ListBucket": {json.dumps({"Fn::GetAtt": ["DataBucket", "Arn"]})},
+    }
+    assert s3_resources("SignalFunction") == {
+        "s3:PutObject": {json.dumps({"Fn::Sub": "${DataBucket.Arn}/decisions/*"})}}
+
+
+def test_manage_connections_is_scoped_to_the_websocket_api(cfn: dict) -> None:
+    for function in ("WebSocketFunction", "BroadcastFunction"):
+        (statement,) = [s for s in _role_statements(cfn, function)
+                        if s["Action"] == "execute-api:ManageConnections"]
+        assert statement["Resource"]["Fn::Sub"].endswith(":${WebSocketApi}/prod/POST/@connections/*")
+
+
+# ---------------------------------------------------------------- data at rest and in transit
+
+def test_data_bucket_is_encrypted_private_versioned_and_tls_only(cfn: dict) -> None:
+    bucket = cfn["Resources"]["DataBucket"]["Properties"]
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    expiring = {r.get("Prefix") for r in bucket["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r}
+    assert expiring == {"predictions/", "decisions/"}
+    (statement,) = cfn["Resources"]["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Action"]) == ("Deny", "s3:*")
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert {"Fn::Sub": "${DataBucket.Arn}/*"} in statement["Resource"]
+
+
+@pytest.mark.parametrize("table", ["SignalsTable", "ConnectionsTable"])
+def test_tables_are_on_demand_with_pitr_and_sse(cfn: dict, table: str) -> None:
+    props = cfn["Resources"][table]["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_signals_table_streams_and_indexes_match_the_queries(cfn: dict) -> None:
+    props = cfn["Resources"]["SignalsTable"]["Properties"]
+    assert props["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert props["KeySchema"] == [{"AttributeName": "signal_id", "KeyType": "HASH"}]
+    indexes = {index["IndexName"]: ([key["AttributeName"] for key in index["KeySchema"]],
+                                    index["Projection"]["ProjectionType"])
+               for index in props["GlobalSecondaryIndexes"]}
+    assert indexes == {"by_symbol": (["symbol", "created_at"], "ALL"),
+                       "by_status": (["status", "created_at"], "ALL"),
+                       "by_time": (["feed", "created_at"], "ALL")}
+
+
+def test_connections_expire_by_ttl(cfn: dict) -> None:
+    assert cfn["Resources"]["ConnectionsTable"]["Properties"]["TimeToLiveSpecification"] == {
+        "AttributeName": "ttl", "Enabled": True}
+
+
+def test_dead_letter_queue_is_encrypted_and_keeps_two_weeks(cfn: dict) -> None:
+    props = cfn["Resources"]["DeadLetterQueue"]["Properties"]
+    assert props["SqsManagedSseEnabled"] is True
+    assert props["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+def test_outputs_name_what_users_and_the_demo_need(cfn: dict) -> None:
+    assert {"HttpApiUrl", "WebSocketUrl", "DataBucketName", "SignalsTableName", "DeadLetterQueueUrl"} <= set(
+        cfn["Outputs"])
+
+
+def test_every_function_has_a_log_group_with_retention(sam_template: dict) -> None:
+    groups = {spec["Properties"]["LogGroupName"]["Fn::Sub"]: spec["Properties"]
+              for spec in sam_template["Resources"].values() if spec["Type"] == "AWS::Logs::LogGroup"}
+    for function in FUNCTIONS:
+        assert groups[f"/aws/lambda/${{{function}}}"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+# ---------------------------------------------------------------- moto tables from the template
+
+def test_create_table_kwargs_come_from_the_template(sam_template: dict) -> None:
+    kwargs = dynamodb_create_table_kwargs(sam_template, "SignalsTable", "signals-test")
+    assert kwargs["TableName"] == "signals-test"
+    assert kwargs["BillingMode"] == "PAY_PER_REQUEST"
+    assert kwargs["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert "ProvisionedThroughput" not in kwargs
+    assert [i["IndexName"] for i in kwargs["GlobalSecondaryIndexes"]] == ["by_symbol", "by_status", "by_time"]
+
+
+def test_moto_signals_table_answers_the_newest_first_feed_query(sam_template: dict) -> None:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        name = create_dynamodb_table(client, sam_template, "SignalsTable", "signals-test")
+        for signal_id, symbol, created_at in [("signal_BTC_USDT_a", "BTC/USDT", "2024-05-01T10:00:00Z"),
+                                              ("signal_ETH_USDT_b", "ETH/USDT", "2024-05-01T10:05:00Z")]:
+            client.put_item(TableName=name, Item={
+                "signal_id": {"S": signal_id}, "symbol": {"S": symbol}, "status": {"S": "ACTIVE"},
+                "feed": {"S": "ALL"}, "created_at": {"S": created_at}})
+
+        feed = client.query(TableName=name, IndexName="by_time", KeyConditionExpression="feed = :all",
+                            ExpressionAttributeValues={":all": {"S": "ALL"}}, ScanIndexForward=False)
+        by_symbol = client.query(TableName=name, IndexName="by_symbol", KeyConditionExpression="symbol = :s",
+                                 ExpressionAttributeValues={":s": {"S": "BTC/USDT"}})
+
+        assert [i["signal_id"]["S"] for i in feed["Items"]] == ["signal_ETH_USDT_b", "signal_BTC_USDT_a"]
+        assert [i["signal_id"]["S"] for i in by_symbol["Items"]] == ["signal_BTC_USDT_a"]
+        table = client.describe_table(TableName=name)["Table"]
+        assert table["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+        backups = client.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+        assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+
+
+def test_moto_connections_table_has_the_ttl_attribute(sam_template: dict) -> None:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        name = create_dynamodb_table(client, sam_template, "ConnectionsTable", "connections-test")
+        ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "ttl")
+
+
+def test_template_path_points_into_the_checkout() -> None:
+    assert Path(__file__).resolve().parents[2] / "infra" / "template.yaml" == TEMPLATE_PATH
