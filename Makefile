@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
 
 demo: $(STAMP)
-	$(PY) -m traderai.cli local $(ARGS)
+	$(PY) -m traderai.cli tick $(ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/run.py

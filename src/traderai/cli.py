@@ -114,8 +114,15 @@ def _run_train(args: argparse.Namespace) -> int:
 
 # --- registry -------------------------------------------------------------------------------------
 
+def _add_tick(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from traderai.local.tick import add_parser
+
+    add_parser(subparsers)
+
+
 SUBCOMMANDS: dict[str, AddSubcommand] = {
     "train": _add_train,
+    "tick": _add_tick,
 }
 """name -> function adding the subparser (which sets `func`); other subcommands register here."""
 

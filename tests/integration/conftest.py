@@ -12,8 +12,8 @@ import pytest
 from moto import mock_aws
 
 from traderai import runtime
-from traderai.adapters.model_registry import BundledModels, publish
-from traderai.infra import create_dynamodb_table, function_environment, load_template
+from traderai.infra import load_template
+from traderai.local.aws import LocalAws
 
 BUCKET = "traderai-data-test"
 SIGNALS_TABLE = "traderai-signals-test"
@@ -25,6 +25,7 @@ class Aws:
     s3: Any
     dynamodb: Any
     template: dict[str, Any]
+    local: LocalAws
     bucket: str = BUCKET
     signals_table: str = SIGNALS_TABLE
     connections_table: str = CONNECTIONS_TABLE
@@ -46,29 +47,15 @@ def template() -> dict[str, Any]:
     return load_template()
 
 
-def publish_bundled_models(s3: Any, bucket: str, prefix: str = "models") -> list[str]:
-    """Upload every model shipped in the package, the way `traderai train --bucket` would."""
-    root = BundledModels().root
-    published = []
-    for pointer_path in sorted(root.glob("*/*/latest.json")):
-        pointer = json.loads(pointer_path.read_text())
-        artifact = json.loads((root / pointer["key"]).read_text())
-        manifest = json.loads((root / pointer["manifest_key"]).read_text())
-        published.append(publish(s3, bucket, prefix, artifact, manifest)["model_id"])
-    return published
-
-
 @pytest.fixture
 def aws(template: dict[str, Any]) -> Iterator[Aws]:
     """A moto account with the template's bucket and tables, and the bundled models published."""
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=BUCKET)
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        create_dynamodb_table(dynamodb, template, "SignalsTable", SIGNALS_TABLE)
-        create_dynamodb_table(dynamodb, template, "ConnectionsTable", CONNECTIONS_TABLE)
-        publish_bundled_models(s3, BUCKET)
-        yield Aws(s3=s3, dynamodb=dynamodb, template=template)
+        local = LocalAws(s3, dynamodb, template, {"DataBucket": BUCKET, "SignalsTable": SIGNALS_TABLE,
+                                                  "ConnectionsTable": CONNECTIONS_TABLE}).provision()
+        yield Aws(s3=s3, dynamodb=dynamodb, template=template, local=local)
 
 
 @pytest.fixture
@@ -76,9 +63,7 @@ def function_env(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dic
     """Set a function's environment exactly as the template does (with the test's resource names)."""
 
     def apply(logical_id: str, **parameters: str) -> dict[str, str]:
-        values = {"DataBucket": aws.bucket, "SignalsTable": aws.signals_table,
-                  "ConnectionsTable": aws.connections_table, "WebSocketApi": "local", **parameters}
-        environment = function_environment(aws.template, logical_id, values)
+        environment = aws.local.environment(logical_id, parameters)
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
         _clear_runtime_caches()

@@ -1,0 +1,1 @@
+"""The embedded default: the whole system on one machine, moto in place of AWS."""
