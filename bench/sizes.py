@@ -1,8 +1,8 @@
 """Unzipped deployable size of every Lambda function (its code plus its layers), arm64 / Python 3.12.
 
 Layers are installed the way `sam build` builds them without a container: each layer's
-requirements.txt with pip for manylinux2014_aarch64 / CPython 3.12, binary wheels only, no
-bytecode; a layer without requirements.txt is its source folder (CoreLayer is src/). Functions and
+requirements.txt with pip for aarch64 manylinux (up to glibc 2.34) / CPython 3.12, binary wheels
+only, no bytecode; a layer without requirements.txt is its source folder (CoreLayer is src/). Functions and
 layers are read from infra/template.yaml, so the figures follow the template. Exits 1 if any
 function exceeds Lambda's 250 MB unzipped limit.
 
@@ -28,8 +28,13 @@ from traderai.infra import TEMPLATE_PATH, load_template
 
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # bytes: "250 MB", function code plus all its layers
 MB = 1_000_000
-PIP_PLATFORM_ARGS = ("--only-binary=:all:", "--platform", "manylinux2014_aarch64", "--python-version", "3.12",
-                     "--implementation", "cp", "--no-compile")
+# Lambda's python3.12 runtime (Amazon Linux 2023) has glibc 2.34: accept the aarch64 manylinux tags
+# `sam build` accepts (aws_lambda_builders python_pip packager). manylinux2014 alone would pick older
+# releases of packages that now ship only manylinux_2_28 aarch64 wheels (numpy >= 2.3).
+MANYLINUX_AARCH64 = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64",
+                     "manylinux_2_34_aarch64")
+PIP_PLATFORM_ARGS = ("--only-binary=:all:", *(arg for tag in MANYLINUX_AARCH64 for arg in ("--platform", tag)),
+                     "--python-version", "3.12", "--implementation", "cp", "--no-compile")
 SKIPPED = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 
 
