@@ -35,7 +35,7 @@ ROOT = TEMPLATE_PATH.parents[1]
 FUNCTIONS = ("PredictFunction", "SignalFunction", "ApiFunction", "WebSocketFunction", "BroadcastFunction")
 # Read by Powertools or the push adapter rather than by traderai.settings.
 NON_SETTINGS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL",
-                    "WEBSOCKET_ENDPOINT"}
+                    "WEBSOCKET_ENDPOINT", "TOKEN_SECRET"}
 STRATEGY_ENV = {field.name.upper() for field in fields(Strategy)}
 # AWS managed policies SAM attaches; their "*" resources are what those services require
 # (CloudWatch Logs streams are created on demand, X-Ray has no resource ARNs, stream reads).
