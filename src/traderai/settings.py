@@ -85,6 +85,8 @@ class Settings:
     bucket_name: str | None = None
     signals_table: str | None = None
     connections_table: str | None = None
+    api_keys_table: str | None = None
+    deliveries_table: str | None = None
     model_prefix: str = "models"
     strategy: Strategy = field(default_factory=Strategy)
 
@@ -117,7 +119,8 @@ class Settings:
         for attr, name in (("timeframe", "TIMEFRAME"), ("exchange_id", "EXCHANGE_ID"),
                            ("market_source", "MARKET_SOURCE"), ("replay_data_dir", "REPLAY_DATA_DIR"),
                            ("bucket_name", "BUCKET_NAME"), ("signals_table", "SIGNALS_TABLE"),
-                           ("connections_table", "CONNECTIONS_TABLE"), ("model_prefix", "MODEL_PREFIX")):
+                           ("connections_table", "CONNECTIONS_TABLE"), ("model_prefix", "MODEL_PREFIX"),
+                           ("api_keys_table", "API_KEYS_TABLE"), ("deliveries_table", "DELIVERIES_TABLE")):
             if env.get(name, "").strip():
                 kwargs[attr] = env[name].strip()
         for attr, name in (("candle_limit", "CANDLE_LIMIT"), ("tick_seconds", "TICK_SECONDS")):
@@ -201,8 +204,10 @@ _STRATEGY_ENV = {
     "max_drift_psi": ("MAX_DRIFT_PSI", float),
 }
 _ENV_OF = {"bucket_name": "BUCKET_NAME", "signals_table": "SIGNALS_TABLE",
-           "connections_table": "CONNECTIONS_TABLE", "replay_data_dir": "REPLAY_DATA_DIR"}
+           "connections_table": "CONNECTIONS_TABLE", "replay_data_dir": "REPLAY_DATA_DIR",
+           "api_keys_table": "API_KEYS_TABLE", "deliveries_table": "DELIVERIES_TABLE"}
 ENV_NAMES = (
     *(name for name, _ in _STRATEGY_ENV.values()),
     "MARKETS", "TIMEFRAME", "EXCHANGE_ID", "MARKET_SOURCE", "REPLAY_DATA_DIR", "CANDLE_LIMIT",
-    "TICK_SECONDS", "BUCKET_NAME", "SIGNALS_TABLE", "CONNECTIONS_TABLE", "MODEL_PREFIX")
+    "TICK_SECONDS", "BUCKET_NAME", "SIGNALS_TABLE", "CONNECTIONS_TABLE", "MODEL_PREFIX",
+    "API_KEYS_TABLE", "DELIVERIES_TABLE")
