@@ -291,7 +291,7 @@ def test_no_inline_statement_allows_everything(cfn: dict) -> None:
     ("WebSocketFunction", {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem",
                            "dynamodb:GetItem", "execute-api:ManageConnections"}),
     ("BroadcastFunction", {"dynamodb:Scan", "dynamodb:DeleteItem", "execute-api:ManageConnections",
-                           "sqs:SendMessage"}),
+                           "sqs:SendMessage", "dynamodb:GetItem", "dynamodb:UpdateItem"}),
 ])
 def test_each_function_gets_exactly_its_actions(cfn: dict, function: str, actions: set[str]) -> None:
     assert _actions(cfn, function) == actions

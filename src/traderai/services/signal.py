@@ -46,15 +46,17 @@ class SignalOutcome:
 
 def process_handoff(handoff: Handoff, strategy: Strategy, repository: SignalRepository, log: JsonLinesLog,
                     now: datetime) -> SignalOutcome:
-    """Decide, store accepted signals idempotently, then log every decision as one object per tick.
+    """Decide, log every decision as one object per tick, then store the accepted signals idempotently.
 
-    A retried tick re-decides the same predictions: its own earlier signal (same deterministic id)
-    does not count as a duplicate, the conditional put skips it, and the log object is overwritten.
+    The log is written first (write-ahead): every signal a user can see has its decision in the log,
+    and a tick whose log cannot be written stores nothing. A failed signal write fails the tick after
+    counting it (metric `SignalWriteFailures`); the retry re-decides the same predictions: its own
+    earlier signal (same deterministic id) does not count as a duplicate, the log object is
+    overwritten and the conditional put skips what is already stored (docs/operations.md).
     """
     active = repository.active_signal_ids({p.symbol for p in handoff.predictions}, now)
     decisions: list[Decision] = []
-    stored: list[Signal] = []
-    already: list[str] = []
+    accepted: list[tuple[Decision, Signal]] = []
     for prediction in handoff.predictions:
         own_id = signal_id_for(prediction)
         blocking = frozenset(pair for pair, ids in active.items() if ids - {own_id})
@@ -64,15 +66,30 @@ def process_handoff(handoff: Handoff, strategy: Strategy, repository: SignalRepo
             logger.info(decision.message, extra={"reason": decision.reason, "symbol": decision.symbol,
                                                  "reasons": list(decision.reasons)})
             continue
-        if repository.put_new(signal):
+        accepted.append((decision, signal))
+        active[(signal.symbol, signal.side)] = active.get((signal.symbol, signal.side), frozenset()) | {own_id}
+    key = log.write(DECISIONS, handoff.tick_time, [d.to_dict() for d in decisions]) if decisions else None
+    stored: list[Signal] = []
+    already: list[str] = []
+    for decision, signal in accepted:
+        if _put(repository, signal):
             stored.append(signal)
             logger.info(decision.message, extra={"signal_id": signal.signal_id})
         else:
             already.append(signal.signal_id)
-        active[(signal.symbol, signal.side)] = active.get((signal.symbol, signal.side), frozenset()) | {own_id}
-    key = log.write(DECISIONS, handoff.tick_time, [d.to_dict() for d in decisions]) if decisions else None
     _count(decisions, len(stored))
     return SignalOutcome(tuple(decisions), tuple(stored), tuple(already), key)
+
+
+def _put(repository: SignalRepository, signal: Signal) -> bool:
+    """Conditional put; a failure (after the client's bounded retries) is counted, logged and re-raised."""
+    try:
+        return repository.put_new(signal)
+    except Exception:
+        metrics.add_metric(name="SignalWriteFailures", unit=MetricUnit.Count, value=1)
+        logger.exception("Signal write failed; the tick fails and is retried",
+                         extra={"signal_id": signal.signal_id, "symbol": signal.symbol})
+        raise
 
 
 def _count(decisions: list[Decision], stored: int) -> None:
