@@ -120,9 +120,16 @@ def _add_tick(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_parser(subparsers)
 
 
+def _add_keys(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from traderai.keys_cli import add_keys_parser
+
+    add_keys_parser(subparsers)
+
+
 SUBCOMMANDS: dict[str, AddSubcommand] = {
     "train": _add_train,
     "tick": _add_tick,
+    "keys": _add_keys,
 }
 """name -> function adding the subparser (which sets `func`); other subcommands register here."""
 
