@@ -274,3 +274,15 @@ def test_a_symbol_not_listed_is_a_permanent_error_at_fetch_time() -> None:
     with pytest.raises(PermanentMarketError, match="BadSymbol"):
         asyncio.run(source.fetch_candles("DOGE/USDT", "15m", 100, NOW))
     assert sleeps.delays == []
+
+
+@pytest.mark.parametrize(("exchange_id", "algorithm"), [("binance", "rollingWindow"), ("kraken", "leakyBucket")])
+def test_a_per_minute_weight_exchange_gets_a_rolling_window_limiter(exchange_id: str, algorithm: str) -> None:
+    # Given Binance's 6,000 weight per minute, ccxt's leaky bucket would space every request 20 ms apart
+    source = CcxtSource(Settings(exchange_id=exchange_id, markets=("BTC/USDT",), timeframe="15m"))
+    # Then a tick's burst passes within the same per-minute budget; other exchanges keep ccxt's default
+    bucket = source._exchange.tokenBucket
+    assert bucket["algorithm"] == algorithm
+    if algorithm == "rollingWindow":
+        assert bucket["windowSize"] / bucket["rateLimit"] == 1200  # cost units a minute = 6,000 weight
+    asyncio.run(source.close())
