@@ -1,7 +1,96 @@
-"""Placeholder so the template builds; the api handler is written elsewhere."""
+"""ApiFunction: GET /signals, GET /signals/{signal_id}, GET /health and GET /openapi.json (HTTP API).
 
-from typing import Any
+Parameters are validated by Powertools from the type hints below, which also generate the OpenAPI
+document; every error, ours or the validator's, leaves through the exception handlers at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import AwareDatetime, BeforeValidator
+
+from traderai import __version__
+from traderai.contracts import Side, Signal, SignalStatus
+from traderai.observability import logger, metrics, tracer
+from traderai.services import api, wiring
+
+app = APIGatewayHttpResolver(enable_validation=True)
+app.configure_openapi(title="TraderAI API", version=__version__,
+                      description="Crypto trading signals: list, fetch, and the service's health.")
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {"application/json": {"model": api.ErrorBody}}}
+    for code, text in ((400, "Invalid parameter"), (404, "Not found"), (500, "Internal error"))}
+_upper = BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)
+_plus = BeforeValidator(lambda v: v.replace(" ", "+") if isinstance(v, str) else v)  # an unescaped '+'
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raise NotImplementedError
+@app.get("/signals", summary="List signals, newest first", responses=ERRORS)
+def list_signals(
+    symbol: Annotated[str | None, Query(description="BTC/USDT, BTC_USDT or BTC-USDT")] = None,
+    side: Annotated[Side | None, _upper, Query(description="LONG or SHORT (any case)")] = None,
+    status: Annotated[SignalStatus | None, _upper, Query(description="e.g. ACTIVE")] = None,
+    since: Annotated[AwareDatetime | None, _plus, Query(description="created_at >= since (ISO-8601)")] = None,
+    until: Annotated[AwareDatetime | None, _plus, Query(description="created_at <= until (ISO-8601)")] = None,
+    limit: Annotated[int, Query(ge=1, le=api.MAX_LIMIT)] = api.DEFAULT_LIMIT,
+    next_token: Annotated[str | None, Query(max_length=2048, description="From the previous page")] = None,
+) -> api.SignalPage:
+    api.reject_unknown_parameters(app.current_event.query_string_parameters, api.LIST_PARAMETERS)
+    filters = api.signal_filters(symbol, side, status, since, until)
+    return api.list_signals(wiring.signal_store(), wiring.page_tokens(), filters, limit, next_token)
+
+
+@app.get("/signals/<signal_id>", summary="One signal by id", responses=ERRORS)
+def get_signal(signal_id: Annotated[str, Path(max_length=128)]) -> Signal:
+    return api.get_signal(wiring.signal_store(), signal_id)
+
+
+@app.get("/health", summary="Liveness")
+def health() -> dict[str, str]:
+    return {"status": "ok", "service": "traderai", "version": __version__}
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi() -> Response[str]:
+    return Response(200, content_types.APPLICATION_JSON, app.get_openapi_json_schema())
+
+
+@app.exception_handler(api.ApiError)
+def domain_error(error: api.ApiError) -> Response:
+    return _error(error.status_code, error.code, str(error))
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(error: RequestValidationError) -> Response:
+    details = [{"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]} for e in error.errors()]
+    return _error(400, "bad_request", api.validation_message(list(error.errors())), details)
+
+
+@app.not_found
+def no_route(_: NotFoundError) -> Response:
+    return _error(404, "not_found", f"no route {app.current_event.http_method} {app.current_event.path}")
+
+
+@app.exception_handler(Exception)
+def unexpected(error: Exception) -> Response:
+    logger.exception("Unhandled error")
+    return _error(500, "internal_error", "internal error; the request id is in the logs")
+
+
+def _error(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
+    body = api.ErrorBody(error=code, message=message, details=details).model_dump(exclude_none=True)
+    return Response(status, content_types.APPLICATION_JSON, body)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
+

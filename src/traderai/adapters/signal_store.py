@@ -1,0 +1,259 @@
+"""The Signals table (DynamoDB, via pynamodb): store, fetch and page through signals.
+
+The pynamodb model lives only here. Its class is built on first use for a given table name, so
+nothing reads the environment at import time. Every item carries `feed = "ALL"`, the constant hash
+key of the `by_time` index, which gives "every signal, newest first" as a Query, never a Scan.
+Numbers come back as Python floats (ints for `leverage`), never strings or Decimals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, get_args, get_type_hints
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import PutError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from traderai.contracts import Signal, SignalStatus, iso_utc
+
+FEED_ALL = "ALL"
+BY_SYMBOL, BY_STATUS, BY_TIME = "by_symbol", "by_status", "by_time"
+# Key attributes of a LastEvaluatedKey per index: the index's own keys plus the table's hash key.
+INDEX_KEYS: dict[str, tuple[str, ...]] = {
+    BY_SYMBOL: ("signal_id", "symbol", "created_at"),
+    BY_STATUS: ("signal_id", "status", "created_at"),
+    BY_TIME: ("signal_id", "feed", "created_at"),
+}
+_INT_FIELDS = frozenset({"leverage"})
+
+
+class InvalidStartKey(ValueError):
+    """A pagination start key does not have the shape of the index it is used with."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignalFilters:
+    """Normalised filters of a signal listing; `since`/`until` are inclusive ISO-8601 UTC bounds."""
+
+    symbol: str | None = None
+    side: str | None = None
+    status: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    @property
+    def index_name(self) -> str:
+        """The index whose hash key is the most specific filter given: symbol, then status, then none."""
+        if self.symbol:
+            return BY_SYMBOL
+        if self.status:
+            return BY_STATUS
+        return BY_TIME
+
+
+class _FloatAttribute(NumberAttribute):
+    """A DynamoDB number read back as float: DynamoDB normalises 50000.0 to "50000", json gives an int."""
+
+    def deserialize(self, value: str) -> float:
+        return float(value)
+
+
+class _IntAttribute(NumberAttribute):
+    def deserialize(self, value: str) -> int:
+        return int(value)
+
+
+class _ByIndexMeta:
+    projection = AllProjection()
+
+
+class _SignalItem(Model):
+    """Attributes of a Signals-table item: the Signal contract plus the constant `feed`."""
+
+    signal_id = UnicodeAttribute(hash_key=True)
+    feed = UnicodeAttribute(default=FEED_ALL)
+
+
+def _attribute_for(name: str, hint: Any) -> UnicodeAttribute | NumberAttribute:
+    """The pynamodb attribute of a Signal field; `X | None` fields (the lifecycle ones) may be absent."""
+    kinds = set(get_args(hint)) or {hint}
+    optional = type(None) in kinds
+    if name in _INT_FIELDS or int in kinds:
+        return _IntAttribute(null=optional)
+    if float in kinds:
+        return _FloatAttribute(null=optional)
+    return UnicodeAttribute(null=optional)
+
+
+@lru_cache(maxsize=16)
+def _model_for(table_name: str, region: str | None, host: str | None) -> type[_SignalItem]:
+    """Build (once per table) the pynamodb model class bound to `table_name`."""
+
+    def index(name: str, hash_name: str) -> GlobalSecondaryIndex:
+        attrs = {
+            "Meta": type("Meta", (_ByIndexMeta,), {"index_name": name}),
+            hash_name: UnicodeAttribute(hash_key=True),
+            "created_at": UnicodeAttribute(range_key=True),
+        }
+        return type(f"Index_{name}", (GlobalSecondaryIndex,), attrs)()
+
+    namespace: dict[str, Any] = {
+        "__module__": __name__,
+        "Meta": type("Meta", (), {"table_name": table_name, "region": region, "host": host}),
+        BY_SYMBOL: index(BY_SYMBOL, "symbol"),
+        BY_STATUS: index(BY_STATUS, "status"),
+        BY_TIME: index(BY_TIME, "feed"),
+    }
+    for name, hint in get_type_hints(Signal).items():
+        if name != "signal_id":
+            namespace[name] = _attribute_for(name, hint)
+    return type("SignalItem", (_SignalItem,), namespace)
+
+
+@lru_cache(maxsize=1)
+def _image_model() -> type[_SignalItem]:
+    """A model used only to decode raw items (stream images); it never talks to a table."""
+    return _model_for("__decode_only__", None, None)
+
+
+def signal_from_item(raw: Mapping[str, Any]) -> Signal:
+    """Decode a raw DynamoDB item ({"name": {"S": ...}}), e.g. a stream NewImage, into a Signal."""
+    item = _image_model().from_raw_data(dict(raw))
+    return _to_signal(item)
+
+
+def _to_signal(item: _SignalItem) -> Signal:
+    return Signal(**{name: getattr(item, name) for name in Signal.field_names()})
+
+
+def _region_default() -> str | None:
+    from botocore.session import get_session  # already imported by pynamodb: no cost
+
+    return get_session().get_config_variable("region")
+
+
+class SignalStore:
+    """Store and read signals in the Signals table; reads use Query on an index, never Scan."""
+
+    def __init__(self, table_name: str, *, region: str | None = None, host: str | None = None) -> None:
+        self.table_name = table_name
+        self._model = _model_for(table_name, region or _region_default(), host)
+
+    def put_new(self, signal: Signal) -> bool:
+        """Write the signal unless its id exists: True if written, False if it was already there (a retry)."""
+        item = self._model(**signal.to_dict())
+        item.feed = FEED_ALL
+        try:
+            item.save(condition=self._model.signal_id.does_not_exist())
+        except PutError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def get(self, signal_id: str) -> Signal | None:
+        """The signal with this id, or None."""
+        try:
+            return _to_signal(self._model.get(signal_id))
+        except self._model.DoesNotExist:
+            return None
+
+    def active_signal_ids(self, symbols: Iterable[str], now: datetime | None = None
+                          ) -> dict[tuple[str, str], frozenset[str]]:
+        """(symbol, side) -> ids of ACTIVE signals of these symbols (unexpired at `now` when given).
+
+        One paginated Query on `by_status` (hash `ACTIVE`): the active set is small, whatever the history.
+        """
+        wanted = frozenset(symbols)
+        if not wanted:
+            return {}
+        index = getattr(self._model, BY_STATUS)
+        condition = None
+        if len(wanted) <= 100:  # DynamoDB's IN takes at most 100 operands; more are filtered here
+            condition = self._model.symbol.is_in(*sorted(wanted))
+        if now is not None:
+            expiry = self._model.expires_at > iso_utc(now)
+            condition = expiry if condition is None else condition & expiry
+        found: dict[tuple[str, str], set[str]] = {}
+        for item in index.query(SignalStatus.ACTIVE.value, filter_condition=condition):
+            if item.symbol in wanted:
+                found.setdefault((item.symbol, item.side), set()).add(item.signal_id)
+        return {pair: frozenset(ids) for pair, ids in found.items()}
+
+    def active_pairs(self, symbols: Iterable[str], *, now: datetime | None = None
+                     ) -> frozenset[tuple[str, str]]:
+        """(symbol, side) pairs that have an ACTIVE signal (unexpired at `now` when given)."""
+        return frozenset(self.active_signal_ids(symbols, now))
+
+    def query_page(self, filters: SignalFilters, limit: int, start_key: Mapping[str, str] | None = None
+                   ) -> tuple[list[Signal], dict[str, str] | None]:
+        """One page of signals matching `filters`, newest first, and the key to resume after it (or None).
+
+        Guarantee: exactly one Query on the index named by `filters.index_name`, reading at most
+        `limit + 1` items. The hash key and the `since`/`until` range on `created_at` are key
+        conditions; `side` (and `status` on `by_symbol`) are filter expressions, so a page may hold
+        fewer than `limit` items while a next key still exists. Reading one item more than `limit`
+        tells whether anything follows, so the last page never hands out a key to an empty page.
+        """
+        if not 1 <= limit <= 1000:
+            raise ValueError(f"limit: {limit} is outside 1..1000")
+        index_name = filters.index_name
+        hash_value = {BY_SYMBOL: filters.symbol, BY_STATUS: filters.status, BY_TIME: FEED_ALL}[index_name]
+        results = getattr(self._model, index_name).query(
+            hash_value,
+            range_key_condition=self._created_at_condition(filters),
+            filter_condition=self._filter_condition(filters, index_name),
+            scan_index_forward=False,
+            page_size=limit + 1,
+            last_evaluated_key=_raw_key(index_name, start_key) if start_key is not None else None,
+        )
+        page = next(results.page_iter)
+        items = [self._model.from_raw_data(raw) for raw in page.get("Items", [])]
+        if len(items) > limit:
+            items = items[:limit]
+            return [_to_signal(i) for i in items], _key_of(index_name, items[-1])
+        last = page.get("LastEvaluatedKey")
+        return [_to_signal(i) for i in items], _plain_key(index_name, last) if last else None
+
+    def _created_at_condition(self, filters: SignalFilters) -> Any:
+        created_at = self._model.created_at
+        if filters.since and filters.until:
+            return created_at.between(filters.since, filters.until)
+        if filters.since:
+            return created_at >= filters.since
+        if filters.until:
+            return created_at <= filters.until
+        return None
+
+    def _filter_condition(self, filters: SignalFilters, index_name: str) -> Any:
+        conditions = []
+        if filters.side:
+            conditions.append(self._model.side == filters.side)
+        if filters.status and index_name != BY_STATUS:
+            conditions.append(self._model.status == filters.status)
+        if not conditions:
+            return None
+        combined = conditions[0]
+        for condition in conditions[1:]:
+            combined &= condition
+        return combined
+
+
+def _key_of(index_name: str, item: _SignalItem) -> dict[str, str]:
+    return {name: getattr(item, name) for name in INDEX_KEYS[index_name]}
+
+
+def _plain_key(index_name: str, raw: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    return {name: raw[name]["S"] for name in INDEX_KEYS[index_name]}
+
+
+def _raw_key(index_name: str, key: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    expected = INDEX_KEYS[index_name]
+    if set(key) != set(expected) or not all(isinstance(key[n], str) and key[n] for n in expected):
+        raise InvalidStartKey(f"start key must have exactly the string attributes {', '.join(expected)}")
+    return {name: {"S": key[name]} for name in expected}

@@ -1,0 +1,53 @@
+"""Wiring of the API, WebSocket and broadcast functions: adapters built once per container, lazily.
+
+Nothing here runs at import time. The first call reads and validates the settings, so a missing
+setting fails that invocation naming its environment variable; warm invocations reuse the objects.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from traderai.adapters.connections import ConnectionStore
+from traderai.adapters.push import Pusher
+from traderai.adapters.signal_store import SignalStore
+from traderai.services.api import PageTokens
+from traderai.settings import Settings, SettingsError
+
+
+def required_env(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name}: required by this function but not set")
+    return value
+
+
+@lru_cache(maxsize=1)
+def signal_store() -> SignalStore:
+    settings = Settings.from_env().require("signals_table")
+    return SignalStore(settings.signals_table)
+
+
+@lru_cache(maxsize=1)
+def connection_store() -> ConnectionStore:
+    settings = Settings.from_env().require("connections_table")
+    return ConnectionStore(settings.connections_table)
+
+
+@lru_cache(maxsize=1)
+def page_tokens() -> PageTokens:
+    return PageTokens(required_env("TOKEN_SECRET"))
+
+
+@lru_cache(maxsize=1)
+def pusher() -> Pusher:
+    """Posts to `WEBSOCKET_ENDPOINT`; `PUSH_TRANSPORT=boto3` switches to boto3's client (default: signed)."""
+    return Pusher.for_endpoint(required_env("WEBSOCKET_ENDPOINT"),
+                               transport=os.environ.get("PUSH_TRANSPORT", "").strip() or "signed")
+
+
+def clear() -> None:
+    """Forget every built adapter (tests, and the local demo when it changes the environment)."""
+    for cached in (signal_store, connection_store, page_tokens, pusher):
+        cached.cache_clear()

@@ -1,0 +1,152 @@
+"""BroadcastFunction under moto, pushing to a local `@connections` server over real sockets.
+
+moto never answers 410 Gone; the local server does, so stale-connection cleanup is tested for real.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from traderai.adapters.connections import ConnectionStore
+from traderai.adapters.signal_store import signal_from_item
+from traderai.services import wiring
+from traderai.testing.connections_server import ConnectionsServer
+from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
+from traderai.testing.serving import ServingTables, serving_tables
+
+NOW = datetime(2026, 11, 25, 10, 45, tzinfo=UTC)
+BTC_SIGNAL = signal_from_item(load_event("broadcast_insert.json")["Records"][0]["dynamodb"]["NewImage"])
+
+
+@pytest.fixture
+def aws(template: dict[str, Any]) -> Iterator[ServingTables]:
+    with serving_tables(template) as tables:
+        yield tables
+
+
+@pytest.fixture
+def gateway() -> Iterator[ConnectionsServer]:
+    with ConnectionsServer(latency=0.002) as server:
+        yield server
+
+
+@pytest.fixture
+def connections(aws: ServingTables) -> ConnectionStore:
+    store = ConnectionStore(aws.connections_table)
+    store.add("all=", None, NOW)
+    store.add("btc=", ["BTC/USDT"], NOW)
+    store.add("eth=", ["ETH/USDT"], NOW)
+    store.add("btc-and-eth=", ["BTC/USDT", "ETH/USDT"], NOW)
+    return store
+
+
+@pytest.fixture(params=["signed", "boto3"])
+def broadcast(request: pytest.FixtureRequest, aws: ServingTables, gateway: ConnectionsServer,
+              connections: ConnectionStore, monkeypatch: pytest.MonkeyPatch
+              ) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+    """The handler, with each push transport (boto3 reaches the local server: moto lets it through)."""
+    for name, value in aws.environment("BroadcastFunction").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("WEBSOCKET_ENDPOINT", gateway.endpoint)
+    monkeypatch.setenv("PUSH_TRANSPORT", request.param)
+    wiring.clear()
+    handler = load_handler("broadcast").handler
+    yield lambda event: handler(event, FakeLambdaContext())
+    wiring.clear()
+
+
+def remaining(connections: ConnectionStore) -> set[str]:
+    return {c.connection_id for c in connections.all()}
+
+
+def test_insert_goes_as_signal_to_every_matching_connection(broadcast: Callable[..., dict[str, Any]],
+                                                            gateway: ConnectionsServer) -> None:
+    assert broadcast(load_event("broadcast_insert.json")) == {"batchItemFailures": []}
+    expected = {"type": "signal", "data": BTC_SIGNAL.to_dict()}
+    for connection_id in ("all=", "btc=", "btc-and-eth="):
+        assert gateway.messages(connection_id) == [expected]
+    assert gateway.messages("eth=") == []
+
+
+def test_modify_goes_as_signal_update_with_what_changed(broadcast: Callable[..., dict[str, Any]],
+                                                        gateway: ConnectionsServer) -> None:
+    assert broadcast(load_event("broadcast_modify.json")) == {"batchItemFailures": []}
+    [message] = gateway.messages("btc=")
+    assert message["type"] == "signal_update" and message["changed"] == ["status"]
+    assert message["data"]["status"] == "TP1_HIT" and message["data"]["entry_price"] == 97000.0
+
+
+def test_a_batch_is_pushed_in_order_each_record_to_its_market(broadcast: Callable[..., dict[str, Any]],
+                                                              gateway: ConnectionsServer) -> None:
+    assert broadcast(load_event("broadcast_batch.json")) == {"batchItemFailures": []}
+    assert [m["type"] for m in gateway.messages("all=")] == ["signal", "signal", "signal_update"]
+    assert [m["data"]["symbol"] for m in gateway.messages("eth=")] == ["ETH/USDT"]
+    assert [m["type"] for m in gateway.messages("btc=")] == ["signal", "signal_update"]
+
+
+def test_gone_connection_is_deleted_and_no_other(broadcast: Callable[..., dict[str, Any]],
+                                                 gateway: ConnectionsServer, connections: ConnectionStore) -> None:
+    # Given one subscriber has gone away without a $disconnect
+    gateway.disconnect("btc=")
+    # When a BTC signal is broadcast
+    assert broadcast(load_event("broadcast_insert.json")) == {"batchItemFailures": []}
+    # Then that very connection's row is deleted, every other row stays, the others got the message
+    assert remaining(connections) == {"all=", "eth=", "btc-and-eth="}
+    assert len(gateway.messages("all=")) == len(gateway.messages("btc-and-eth=")) == 1
+
+
+def test_a_gone_connection_is_not_posted_to_again_in_the_same_batch(broadcast: Callable[..., dict[str, Any]],
+                                                                    gateway: ConnectionsServer) -> None:
+    gateway.disconnect("all=")
+    broadcast(load_event("broadcast_batch.json"))
+    assert len(gateway.posts("all=", status=410)) == 1
+
+
+def test_other_failures_report_the_record_for_retry_and_keep_the_connection(
+        broadcast: Callable[..., dict[str, Any]], gateway: ConnectionsServer, connections: ConnectionStore) -> None:
+    gateway.failing["btc="] = 500
+    event = load_event("broadcast_batch.json")
+    reply = broadcast(event)
+    # The two BTC records fail (btc= is a target), the ETH one in between does not
+    failed = [f["itemIdentifier"] for f in reply["batchItemFailures"]]
+    btc_records = [r["dynamodb"]["SequenceNumber"] for r in event["Records"]
+                   if r["dynamodb"]["NewImage"]["symbol"]["S"] == "BTC/USDT"]
+    assert failed == btc_records
+    assert "btc=" in remaining(connections)
+    assert len(gateway.messages("all=")) == 3  # everyone else still got everything
+
+
+def test_a_slow_connection_does_not_hold_up_the_others(aws: ServingTables, gateway: ConnectionsServer,
+                                                       connections: ConnectionStore,
+                                                       broadcast: Callable[..., dict[str, Any]]) -> None:
+    # Given 150 more subscribers (more than the pool's 64 workers) and one that takes a second to answer
+    for n in range(150):
+        connections.add(f"fast-{n}=", None, NOW)
+    gateway.latency = 0.01
+    gateway.slow["all="] = 1.0
+    assert broadcast(load_event("broadcast_insert.json")) == {"batchItemFailures": []}
+    # Then every other post was answered before the slow one was
+    [slow] = gateway.posts("all=")
+    fast = [post for post in gateway.posts() if post.connection_id != "all="]
+    assert len(fast) == 152 and max(post.at for post in fast) < slow.at
+
+
+def test_remove_records_are_ignored(broadcast: Callable[..., dict[str, Any]], gateway: ConnectionsServer) -> None:
+    event = load_event("broadcast_insert.json")
+    record = copy.deepcopy(event["Records"][0])
+    record["eventName"] = "REMOVE"
+    record["dynamodb"]["OldImage"] = record["dynamodb"].pop("NewImage")
+    assert broadcast({"Records": [record]}) == {"batchItemFailures": []}
+    assert gateway.posts() == []
+
+
+def test_no_connections_means_nothing_to_do(broadcast: Callable[..., dict[str, Any]], gateway: ConnectionsServer,
+                                            connections: ConnectionStore) -> None:
+    connections.remove_many(remaining(connections))
+    assert broadcast(load_event("broadcast_insert.json")) == {"batchItemFailures": []}
+    assert gateway.posts() == []
