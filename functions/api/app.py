@@ -6,7 +6,7 @@ document; every error, ours or the validator's, leaves through the exception han
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -18,10 +18,12 @@ from pydantic import AwareDatetime, BeforeValidator
 
 from traderai import __version__
 from traderai.contracts import Side, Signal, SignalStatus
+from traderai.core.text_format import signal_text
 from traderai.observability import logger, metrics, tracer
-from traderai.services import api, wiring
+from traderai.services import api, performance, wiring
 
 app = APIGatewayHttpResolver(enable_validation=True)
+app.include_router(performance.router)  # GET /performance
 app.configure_openapi(title="TraderAI API", version=__version__,
                       description="Crypto trading signals: list, fetch, and the service's health.")
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -46,9 +48,15 @@ def list_signals(
     return api.list_signals(wiring.signal_store(), wiring.page_tokens(), filters, limit, next_token)
 
 
-@app.get("/signals/<signal_id>", summary="One signal by id", responses=ERRORS)
-def get_signal(signal_id: Annotated[str, Path(max_length=128)]) -> Signal:
-    return api.get_signal(wiring.signal_store(), signal_id)
+@app.get("/signals/<signal_id>", summary="One signal by id (?format=text: the signal-channel post)",
+         responses=ERRORS | {200: {"description": "The signal", "content": {
+             "application/json": {"model": Signal}, "text/plain": {"schema": {"type": "string"}}}}})
+def get_signal(signal_id: Annotated[str, Path(max_length=128)],
+               format_: Annotated[Literal["json", "text"], Query(alias="format")] = "json") -> Signal | str:
+    signal = api.get_signal(wiring.signal_store(), signal_id)
+    if format_ == "text":
+        return Response(200, content_types.TEXT_PLAIN, signal_text(signal))
+    return signal
 
 
 @app.get("/health", summary="Liveness")

@@ -182,6 +182,15 @@ class Signal:
     timeframe: str
     atr: float
     candle_time: str
+    # Lifecycle, set by the tracker as the trade plays out (docs/lifecycle.md); None until it happens.
+    tp1_hit_at: str | None = None
+    tp2_hit_at: str | None = None
+    tp3_hit_at: str | None = None
+    closed_at: str | None = None  # TP3 hit, stopped or expired
+    exit_price: float | None = None  # where the rest of the position left (stop, or market at expiry)
+    realised_net_pct: float | None = None  # exits taken so far, costs charged by the weight exited
+    time_in_trade_seconds: float | None = None  # created_at -> closed_at (or the latest hit while open)
+    updated_at: str | None = None  # when the tracker last changed the status
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,12 +200,20 @@ class Signal:
         return tuple(f.name for f in fields(cls))
 
     @classmethod
+    def required_field_names(cls) -> tuple[str, ...]:
+        """The fields every signal has from its creation (the lifecycle fields come later)."""
+        return tuple(f.name for f in fields(cls) if f.name not in LIFECYCLE_FIELDS)
+
+    @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Self:
-        names = cls.field_names()
-        missing = [name for name in names if name not in record]
+        missing = [name for name in cls.required_field_names() if name not in record]
         if missing:
             raise ContractError(f"signal: missing field(s) {', '.join(missing)}")
-        return cls(**{name: record[name] for name in names})
+        return cls(**{name: record[name] for name in cls.field_names() if name in record})
+
+
+LIFECYCLE_FIELDS = ("tp1_hit_at", "tp2_hit_at", "tp3_hit_at", "closed_at", "exit_price", "realised_net_pct",
+                    "time_in_trade_seconds", "updated_at")
 
 
 @dataclass(frozen=True, slots=True)

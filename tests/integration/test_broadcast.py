@@ -14,6 +14,7 @@ import pytest
 
 from traderai.adapters.connections import ConnectionStore
 from traderai.adapters.signal_store import signal_from_item
+from traderai.core.text_format import signal_text
 from traderai.services import wiring
 from traderai.testing.connections_server import ConnectionsServer
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
@@ -67,7 +68,7 @@ def remaining(connections: ConnectionStore) -> set[str]:
 def test_insert_goes_as_signal_to_every_matching_connection(broadcast: Callable[..., dict[str, Any]],
                                                             gateway: ConnectionsServer) -> None:
     assert broadcast(load_event("broadcast_insert.json")) == {"batchItemFailures": []}
-    expected = {"type": "signal", "data": BTC_SIGNAL.to_dict()}
+    expected = {"type": "signal", "data": BTC_SIGNAL.to_dict(), "text": signal_text(BTC_SIGNAL)}
     for connection_id in ("all=", "btc=", "btc-and-eth="):
         assert gateway.messages(connection_id) == [expected]
     assert gateway.messages("eth=") == []

@@ -85,7 +85,7 @@ def test_predictions_become_signals_and_every_decision_is_logged(aws: Aws, predi
     assert {i["signal_id"]["S"] for i in items} == {d["signal_id"] for d in accepted}
     for item in items:
         stored = {name: next(iter(value.values())) for name, value in item.items()}
-        assert set(Signal.field_names()) <= set(stored)
+        assert set(Signal.required_field_names()) <= set(stored)
         assert stored["status"] == "ACTIVE" and stored["feed"] == "ALL"
 
 

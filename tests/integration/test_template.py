@@ -32,7 +32,8 @@ from traderai.infra import (
 from traderai.settings import ENV_NAMES, Settings, Strategy
 
 ROOT = TEMPLATE_PATH.parents[1]
-FUNCTIONS = ("PredictFunction", "SignalFunction", "ApiFunction", "WebSocketFunction", "BroadcastFunction")
+FUNCTIONS = ("PredictFunction", "SignalFunction", "ApiFunction", "WebSocketFunction", "BroadcastFunction",
+             "TrackFunction")
 # Read by Powertools or the push adapter rather than by traderai.settings.
 NON_SETTINGS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL",
                     "WEBSOCKET_ENDPOINT", "TOKEN_SECRET"}
@@ -121,10 +122,28 @@ def test_every_function_code_dir_has_its_handler_module(sam_template: dict) -> N
 
 # ---------------------------------------------------------------- wiring
 
+def _schedule_of(cfn: dict, function: str) -> dict[str, Any]:
+    (rule,) = [r for r in _resources(cfn, "AWS::Events::Rule").values()
+               if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [function, "Arn"]}]
+    return rule["Properties"]
+
+
 def test_predict_runs_at_fixed_five_minute_clock_marks(cfn: dict) -> None:
-    (rule,) = _resources(cfn, "AWS::Events::Rule").values()
-    assert rule["Properties"]["ScheduleExpression"] == "cron(0/5 * * * ? *)"
-    assert rule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["PredictFunction", "Arn"]}
+    assert _schedule_of(cfn, "PredictFunction")["ScheduleExpression"] == "cron(0/5 * * * ? *)"
+
+
+def test_track_runs_one_minute_after_each_predict_mark_and_fails_to_the_dlq(cfn: dict) -> None:
+    assert _schedule_of(cfn, "TrackFunction")["ScheduleExpression"] == "cron(1/5 * * * ? *)"
+    config = cfn["Resources"]["TrackFunctionEventInvokeConfig"]["Properties"]
+    assert config["MaximumRetryAttempts"] == 0
+    assert config["DestinationConfig"]["OnFailure"] == {"Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+
+
+def test_track_queries_only_the_status_index_and_updates_only_the_table(cfn: dict) -> None:
+    resources = {action: statement["Resource"] for statement in _role_statements(cfn, "TrackFunction")
+                 for action in _as_list(statement["Action"]) if action.startswith("dynamodb:")}
+    assert resources == {"dynamodb:Query": {"Fn::Sub": "${SignalsTable.Arn}/index/by_status"},
+                         "dynamodb:UpdateItem": {"Fn::GetAtt": ["SignalsTable", "Arn"]}}
 
 
 def test_predict_hands_success_to_signal_and_failure_to_the_dlq(cfn: dict) -> None:
@@ -165,7 +184,7 @@ def test_broadcast_reads_inserts_and_modifies_with_partial_batch_failures(cfn: d
 
 def test_http_api_routes_reach_the_api_function(cfn: dict) -> None:
     paths = cfn["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
-    assert set(paths) == {"/signals", "/signals/{signal_id}", "/health", "/openapi.json"}
+    assert set(paths) == {"/signals", "/signals/{signal_id}", "/performance", "/health", "/openapi.json"}
     for path, operations in paths.items():
         assert set(operations) == {"get"}, path
         assert "${ApiFunction.Arn}" in operations["get"]["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
@@ -193,8 +212,9 @@ def test_websocket_routes_all_reach_the_websocket_function(cfn: dict) -> None:
 def test_functions_run_python312_on_arm64_with_their_layers(cfn: dict) -> None:
     layer_names = {lid: spec["Properties"]["LayerName"]
                    for lid, spec in _resources(cfn, "AWS::Lambda::LayerVersion").items()}
-    expected = {"PredictFunction": ["CoreLayer", "PredictDepsLayer"]} | {
-        f: ["CoreLayer", "ApiDepsLayer"] for f in FUNCTIONS if f != "PredictFunction"}
+    candle_readers = ("PredictFunction", "TrackFunction")
+    expected = {f: ["CoreLayer", "PredictDepsLayer"] for f in candle_readers} | {
+        f: ["CoreLayer", "ApiDepsLayer"] for f in FUNCTIONS if f not in candle_readers}
     for function, layers in expected.items():
         props = cfn["Resources"][function]["Properties"]
         assert (props["Runtime"], props["Architectures"]) == ("python3.12", ["arm64"]), function
@@ -247,6 +267,7 @@ def test_signal_env_carries_every_strategy_setting_with_the_code_defaults(sam_te
     ("ApiFunction", ("signals_table",)),
     ("WebSocketFunction", ("connections_table",)),
     ("BroadcastFunction", ("connections_table",)),
+    ("TrackFunction", ("signals_table",)),
 ])
 def test_api_side_functions_get_their_tables(sam_template: dict, function: str, required: tuple[str]) -> None:
     Settings.from_env(function_environment(sam_template, function, RESOURCE_NAMES)).require(*required)
@@ -292,6 +313,7 @@ def test_no_inline_statement_allows_everything(cfn: dict) -> None:
                            "dynamodb:GetItem", "execute-api:ManageConnections"}),
     ("BroadcastFunction", {"dynamodb:Scan", "dynamodb:DeleteItem", "execute-api:ManageConnections",
                            "sqs:SendMessage", "dynamodb:GetItem", "dynamodb:UpdateItem"}),
+    ("TrackFunction", {"dynamodb:Query", "dynamodb:UpdateItem", "sqs:SendMessage"}),
 ])
 def test_each_function_gets_exactly_its_actions(cfn: dict, function: str, actions: set[str]) -> None:
     assert _actions(cfn, function) == actions

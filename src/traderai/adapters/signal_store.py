@@ -14,8 +14,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, get_args, get_type_hints
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import PutError
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute, VersionAttribute
+from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -30,6 +30,17 @@ INDEX_KEYS: dict[str, tuple[str, ...]] = {
     BY_TIME: ("signal_id", "feed", "created_at"),
 }
 _INT_FIELDS = frozenset({"leverage"})
+
+
+OPEN_STATUSES = (SignalStatus.ACTIVE, SignalStatus.TP1_HIT, SignalStatus.TP2_HIT)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedSignal:
+    """A signal and the item version it was read at (the condition of the tracker's update)."""
+
+    signal: Signal
+    version: int | None
 
 
 class InvalidStartKey(ValueError):
@@ -77,6 +88,8 @@ class _SignalItem(Model):
 
     signal_id = UnicodeAttribute(hash_key=True)
     feed = UnicodeAttribute(default=FEED_ALL)
+    # Incremented on every write; the tracker's updates are conditional on the version it read.
+    version = VersionAttribute()
 
 
 def _attribute_for(name: str, hint: Any) -> UnicodeAttribute | NumberAttribute:
@@ -219,6 +232,44 @@ class SignalStore:
             return [_to_signal(i) for i in items], _key_of(index_name, items[-1])
         last = page.get("LastEvaluatedKey")
         return [_to_signal(i) for i in items], _plain_key(index_name, last) if last else None
+
+    # ---------------------------------------------------------------- lifecycle (tracker, performance)
+
+    def open_signals(self) -> list[VersionedSignal]:
+        """Signals still in play (ACTIVE, TP1_HIT, TP2_HIT), each with the version it was read at.
+
+        One paginated Query per open status on `by_status`: the open set stays small whatever the history.
+        """
+        index = getattr(self._model, BY_STATUS)
+        return [VersionedSignal(_to_signal(item), item.version)
+                for status in OPEN_STATUSES for item in index.query(status.value)]
+
+    def record_progress(self, signal_id: str, read_version: int | None, changes: Mapping[str, Any]) -> bool:
+        """Write the tracker's changes if the item is still at `read_version` (and bump the version).
+
+        True if written; False if another run changed the item first (a conditional-check failure: the
+        caller backs off, it is not an error). `None` values are not written.
+        """
+        item = self._model(signal_id)
+        item.version = read_version
+        actions = [getattr(self._model, name).set(value) for name, value in changes.items() if value is not None]
+        try:
+            item.update(actions=actions, condition=self._model.signal_id.exists())
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def created_between(self, since: str | None, until: str | None, *, limit: int | None = None) -> list[Signal]:
+        """Signals created in [since, until] (inclusive ISO-8601 UTC bounds), newest first, at most `limit`.
+
+        A paginated Query on `by_time` with the range as the key condition: never a Scan.
+        """
+        condition = self._created_at_condition(SignalFilters(since=since, until=until))
+        results = getattr(self._model, BY_TIME).query(FEED_ALL, range_key_condition=condition,
+                                                      scan_index_forward=False, limit=limit)
+        return [_to_signal(item) for item in results]
 
     def _created_at_condition(self, filters: SignalFilters) -> Any:
         created_at = self._model.created_at

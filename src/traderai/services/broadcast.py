@@ -19,6 +19,7 @@ from traderai.adapters.connections import Connection, ConnectionStore
 from traderai.adapters.push import FanoutReport, Pusher, encode
 from traderai.adapters.signal_store import signal_from_item
 from traderai.contracts import Signal
+from traderai.core.text_format import signal_text
 from traderai.observability import logger, metrics
 
 MESSAGE_TYPES = {"INSERT": "signal", "MODIFY": "signal_update"}
@@ -37,7 +38,8 @@ class SignalChange:
     changed: tuple[str, ...] = ()
 
     def message(self) -> dict[str, Any]:
-        message: dict[str, Any] = {"type": MESSAGE_TYPES[self.event_name], "data": self.signal.to_dict()}
+        message: dict[str, Any] = {"type": MESSAGE_TYPES[self.event_name], "data": self.signal.to_dict(),
+                                   "text": signal_text(self.signal)}  # the signal-channel post
         if self.event_name == "MODIFY":
             message["changed"] = list(self.changed)
         return message

@@ -1,0 +1,72 @@
+"""Signals as the plain text that signal channels post (Telegram/Discord style), and their follow-ups.
+
+    BTC/USDT LONG x20
+    Entry: 62800
+    Targets:
+    1) 64200
+    2) 65300
+    3) 67000
+    Stop: 62100
+
+Pure: a Signal in, a string out. Prices are printed as stored (already on the market's tick grid),
+without trailing zeros, never in scientific notation.
+"""
+
+from __future__ import annotations
+
+from traderai.contracts import Signal, SignalStatus
+
+_STATUS_WORDS = {
+    SignalStatus.TP1_HIT: "TP1 hit ✅",
+    SignalStatus.TP2_HIT: "TP2 hit ✅",
+    SignalStatus.TP3_HIT: "All targets hit ✅",
+    SignalStatus.STOPPED: "Stopped out ❌",
+    SignalStatus.EXPIRED: "Expired ⌛",
+}
+
+
+def format_price(price: float) -> str:
+    """62800.0 -> "62800", 0.000123 -> "0.000123", 62812.37 -> "62812.37" (up to 8 decimals)."""
+    text = f"{price:.8f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def format_duration(seconds: float) -> str:
+    """Time in trade, coarse as channels write it: 45m, 2h 15m, 1d 3h."""
+    minutes = int(seconds // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {mins}m" if mins else f"{hours}h"
+    return f"{mins}m"
+
+
+def signal_text(signal: Signal) -> str:
+    """The channel post of a signal; once it has moved on, a status line is appended."""
+    lines = [
+        f"{signal.symbol} {signal.side} x{signal.leverage}",
+        f"Entry: {format_price(signal.entry_price)}",
+        "Targets:",
+        *(f"{n}) {format_price(price)}" for n, price in
+          enumerate((signal.tp1_price, signal.tp2_price, signal.tp3_price), start=1)),
+        f"Stop: {format_price(signal.sl_price)}",
+    ]
+    status_line = status_text(signal)
+    if status_line:
+        lines.append(status_line)
+    return "\n".join(lines)
+
+
+def status_text(signal: Signal) -> str | None:
+    """"TP1 hit ✅ +1.30% after 2h 15m" for a signal that has moved on; None while ACTIVE."""
+    words = _STATUS_WORDS.get(SignalStatus(signal.status))
+    if words is None:
+        return None
+    parts = [words]
+    if signal.realised_net_pct is not None:
+        parts.append(f"{signal.realised_net_pct:+.2f}%")
+    if signal.time_in_trade_seconds is not None:
+        parts.append(f"after {format_duration(signal.time_in_trade_seconds)}")
+    return " ".join(parts)

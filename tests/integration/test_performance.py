@@ -1,0 +1,191 @@
+"""GET /performance and GET /signals/{id}?format=text through the real ApiFunction handler under moto."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from traderai.adapters.signal_store import SignalStore
+from traderai.contracts import Signal
+from traderai.services import performance, wiring
+from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
+from traderai.testing.serving import ServingTables, serving_tables
+
+Reply = dict[str, Any]
+
+
+def signal(n: int, symbol: str, status: str, created_at: str, **outcome: Any) -> Signal:
+    return Signal(
+        signal_id=f"signal_{symbol.replace('/', '_')}_{n:04d}", symbol=symbol, side="LONG", entry_price=62800.0,
+        tp1_price=64200.0, tp2_price=65300.0, tp3_price=67000.0, sl_price=62100.0, leverage=20,
+        position_size_usd=1000.0, quantity=0.01592, gross_profit_pct=4.0, costs_pct=0.32,
+        expected_net_profit_pct=3.68, net_risk_reward_ratio=2.7, confidence=0.7, probability=0.7,
+        risk_reward_ratio=3.6, status=status, created_at=created_at, expires_at="2025-01-31T00:00:00Z",
+        model_id="BTC_USDT_15m_20241101_000000", batch_id=f"batch_{n}", exchange="binance", timeframe="15m",
+        atr=700.0, candle_time=created_at, **outcome)
+
+
+HOUR = 3600.0
+HISTORY = [
+    signal(1, "BTC/USDT", "STOPPED", "2024-11-03T16:15:05Z", tp1_hit_at="2024-11-03T19:00:00Z",
+           closed_at="2024-11-03T20:15:00Z", exit_price=62100.0, realised_net_pct=-0.32,
+           time_in_trade_seconds=4 * HOUR),
+    signal(2, "BTC/USDT", "TP3_HIT", "2024-11-04T02:15:05Z", tp1_hit_at="2024-11-04T02:45:00Z",
+           tp2_hit_at="2024-11-04T02:45:00Z", tp3_hit_at="2024-11-04T14:30:00Z", closed_at="2024-11-04T14:30:00Z",
+           realised_net_pct=2.5, time_in_trade_seconds=12 * HOUR),
+    signal(3, "BTC/USDT", "ACTIVE", "2024-11-20T10:00:05Z"),
+    signal(4, "ETH/USDT", "EXPIRED", "2024-11-10T18:45:05Z", closed_at="2024-11-11T18:45:05Z",
+           exit_price=63000.0, realised_net_pct=0.2, time_in_trade_seconds=24 * HOUR),
+    signal(5, "ETH/USDT", "TP1_HIT", "2024-11-29T08:00:05Z", tp1_hit_at="2024-11-29T10:00:00Z",
+           realised_net_pct=0.18, time_in_trade_seconds=2 * HOUR),
+    signal(6, "SOL/USDT", "STOPPED", "2024-12-05T08:00:05Z", closed_at="2024-12-05T09:00:00Z",
+           realised_net_pct=-1.0, time_in_trade_seconds=HOUR),  # outside the November window
+]
+
+
+@pytest.fixture
+def aws(template: dict[str, Any]) -> Iterator[ServingTables]:
+    with serving_tables(template) as tables:
+        yield tables
+
+
+@pytest.fixture
+def store(aws: ServingTables) -> SignalStore:
+    store = SignalStore(aws.signals_table)
+    for item in HISTORY:
+        assert store.put_new(item)
+    return store
+
+
+@pytest.fixture
+def call(aws: ServingTables, store: SignalStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Reply]]:
+    for name, value in aws.environment("ApiFunction").items():
+        monkeypatch.setenv(name, value)
+    wiring.clear()
+    performance.CACHE.clear()
+    api = load_handler("api")
+
+    def invoke(event_file: str, query: dict[str, str] | None = None) -> Reply:
+        event = load_event(event_file)
+        if query is not None:
+            event["queryStringParameters"] = query
+            event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
+        return api.handler(event, FakeLambdaContext())
+
+    yield invoke
+    performance.CACHE.clear()
+    wiring.clear()
+
+
+def body(reply: Reply) -> Any:
+    return json.loads(reply["body"])
+
+
+def test_performance_over_a_window_per_symbol_and_overall(call: Callable[..., Reply]) -> None:
+    reply = call("api_get_performance_window.json")
+    assert reply["statusCode"] == 200
+    report = body(reply)
+    assert (report["since"], report["until"], report["truncated"]) == (
+        "2024-11-01T00:00:00Z", "2024-11-30T23:59:59Z", False)
+    overall = report["overall"]
+    assert (overall["signals"], overall["open"], overall["closed"]) == (5, 2, 3)
+    assert overall["by_status"] == {"ACTIVE": 1, "TP1_HIT": 1, "TP2_HIT": 0, "TP3_HIT": 1, "STOPPED": 1,
+                                    "EXPIRED": 1}
+    # rates over the 3 closed signals: #1 stopped after TP1, #2 all targets, #4 expired
+    assert overall["tp1_hit_rate"] == pytest.approx(2 / 3, abs=1e-6)
+    assert overall["tp2_hit_rate"] == overall["tp3_hit_rate"] == pytest.approx(1 / 3, abs=1e-6)
+    assert overall["stop_rate"] == overall["expiry_rate"] == pytest.approx(1 / 3, abs=1e-6)
+    assert overall["win_rate"] == pytest.approx(2 / 3, abs=1e-6)
+    assert overall["avg_realised_net_pct"] == pytest.approx((-0.32 + 2.5 + 0.2) / 3, abs=1e-6)
+    assert overall["total_realised_net_pct"] == pytest.approx(2.38, abs=1e-6)
+    assert overall["avg_time_in_trade_hours"] == pytest.approx((4 + 12 + 24) / 3, abs=1e-4)
+    assert set(report["by_symbol"]) == {"BTC/USDT", "ETH/USDT"}
+    btc, eth = report["by_symbol"]["BTC/USDT"], report["by_symbol"]["ETH/USDT"]
+    assert (btc["signals"], btc["closed"], btc["tp1_hit_rate"], btc["avg_realised_net_pct"]) == (3, 2, 1.0, 1.09)
+    assert (eth["signals"], eth["open"], eth["expiry_rate"], eth["tp1_hit_rate"]) == (2, 1, 1.0, 0.0)
+
+
+def test_a_window_with_no_closed_signal_has_null_rates(call: Callable[..., Reply]) -> None:
+    report = body(call("api_get_performance.json", {"since": "2024-11-20T00:00:00Z",
+                                                    "until": "2024-11-30T00:00:00Z"}))
+    assert (report["overall"]["signals"], report["overall"]["closed"]) == (2, 0)
+    assert report["overall"]["tp1_hit_rate"] is None and report["overall"]["avg_realised_net_pct"] is None
+
+
+def test_repeated_calls_are_served_from_the_cache_by_one_query(call: Callable[..., Reply],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    queries: list[tuple[Any, ...]] = []
+    original = SignalStore.created_between
+
+    def counting(self: SignalStore, *args: Any, **kwargs: Any) -> list[Signal]:
+        queries.append(args)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SignalStore, "created_between", counting)
+    first = body(call("api_get_performance_window.json"))
+    second = body(call("api_get_performance_window.json"))
+    assert first == second and len(queries) == 1
+    assert call("api_get_performance.json", {"until": "2024-11-15T00:00:00Z"})["statusCode"] == 200  # another window
+    assert len(queries) == 2
+
+
+def test_performance_reads_by_query_never_scan(call: Callable[..., Reply], monkeypatch: pytest.MonkeyPatch) -> None:
+    from pynamodb.connection.base import Connection
+
+    def no_scan(*_: Any, **__: Any) -> None:
+        raise AssertionError("GET /performance must not Scan")
+
+    monkeypatch.setattr(Connection, "scan", no_scan)
+    assert call("api_get_performance_window.json")["statusCode"] == 200
+
+
+@pytest.mark.parametrize(("event_file", "query", "message"), [
+    ("api_get_performance_bad_window.json", None, "is after until"),
+    ("api_get_performance.json", {"since": "2023-01-01T00:00:00Z", "until": "2024-11-01T00:00:00Z"}, "366 days"),
+    ("api_get_performance.json", {"symbol": "BTC/USDT"}, "unknown query parameter"),
+    ("api_get_performance.json", {"since": "yesterday"}, "since"),
+])
+def test_bad_windows_are_refused_with_400(call: Callable[..., Reply], event_file: str,
+                                          query: dict[str, str] | None, message: str) -> None:
+    reply = call(event_file, query)
+    assert reply["statusCode"] == 400
+    assert message in body(reply)["message"]
+
+
+def test_cache_entries_expire_after_their_ttl() -> None:
+    clock = [0.0]
+    cache = performance.PerformanceCache(ttl=60, clock=lambda: clock[0])
+    computed: list[int] = []
+
+    def compute() -> Any:
+        computed.append(1)
+        return len(computed)
+
+    assert cache.get(("a", None), compute) == 1 and cache.get(("a", None), compute) == 1
+    clock[0] = 61.0
+    assert cache.get(("a", None), compute) == 2
+
+
+# ---------------------------------------------------------------- ?format=text
+
+def test_signal_as_channel_text(call: Callable[..., Reply], store: SignalStore) -> None:
+    assert store.put_new(Signal(**(HISTORY[2].to_dict() | {"signal_id": "signal_BTC_USDT_0a1b2c3d4e5f"})))
+    reply = call("api_get_signal_text.json")
+    assert reply["statusCode"] == 200
+    assert reply["headers"]["Content-Type"].startswith("text/plain")
+    assert reply["body"] == ("BTC/USDT LONG x20\nEntry: 62800\nTargets:\n1) 64200\n2) 65300\n3) 67000\n"
+                             "Stop: 62100")
+
+
+def test_a_closed_signal_as_text_ends_with_its_outcome(call: Callable[..., Reply], store: SignalStore) -> None:
+    assert store.put_new(Signal(**(HISTORY[0].to_dict() | {"signal_id": "signal_BTC_USDT_0a1b2c3d4e5f"})))
+    assert call("api_get_signal_text.json")["body"].endswith("\nStop: 62100\nStopped out ❌ -0.32% after 4h")
+
+
+def test_json_stays_the_default_and_other_formats_are_refused(call: Callable[..., Reply], store: SignalStore) -> None:
+    assert store.put_new(Signal(**(HISTORY[2].to_dict() | {"signal_id": "signal_BTC_USDT_0a1b2c3d4e5f"})))
+    assert body(call("api_get_signal_by_id.json"))["signal_id"] == "signal_BTC_USDT_0a1b2c3d4e5f"
+    assert call("api_get_signal_text.json", {"format": "csv"})["statusCode"] == 400
