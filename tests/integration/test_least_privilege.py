@@ -1,0 +1,185 @@
+"""Least privilege, data protection and alarms, checked on the template as SAM translates it.
+
+Complements test_template.py (which pins each function's action set): here every role of every
+function, including ones added later, is held to the same rules, and every table and alarm too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from traderai.testing.handlers import REPO_ROOT
+from traderai.testing.sam import translated_template
+
+# Managed policies SAM attaches; their "*" resources are what those services require.
+ALLOWED_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole",
+}
+
+
+@pytest.fixture(scope="module")
+def cfn() -> dict[str, Any]:
+    return translated_template()
+
+
+def _of_type(cfn: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {lid: spec for lid, spec in cfn["Resources"].items() if spec["Type"] == type_}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for p in role["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+
+
+def _function_roles(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    functions = _of_type(cfn, "AWS::Lambda::Function")
+    return {lid: cfn["Resources"][spec["Properties"]["Role"]["Fn::GetAtt"][0]] for lid, spec in functions.items()}
+
+
+def test_every_function_has_its_own_role(cfn: dict[str, Any]) -> None:
+    roles = [spec["Properties"]["Role"]["Fn::GetAtt"][0] for spec in _of_type(cfn, "AWS::Lambda::Function").values()]
+    assert len(roles) == len(set(roles)) >= 7
+
+
+def test_no_role_allows_a_wildcard_action_or_an_unnamed_resource(cfn: dict[str, Any]) -> None:
+    for function, role in _function_roles(cfn).items():
+        assert set(role["Properties"].get("ManagedPolicyArns", [])) <= ALLOWED_MANAGED_POLICIES, function
+        for statement in _statements(role):
+            assert statement["Effect"] == "Allow", function
+            for action in _as_list(statement["Action"]):
+                assert "*" not in action, f"{function}: {action}"
+            for resource in _as_list(statement["Resource"]):
+                text = json.dumps(resource)
+                assert resource != "*", function
+                if "*" in text:  # a wildcard only below a resource of this stack (a prefix, an index)
+                    named = {ref for ref in re.findall(r"\$\{(\w+)(?:\.\w+)?\}", text) if ref in cfn["Resources"]}
+                    assert named, f"{function}: {text} is a wildcard over resources this stack does not name"
+
+
+def test_dynamodb_writes_never_reach_a_table_the_function_does_not_own(cfn: dict[str, Any]) -> None:
+    readers_only = {"ApiFunction", "AuthorizerFunction"}
+    for function in readers_only:
+        actions = {a for s in _statements(_function_roles(cfn)[function]) for a in _as_list(s["Action"])}
+        assert actions <= {"dynamodb:GetItem", "dynamodb:Query"}, function
+
+
+def test_the_authorizer_can_only_get_one_key_by_id(cfn: dict[str, Any]) -> None:
+    (statement,) = _statements(_function_roles(cfn)["AuthorizerFunction"])
+    assert statement["Action"] == "dynamodb:GetItem"
+    assert statement["Resource"] == {"Fn::GetAtt": ["ApiKeysTable", "Arn"]}
+
+
+def test_nothing_scans_the_signals_or_keys_tables(cfn: dict[str, Any]) -> None:
+    for function, role in _function_roles(cfn).items():
+        for statement in _statements(role):
+            if "dynamodb:Scan" in _as_list(statement["Action"]):
+                assert _as_list(statement["Resource"]) == [{"Fn::GetAtt": ["ConnectionsTable", "Arn"]}], function
+
+
+def test_every_table_is_encrypted_with_point_in_time_recovery(cfn: dict[str, Any]) -> None:
+    tables = _of_type(cfn, "AWS::DynamoDB::Table")
+    assert {"SignalsTable", "ConnectionsTable", "ApiKeysTable", "DeliveriesTable"} <= set(tables)
+    for logical_id, spec in tables.items():
+        props = spec["Properties"]
+        assert props["SSESpecification"]["SSEEnabled"] is True, logical_id
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, logical_id
+
+
+def test_the_keys_table_is_kept_when_the_stack_goes(cfn: dict[str, Any]) -> None:
+    spec = cfn["Resources"]["ApiKeysTable"]
+    assert (spec["DeletionPolicy"], spec["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert spec["Properties"]["KeySchema"] == [{"AttributeName": "key_id", "KeyType": "HASH"}]
+
+
+def test_every_bucket_is_encrypted_private_and_tls_only(cfn: dict[str, Any]) -> None:
+    policies = {json.dumps(p["Properties"]["Bucket"]): p for p in _of_type(cfn, "AWS::S3::BucketPolicy").values()}
+    for logical_id, spec in _of_type(cfn, "AWS::S3::Bucket").items():
+        props = spec["Properties"]
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"], logical_id
+        assert all(props["PublicAccessBlockConfiguration"].values()) and len(
+            props["PublicAccessBlockConfiguration"]) == 4, logical_id
+        statements = policies[json.dumps({"Ref": logical_id})]["Properties"]["PolicyDocument"]["Statement"]
+        assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+                   for s in statements), logical_id
+
+
+def test_queues_are_encrypted_and_tls_only(cfn: dict[str, Any]) -> None:
+    for logical_id, spec in _of_type(cfn, "AWS::SQS::Queue").items():
+        assert spec["Properties"]["SqsManagedSseEnabled"] is True, logical_id
+    (policy,) = _of_type(cfn, "AWS::SQS::QueuePolicy").values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+               for s in statements)
+    (events,) = [s for s in statements if s["Effect"] == "Allow"]
+    assert events["Principal"] == {"Service": "events.amazonaws.com"} and events["Action"] == "sqs:SendMessage"
+    assert "rule/${AWS::StackName}-*" in events["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+
+
+def test_model_artifacts_are_never_unpickled() -> None:
+    pattern = re.compile(r"^\s*(import|from)\s+(pickle|cPickle|_pickle|joblib|dill|cloudpickle|shelve)\b"
+                         r"|\b(pickle|joblib|dill|cloudpickle)\.loads?\(|allow_pickle\s*=\s*True")
+    offenders = [f"{path.relative_to(REPO_ROOT)}:{n}"
+                 for root in ("src", "functions") for path in (REPO_ROOT / root).rglob("*.py")
+                 for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert offenders == []
+
+
+# ---------------------------------------------------------------- alarms
+
+def _alarms(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {lid: spec["Properties"] for lid, spec in _of_type(cfn, "AWS::CloudWatch::Alarm").items()}
+
+
+def test_every_alarm_notifies_the_alarm_topic(cfn: dict[str, Any]) -> None:
+    assert _alarms(cfn)
+    for logical_id, alarm in _alarms(cfn).items():
+        assert {"Ref": "AlarmTopic"} in alarm["AlarmActions"], logical_id
+    subscription = cfn["Resources"]["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+    assert cfn["Parameters"]["AlarmEmail"]["Default"] == ""
+
+
+def test_every_function_has_an_errors_alarm(cfn: dict[str, Any]) -> None:
+    watched = {alarm["Dimensions"][0]["Value"]["Ref"] for alarm in _alarms(cfn).values()
+               if (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")}
+    assert watched == set(_of_type(cfn, "AWS::Lambda::Function"))
+
+
+def test_dead_letter_queue_depth_alarms(cfn: dict[str, Any]) -> None:
+    alarm = _alarms(cfn)["DeadLetterQueueAlarm"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
+
+
+def test_no_prediction_for_twenty_minutes_alarms_and_silence_counts_as_breaching(cfn: dict[str, Any]) -> None:
+    alarm = _alarms(cfn)["NoPredictionsAlarm"]
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("TraderAI", "Predictions", "Sum")
+    assert alarm["Period"] * alarm["EvaluationPeriods"] == 20 * 60 == alarm["Period"] * alarm["DatapointsToAlarm"]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanThreshold", 1)
+    assert alarm["TreatMissingData"] == "breaching"
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "traderai"}]  # Powertools' default dimension
+
+
+@pytest.mark.parametrize(("alarm_id", "metric"), [
+    ("SignalWriteFailuresAlarm", "SignalWriteFailures"), ("PushFailuresAlarm", "PushFailed")])
+def test_signal_write_and_push_failures_alarm(cfn: dict[str, Any], alarm_id: str, metric: str) -> None:
+    alarm = _alarms(cfn)[alarm_id]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("TraderAI", metric)
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "traderai"}]
+
+
+@pytest.mark.parametrize("metric", ["Predictions", "SignalWriteFailures", "PushFailed"])
+def test_alarmed_metrics_are_emitted_by_the_code(metric: str) -> None:
+    sources = "".join(p.read_text() for p in (REPO_ROOT / "src" / "traderai" / "services").glob("*.py"))
+    assert f'name="{metric}"' in sources
