@@ -33,10 +33,11 @@ from traderai.settings import ENV_NAMES, Settings, Strategy
 
 ROOT = TEMPLATE_PATH.parents[1]
 FUNCTIONS = ("PredictFunction", "SignalFunction", "ApiFunction", "WebSocketFunction", "BroadcastFunction",
-             "TrackFunction")
+             "TrackFunction", "CompactFunction")
 # Read by Powertools or the push adapter rather than by traderai.settings.
 NON_SETTINGS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL",
-                    "WEBSOCKET_ENDPOINT", "TOKEN_SECRET"}
+                    "WEBSOCKET_ENDPOINT", "TOKEN_SECRET",
+                    "ATHENA_WORKGROUP", "ATHENA_DATABASE"}  # CompactFunction's own CompactionSettings
 STRATEGY_ENV = {field.name.upper() for field in fields(Strategy)}
 # AWS managed policies SAM attaches; their "*" resources are what those services require
 # (CloudWatch Logs streams are created on demand, X-Ray has no resource ARNs, stream reads).
@@ -46,7 +47,7 @@ ALLOWED_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole",
 }
 RESOURCE_NAMES = {"DataBucket": "traderai-data", "SignalsTable": "signals", "ConnectionsTable": "connections",
-                  "WebSocketApi": "ws123"}
+                  "WebSocketApi": "ws123", "AnalyticsWorkGroup": "traderai-analytics", "AnalyticsDatabase": "traderai"}
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +138,28 @@ def test_track_runs_one_minute_after_each_predict_mark_and_fails_to_the_dlq(cfn:
     config = cfn["Resources"]["TrackFunctionEventInvokeConfig"]["Properties"]
     assert config["MaximumRetryAttempts"] == 0
     assert config["DestinationConfig"]["OnFailure"] == {"Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+
+
+def test_compact_runs_nightly_after_the_last_tick_and_fails_to_the_dlq(cfn: dict) -> None:
+    assert _schedule_of(cfn, "CompactFunction")["ScheduleExpression"] == "cron(30 0 * * ? *)"
+    config = cfn["Resources"]["CompactFunctionEventInvokeConfig"]["Properties"]
+    assert config["DestinationConfig"]["OnFailure"] == {"Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+
+
+def test_compact_reads_only_the_logs_and_writes_only_parquet_and_results(cfn: dict) -> None:
+    by_action: dict[str, set[str]] = {}
+    for statement in _role_statements(cfn, "CompactFunction"):
+        for action in _as_list(statement["Action"]):
+            by_action.setdefault(action, set()).update(json.dumps(r) for r in _as_list(statement["Resource"]))
+
+    def under(*prefixes: str) -> set[str]:
+        return {json.dumps({"Fn::Sub": f"${{DataBucket.Arn}}/{prefix}/*"}) for prefix in prefixes}
+
+    assert by_action["s3:GetObject"] == under("predictions", "decisions")
+    assert by_action["s3:PutObject"] == under("predictions_parquet", "decisions_parquet", "athena-results")
+    assert by_action["s3:DeleteObject"] == under("predictions_parquet", "decisions_parquet")
+    assert by_action["athena:StartQueryExecution"] == {json.dumps({"Fn::Sub": (
+        "arn:${AWS::Partition}:athena:${AWS::Region}:${AWS::AccountId}:workgroup/${AnalyticsWorkGroup}")})}
 
 
 def test_track_queries_only_the_status_index_and_updates_only_the_table(cfn: dict) -> None:
@@ -314,6 +337,9 @@ def test_no_inline_statement_allows_everything(cfn: dict) -> None:
     ("BroadcastFunction", {"dynamodb:Scan", "dynamodb:DeleteItem", "execute-api:ManageConnections",
                            "sqs:SendMessage", "dynamodb:GetItem", "dynamodb:UpdateItem"}),
     ("TrackFunction", {"dynamodb:Query", "dynamodb:UpdateItem", "sqs:SendMessage"}),
+    ("CompactFunction", {"athena:StartQueryExecution", "athena:GetQueryExecution", "glue:GetDatabase",
+                         "glue:GetTable", "s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:PutObject",
+                         "s3:AbortMultipartUpload", "s3:DeleteObject", "sqs:SendMessage"}),
 ])
 def test_each_function_gets_exactly_its_actions(cfn: dict, function: str, actions: set[str]) -> None:
     assert _actions(cfn, function) == actions
@@ -356,7 +382,7 @@ def test_data_bucket_is_encrypted_private_versioned_and_tls_only(cfn: dict) -> N
         "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
     expiring = {r.get("Prefix") for r in bucket["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r}
-    assert expiring == {"predictions/", "decisions/"}
+    assert expiring == {"predictions/", "decisions/", "predictions_parquet/", "decisions_parquet/", "athena-results/"}
     (statement,) = cfn["Resources"]["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert (statement["Effect"], statement["Action"]) == ("Deny", "s3:*")
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
