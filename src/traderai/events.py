@@ -95,3 +95,17 @@ def _tick_of(items: list[Any], now: datetime) -> datetime:
         except ContractError:
             continue
     return max(parsed) if parsed else now
+
+
+def require_fields(event: Any, paths: tuple[str, ...], expected: str) -> None:
+    """Raise EventError naming `expected` and the first missing dotted path (e.g. `requestContext.http.method`).
+
+    For handlers whose framework would otherwise fail on a wrong-shaped event with a bare KeyError/TypeError.
+    """
+    for path in paths:
+        value: Any = event
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            shape = type(event).__name__ if not isinstance(event, dict) else f"object with keys {sorted(event)[:8]}"
+            raise EventError(f"expected {expected}: {path} is missing; got {shape}")
