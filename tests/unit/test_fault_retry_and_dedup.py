@@ -1,0 +1,146 @@
+"""Pure fault handling: bounded, jittered retries of the exchange adapter and at-most-once pushes per version.
+
+Property tests over any sequence of failures: attempts never exceed the policy, waits stay within
+[½, 1)× their ceiling and grow, permanent errors are never retried; a broadcast retried after any
+partial failure reaches every connection exactly once per signal version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import ccxt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from traderai.adapters.deliveries import InMemoryLedger
+from traderai.adapters.push import FanoutReport
+from traderai.market import PermanentMarketError, RateLimitedError, TemporaryMarketError
+from traderai.market.exchange import RetryPolicy, call_with_retry
+from traderai.services.broadcast import Broadcaster, BroadcastFailed, change_from_record
+from traderai.testing.handlers import load_event
+
+TEMPORARY = [ccxt.RequestTimeout("timeout"), ccxt.RateLimitExceeded("429"), ccxt.DDoSProtection("418"),
+             ccxt.ExchangeNotAvailable("503"), ccxt.NetworkError("reset")]
+PERMANENT = [ccxt.BadSymbol("no such market"), ccxt.AuthenticationError("401"), ccxt.BadRequest("400")]
+
+
+def run(failures: list[BaseException], policy: RetryPolicy, jitter: float = 0.5) -> tuple[Any, int, list[float]]:
+    calls, sleeps = 0, []
+
+    async def call() -> str:
+        nonlocal calls
+        calls += 1
+        if calls <= len(failures):
+            raise failures[calls - 1]
+        return "candles"
+
+    async def sleep(delay: float) -> None:
+        sleeps.append(delay)
+
+    async def main() -> Any:
+        try:
+            return await call_with_retry(call, what="fetch_ohlcv", policy=policy, sleep=sleep, rand=lambda: jitter)
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            return exc
+
+    return asyncio.run(main()), calls, sleeps
+
+
+@settings(max_examples=200, deadline=None)
+@given(failures=st.lists(st.sampled_from(TEMPORARY), max_size=8), attempts=st.integers(1, 6),
+       jitter=st.floats(0, 0.999))
+def test_temporary_faults_are_retried_at_most_the_policys_attempts(failures: list[BaseException], attempts: int,
+                                                                   jitter: float) -> None:
+    policy = RetryPolicy(attempts=attempts, base_delay_s=0.5, max_delay_s=8.0)
+    outcome, calls, sleeps = run(failures, policy, jitter)
+    assert calls == min(len(failures) + 1, attempts)
+    assert len(sleeps) == calls - 1
+    if len(failures) < attempts:
+        assert outcome == "candles"
+    else:
+        assert isinstance(outcome, TemporaryMarketError)
+    for retry, (delay, error) in enumerate(zip(sleeps, failures, strict=False)):
+        factor = policy.rate_limited_factor if isinstance(error, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)) else 1
+        ceiling = min(policy.max_delay_s, policy.base_delay_s * factor * 2**retry)
+        assert ceiling / 2 <= delay < ceiling or delay == pytest.approx(ceiling / 2 + ceiling / 2 * jitter)
+
+
+@pytest.mark.parametrize("error", PERMANENT)
+def test_permanent_faults_are_never_retried(error: BaseException) -> None:
+    outcome, calls, sleeps = run([error, error], RetryPolicy(attempts=4))
+    assert isinstance(outcome, PermanentMarketError) and calls == 1 and sleeps == []
+
+
+def test_a_rate_limit_waits_longer_than_a_timeout() -> None:
+    _, _, after_timeout = run([ccxt.RequestTimeout("t")], RetryPolicy())
+    _, _, after_429 = run([ccxt.RateLimitExceeded("429")], RetryPolicy())
+    assert after_429[0] == 4 * after_timeout[0]
+    outcome, _, _ = run([ccxt.RateLimitExceeded("429")] * 9, RetryPolicy(attempts=2))
+    assert isinstance(outcome, RateLimitedError)
+
+
+# ---------------------------------------------------------------- one push per connection per version
+
+class FlakyPusher:
+    """Delivers to every id except those listed as failing on the current attempt; counts deliveries."""
+
+    def __init__(self, failing_by_attempt: list[set[str]]) -> None:
+        self.failing_by_attempt = failing_by_attempt
+        self.attempt = 0
+        self.delivered: dict[str, int] = {}
+
+    def fan_out(self, connection_ids: Any, payload: bytes) -> FanoutReport:
+        failing = self.failing_by_attempt[self.attempt] if self.attempt < len(self.failing_by_attempt) else set()
+        self.attempt += 1
+        ids = list(connection_ids)
+        for connection_id in ids:
+            if connection_id not in failing:
+                self.delivered[connection_id] = self.delivered.get(connection_id, 0) + 1
+        return FanoutReport(delivered=tuple(i for i in ids if i not in failing),
+                            failed={i: "HTTP 500" for i in ids if i in failing})
+
+
+class Connections:
+    def __init__(self, ids: list[str]) -> None:
+        from traderai.adapters.connections import Connection
+
+        self.rows = [Connection(i, None, "2026-11-25T10:00:00Z") for i in ids]
+
+    def all(self) -> list[Any]:
+        return list(self.rows)
+
+    def remove_many(self, ids: Any) -> None:
+        raise AssertionError("nothing is gone in this test")
+
+
+IDS = [f"c{i}=" for i in range(8)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(failing=st.lists(st.sets(st.sampled_from(IDS)), max_size=4), redeliveries=st.integers(0, 2))
+def test_retries_after_any_partial_failures_deliver_exactly_once_per_version(failing: list[set[str]],
+                                                                            redeliveries: int) -> None:
+    change = change_from_record(load_event("broadcast_insert.json")["Records"][0])
+    assert change is not None and change.delivery_id
+    pusher, ledger = FlakyPusher(failing), InMemoryLedger()
+    for _ in range(len(failing) + 1 + redeliveries):  # the stream retries until it succeeds, then redelivers
+        try:
+            Broadcaster(Connections(IDS), pusher, ledger).broadcast(change)  # type: ignore[arg-type]
+        except BroadcastFailed:
+            continue
+    assert pusher.delivered == dict.fromkeys(IDS, 1)
+    assert ledger.delivered(change.delivery_id) == frozenset(IDS)
+
+
+def test_a_new_version_of_the_same_signal_is_pushed_again() -> None:
+    insert = change_from_record(load_event("broadcast_insert.json")["Records"][0])
+    modify = change_from_record(load_event("broadcast_modify.json")["Records"][0])
+    assert insert and modify and insert.signal.signal_id == modify.signal.signal_id
+    assert insert.delivery_id != modify.delivery_id
+    pusher, ledger = FlakyPusher([]), InMemoryLedger()
+    for change in (insert, modify, insert, modify):
+        Broadcaster(Connections(IDS[:2]), pusher, ledger).broadcast(change)  # type: ignore[arg-type]
+    assert pusher.delivered == {"c0=": 2, "c1=": 2}
