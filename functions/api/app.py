@@ -19,6 +19,7 @@ from pydantic import AwareDatetime, BeforeValidator
 from traderai import __version__
 from traderai.contracts import Side, Signal, SignalStatus
 from traderai.core.text_format import signal_text
+from traderai.events import require_fields
 from traderai.observability import logger, metrics, tracer
 from traderai.services import api, performance, wiring
 
@@ -100,5 +101,6 @@ def _error(status: int, code: str, message: str, details: list[dict[str, Any]] |
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    require_fields(event, ("requestContext.http.method", "rawPath"), "an HTTP API (payload 2.0) event")
     return app.resolve(event, context)
 

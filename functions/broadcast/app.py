@@ -23,7 +23,7 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    broadcaster = Broadcaster(wiring.connection_store(), wiring.pusher())
+    broadcaster = Broadcaster(wiring.connection_store(), wiring.pusher(), wiring.delivery_ledger())
 
     def push(record: DynamoDBRecord) -> None:
         change = change_from_record(record.raw_event)

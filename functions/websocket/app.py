@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from traderai.adapters.push import PostResult, PushError, encode
+from traderai.events import require_fields
 from traderai.observability import logger, metrics, tracer
 from traderai.services import websocket, wiring
 
@@ -20,6 +21,7 @@ from traderai.services import websocket, wiring
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    require_fields(event, ("requestContext.routeKey", "requestContext.connectionId"), "an API Gateway WebSocket event")
     request = websocket.WebSocketRequest.from_event(event)
     logger.append_keys(connection_id=request.connection_id, route=request.route_key)
     now = datetime.now(UTC)

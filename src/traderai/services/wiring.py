@@ -10,6 +10,7 @@ import os
 from functools import lru_cache
 
 from traderai.adapters.connections import ConnectionStore
+from traderai.adapters.deliveries import DeliveryStore
 from traderai.adapters.push import Pusher
 from traderai.adapters.signal_store import SignalStore
 from traderai.services.api import PageTokens
@@ -36,6 +37,13 @@ def connection_store() -> ConnectionStore:
 
 
 @lru_cache(maxsize=1)
+def delivery_ledger() -> DeliveryStore:
+    """Which connections already got a signal version (DELIVERIES_TABLE): one push per connection per version."""
+    settings = Settings.from_env().require("deliveries_table")
+    return DeliveryStore(settings.deliveries_table)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=1)
 def page_tokens() -> PageTokens:
     return PageTokens(required_env("TOKEN_SECRET"))
 
@@ -49,5 +57,5 @@ def pusher() -> Pusher:
 
 def clear() -> None:
     """Forget every built adapter (tests, and the local demo when it changes the environment)."""
-    for cached in (signal_store, connection_store, page_tokens, pusher):
+    for cached in (signal_store, connection_store, page_tokens, pusher, delivery_ledger):
         cached.cache_clear()
