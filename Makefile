@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo bench lint clean
+.PHONY: venv test demo browser bench lint clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it or set PY312=/path/to/python3.12"; exit 1; }
@@ -17,12 +17,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m ruff check src functions tests bench
 	$(PY) -m pytest -n 2 -q
 
 demo: $(STAMP)
-	$(PY) -m traderai.cli tick $(ARGS)
+	$(PY) -m traderai.cli local $(ARGS)
+
+# Headless Chromium for the e2e page test: Debian's package (Playwright drives it; it never downloads one).
+browser:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 bench: $(STAMP)
 	$(PY) bench/run.py

@@ -126,9 +126,16 @@ def _add_keys(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_keys_parser(subparsers)
 
 
+def _add_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from traderai.local.command import add_parser
+
+    add_parser(subparsers)
+
+
 SUBCOMMANDS: dict[str, AddSubcommand] = {
     "train": _add_train,
     "tick": _add_tick,
+    "local": _add_local,
     "keys": _add_keys,
 }
 """name -> function adding the subparser (which sets `func`); other subcommands register here."""
