@@ -19,6 +19,7 @@ venv: $(STAMP)
 
 test: $(STAMP) browser
 	$(PY) -m ruff check src functions tests bench
+	$(MAKE) --no-print-directory security
 	$(PY) -m pytest -n 2 -q
 
 demo: $(STAMP)
@@ -36,4 +37,23 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check src functions tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .aws-sam
+
+# Security scans, run by `make test`: bandit on the code, cfn-lint's serverless rules and checkov on the
+# template. checkov pins boto3/botocore/packaging below this project's versions, so it lives in its own
+# virtual environment (as SAM CLI does). Each finding is fixed, or suppressed with its reason where it
+# occurs (template Metadata, `# nosec`), or project-wide in .checkov.yaml with the reason there.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP):
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON312) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==3.3.30'
+	@touch $@
+
+.PHONY: security
+security: $(STAMP) $(CHECKOV_STAMP)
+	$(PY) -m bandit -q -c pyproject.toml -r src functions -ll
+	$(VENV)/bin/cfn-lint -a cfn_lint_serverless.rules -- infra/template.yaml
+	$(CHECKOV_VENV)/bin/checkov --skip-download --config-file .checkov.yaml -f infra/template.yaml

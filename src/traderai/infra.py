@@ -68,7 +68,7 @@ _CfnLoader.add_multi_constructor("!", _construct_intrinsic)
 def load_template(path: str | Path | None = None) -> dict[str, Any]:
     """Parse a CloudFormation/SAM YAML template (default: the project's) into plain dicts."""
     text = Path(path or TEMPLATE_PATH).read_text(encoding="utf-8")
-    template = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    template = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass  # nosec B506
     if not isinstance(template, dict) or "Resources" not in template:
         raise TemplateError(f"{path or TEMPLATE_PATH}: not a CloudFormation template")
     return template
