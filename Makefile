@@ -20,7 +20,7 @@ venv: $(STAMP)
 test: $(STAMP) browser
 	$(PY) -m ruff check src functions tests bench
 	$(MAKE) --no-print-directory security
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadfile -q
 
 demo: $(STAMP)
 	$(PY) -m traderai.cli local $(ARGS)
