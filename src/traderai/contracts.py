@@ -31,6 +31,10 @@ class SignalStatus(StrEnum):
     EXPIRED = "EXPIRED"
 
 
+OPEN_STATUSES = (SignalStatus.ACTIVE, SignalStatus.TP1_HIT, SignalStatus.TP2_HIT)
+"""A signal in one of these is a position still in play: tracked, and blocking a second one (same side)."""
+
+
 class RejectReason(StrEnum):
     """Reason codes of a rejected decision: stable strings, queried in Athena and counted in metrics."""
 

@@ -223,3 +223,17 @@ def test_an_expired_model_is_refused_with_a_reason(aws: Aws, predict) -> None:
     reply = predict(load_event("predict_schedule.json"), FakeLambdaContext())
     assert "BTC/USDT" not in {p["symbol"] for p in reply["predictions"]}
     assert [f["reason"] for f in reply["failures"]] == ["model_expired"]
+
+
+def test_a_signal_past_tp1_still_blocks_a_second_one_on_the_same_side(aws: Aws, signal) -> None:  # noqa: ANN001
+    signal(load_event("signal_destination.json"), FakeLambdaContext())
+    stored_id = aws.signal_items()[0]["signal_id"]["S"]
+    aws.dynamodb.update_item(TableName=aws.signals_table, Key={"signal_id": {"S": stored_id}},
+                             UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": "status"},
+                             ExpressionAttributeValues={":s": {"S": "TP1_HIT"}})  # the position is still open
+    later = copy.deepcopy(load_event("signal_destination.json"))
+    later["responsePayload"]["tick_time"] = "2025-04-07T14:15:00Z"
+    for prediction in later["responsePayload"]["predictions"]:
+        prediction["candle_time"] = "2025-04-07T14:00:00Z"
+    summary = signal(later, FakeLambdaContext())
+    assert summary["rejected"].get("duplicate_active") == 1

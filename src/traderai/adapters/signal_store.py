@@ -19,7 +19,7 @@ from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from traderai.contracts import Signal, SignalStatus, iso_utc
+from traderai.contracts import OPEN_STATUSES, Signal, iso_utc
 
 FEED_ALL = "ALL"
 BY_SYMBOL, BY_STATUS, BY_TIME = "by_symbol", "by_status", "by_time"
@@ -32,7 +32,6 @@ INDEX_KEYS: dict[str, tuple[str, ...]] = {
 _INT_FIELDS = frozenset({"leverage"})
 
 
-OPEN_STATUSES = (SignalStatus.ACTIVE, SignalStatus.TP1_HIT, SignalStatus.TP2_HIT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +177,10 @@ class SignalStore:
 
     def active_signal_ids(self, symbols: Iterable[str], now: datetime | None = None
                           ) -> dict[tuple[str, str], frozenset[str]]:
-        """(symbol, side) -> ids of ACTIVE signals of these symbols (unexpired at `now` when given).
+        """(symbol, side) -> ids of open signals (ACTIVE, TP1_HIT, TP2_HIT) of these symbols, unexpired at `now`.
 
-        One paginated Query on `by_status` (hash `ACTIVE`): the active set is small, whatever the history.
+        A signal that hit TP1 is still a position in play, so it blocks a second one like an ACTIVE one does.
+        One paginated Query per open status on `by_status`: the open set is small, whatever the history.
         """
         wanted = frozenset(symbols)
         if not wanted:
@@ -193,7 +193,8 @@ class SignalStore:
             expiry = self._model.expires_at > iso_utc(now)
             condition = expiry if condition is None else condition & expiry
         found: dict[tuple[str, str], set[str]] = {}
-        for item in index.query(SignalStatus.ACTIVE.value, filter_condition=condition):
+        items = (item for status in OPEN_STATUSES for item in index.query(status.value, filter_condition=condition))
+        for item in items:
             if item.symbol in wanted:
                 found.setdefault((item.symbol, item.side), set()).add(item.signal_id)
         return {pair: frozenset(ids) for pair, ids in found.items()}

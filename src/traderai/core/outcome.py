@@ -30,7 +30,6 @@ from traderai.contracts import SignalStatus
 
 TARGET_STATUSES = (SignalStatus.ACTIVE, SignalStatus.TP1_HIT, SignalStatus.TP2_HIT, SignalStatus.TP3_HIT)
 FINAL_STATUSES = frozenset({SignalStatus.TP3_HIT, SignalStatus.STOPPED, SignalStatus.EXPIRED})
-OPEN_STATUSES = (SignalStatus.ACTIVE, SignalStatus.TP1_HIT, SignalStatus.TP2_HIT)
 _RANK = {SignalStatus.ACTIVE: 0, SignalStatus.TP1_HIT: 1, SignalStatus.TP2_HIT: 2, SignalStatus.TP3_HIT: 3,
          SignalStatus.STOPPED: 4, SignalStatus.EXPIRED: 4}
 
