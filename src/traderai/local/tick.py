@@ -42,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
         for cached in (runtime.predict_runtime, runtime.signal_runtime, runtime.s3_client):
             cached.cache_clear()
         predict, signal = load_handler("predict").handler, load_handler("signal").handler
+        replay_now = [start]
+        runtime.signal_runtime().clock = lambda: replay_now[0]  # signals are created on the replay clock
         for index in range(args.ticks):
             tick = start + timedelta(minutes=5 * index)
+            replay_now[0] = tick + timedelta(seconds=5)
             event = {**load_event("predict_schedule.json"), "time": tick.strftime("%Y-%m-%dT%H:%M:05Z")}
             reply = predict(event, FakeLambdaContext())
             envelope = {**load_event("signal_destination.json"), "responsePayload": reply}
