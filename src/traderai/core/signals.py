@@ -110,7 +110,7 @@ def rejection_message(symbol: str, reason: RejectReason, levels: Levels | None,
                     f"{liquidation_distance_pct(strategy.leverage, strategy.maintenance_margin_pct):.2f}% "
                     f"({strategy.leverage}x)")
         case RejectReason.DUPLICATE_ACTIVE:
-            return head + "an ACTIVE signal for this symbol and side already exists"
+            return head + "an open signal for this symbol and side already exists"
         case RejectReason.DRIFT:
             return head + f"feature drift PSI {prediction.drift_score:.3f} > maximum {strategy.max_drift_psi:.3f}"
         case RejectReason.INVALID_PREDICTION:
