@@ -44,7 +44,11 @@ def _add_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--timeframe", default="15m")
     parser.add_argument("--horizon", type=int, default=4,
                         help="label horizon in candles (default 4 = 1h at 15m)")
-    parser.add_argument("--kind", choices=("gbdt", "logistic"), default="gbdt")
+    parser.add_argument("--kind", choices=("gbdt", "logistic"), default="logistic",
+                        help="logistic (default: won the walk-forward, docs/model-quality.md) or gbdt")
+    parser.add_argument("--labeling", choices=("direction", "triple_barrier"), default="direction")
+    parser.add_argument("--calibration", choices=("isotonic", "sigmoid", "none"), default="isotonic",
+                        help="fitted on a slice after the training slice (default isotonic)")
     parser.add_argument("--test-fraction", type=float, default=0.2,
                         help="last part of the calendar held out as the unseen test stretch")
     parser.add_argument("--expires-days", type=float, default=90.0)
@@ -92,7 +96,8 @@ def _run_train(args: argparse.Namespace) -> int:
         progress(f"loading {path.name} as {symbol}")
         markets.append(load_candles_csv(path, symbol, args.timeframe))
     config = TrainConfig(horizon=args.horizon, kind=args.kind, test_fraction=args.test_fraction,
-                         expires_days=args.expires_days)
+                         expires_days=args.expires_days, labeling=args.labeling,
+                         calibration=None if args.calibration == "none" else args.calibration)
     result = train(markets, publish_for, args.timeframe, config, datetime.now(UTC).replace(microsecond=0),
                    progress=progress, sources=[path.name for path, _ in files])
     written = write_local(result, out, replace=args.bundled)
@@ -120,6 +125,18 @@ def _add_tick(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_parser(subparsers)
 
 
+def _add_evaluate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from traderai.research.commands import add_evaluate_parser
+
+    add_evaluate_parser(subparsers)
+
+
+def _add_backtest(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from traderai.research.commands import add_backtest_parser
+
+    add_backtest_parser(subparsers)
+
+
 def _add_keys(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from traderai.keys_cli import add_keys_parser
 
@@ -137,6 +154,8 @@ SUBCOMMANDS: dict[str, AddSubcommand] = {
     "tick": _add_tick,
     "local": _add_local,
     "keys": _add_keys,
+    "evaluate": _add_evaluate,
+    "backtest": _add_backtest,
 }
 """name -> function adding the subparser (which sets `func`); other subcommands register here."""
 

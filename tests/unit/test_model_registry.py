@@ -140,7 +140,7 @@ def test_a_malformed_pointer_is_refused(s3: Any) -> None:
 
 def test_a_malformed_model_is_never_published(s3: Any) -> None:
     artifact, manifest = bundled_pair()
-    broken = dict(artifact, trees=[])
+    broken = dict(artifact, trees=[], coef=[])  # malformed whichever kind is bundled
     with pytest.raises(ModelError):
         publish(s3, BUCKET, PREFIX, broken, manifest)
     assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0

@@ -6,6 +6,10 @@ fitted scikit-learn model as numbers and this module replays exactly the same ar
 - ``logistic``: StandardScaler then LogisticRegression: p = 1 / (1 + exp(-(((x - mean) / scale) . w + b)))
 - ``gbdt``: HistGradientBoostingClassifier: p = expit(baseline + sum of leaf values), each tree
   walked with `x <= threshold` going left and NaN going where the tree learned missing values go.
+- optional ``calibration`` (both kinds), fitted on a time slice after the training slice:
+  ``isotonic`` is stored as its interpolation points (scikit-learn's `IsotonicRegression.predict`
+  with out_of_bounds="clip" is linear interpolation between them, i.e. ``np.interp``); ``sigmoid``
+  (Platt) as ``p = 1 / (1 + exp(-(a * logit(p_raw) + b)))``.
 
 A unit test pins the served probabilities to scikit-learn's `predict_proba` (|diff| <= 1e-9).
 """
@@ -22,6 +26,20 @@ import numpy as np
 
 ARTIFACT_FORMAT = "traderai.model/1"
 MODEL_KINDS = ("logistic", "gbdt")
+CALIBRATION_KINDS = ("isotonic", "sigmoid")
+_LOGIT_EPS = 1e-12
+
+
+def apply_calibration(calibration: Mapping[str, Any] | None, probability: np.ndarray) -> np.ndarray:
+    """Map raw probabilities through a calibration: isotonic points {"x", "y"} (clipped at the ends) or
+    sigmoid {"a", "b"} on the raw logit; None leaves them unchanged."""
+    if calibration is None:
+        return probability
+    if calibration["kind"] == "sigmoid":
+        raw = np.clip(probability, _LOGIT_EPS, 1.0 - _LOGIT_EPS)
+        logit = np.log(raw) - np.log1p(-raw)
+        return 1.0 / (1.0 + np.exp(-(calibration["a"] * logit + calibration["b"])))
+    return np.interp(probability, calibration["x"], calibration["y"])
 
 
 class ModelError(ValueError):
@@ -78,7 +96,7 @@ class ServedModel:
             rows = np.arange(matrix.shape[0])
             for tree in self._params["trees"]:
                 logit += _walk(tree, matrix, rows)
-        return 1.0 / (1.0 + np.exp(-logit))
+        return apply_calibration(self._params.get("calibration"), 1.0 / (1.0 + np.exp(-logit)))
 
     def is_expired(self, now: datetime) -> bool:
         """True once `now` (UTC-aware) is past the manifest's expires_at: time to retrain."""
@@ -220,6 +238,8 @@ def load_model(artifact: Mapping[str, Any], manifest: Mapping[str, Any]) -> Serv
         params = {"baseline": _number(artifact.get("baseline"), "baseline"),
                   "trees": tuple(_parse_tree(t, i, n_features) for i, t in enumerate(trees))}
 
+    params["calibration"] = _parse_calibration(artifact.get("calibration"))
+
     required = ("model_id", "symbol", "timeframe", "horizon", "feature_names", "expires_at")
     missing = [k for k in required if k not in manifest]
     if missing:
@@ -239,6 +259,24 @@ def load_model(artifact: Mapping[str, Any], manifest: Mapping[str, Any]) -> Serv
                        timeframe=manifest["timeframe"], horizon=horizon, feature_names=tuple(names),
                        expires_at=_parse_time(manifest["expires_at"], "expires_at"),
                        manifest=dict(manifest), kind=kind, _params=params)
+
+
+def _parse_calibration(raw: Any) -> dict[str, Any] | None:
+    """None (uncalibrated), sigmoid {a, b} or isotonic points: non-decreasing x and y in [0, 1]."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or raw.get("kind") not in CALIBRATION_KINDS:
+        raise _fail("calibration.kind", f"expected one of {CALIBRATION_KINDS}")
+    if raw["kind"] == "sigmoid":
+        return {"kind": "sigmoid", "a": _number(raw.get("a"), "calibration.a"),
+                "b": _number(raw.get("b"), "calibration.b")}
+    x = _vector(raw.get("x"), "calibration.x")
+    y = _vector(raw.get("y"), "calibration.y", x.shape[0])
+    if x.shape[0] < 1 or (np.diff(x) < 0).any() or (np.diff(y) < 0).any():
+        raise _fail("calibration", "expected non-empty, non-decreasing x and y")
+    if (x < 0).any() or (x > 1).any() or (y < 0).any() or (y > 1).any():
+        raise _fail("calibration", "points must lie in [0, 1]")
+    return {"kind": "isotonic", "x": x, "y": y}
 
 
 def check_features(model: ServedModel, feature_names: Sequence[str]) -> None:

@@ -9,9 +9,11 @@ out-of-sample AUC than 16 (0.537 vs 0.526) and it is short enough that a stretch
 gives many independent labels.
 
 Split: by calendar time across all markets, so a market's test stretch never sits inside another
-market's training stretch: train on candles whose label is known before the cut (a purge gap of
-`horizon` candles), test on everything after it. The shipped model is the one fitted on the train
-stretch, so its test metrics describe exactly the model that serves.
+market's training stretch: fit on the oldest stretch, calibrate (isotonic) on the stretch after it,
+test on everything after the cut; each boundary has a purge gap of the label's horizon, so no label
+reaches across it. The shipped model is the one fitted and calibrated before the cut, so its test
+metrics describe exactly the model that serves. `traderai evaluate` (research/walkforward.py) runs
+the same recipe in expanding walk-forward folds and compares labelings and model families.
 """
 
 from __future__ import annotations
@@ -36,19 +38,25 @@ from traderai.settings import TIMEFRAME_SECONDS, normalize_symbol
 QUANTILE_LEVELS = tuple(round(0.1 * i, 1) for i in range(11))  # min, deciles, max
 
 
+DEFAULT_GBDT_PARAMS: dict[str, Any] = {
+    "max_iter": 100, "max_leaf_nodes": 15, "learning_rate": 0.05, "min_samples_leaf": 200, "l2_regularization": 1.0}
+LABELINGS = ("direction", "triple_barrier")
+
+
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
     """What to fit; defaults are the shipped models' settings."""
 
     horizon: int = 4
-    kind: str = "gbdt"  # "gbdt" (HistGradientBoosting, default: better out of sample) or "logistic"
+    kind: str = "logistic"  # or "gbdt"; logistic + isotonic won the walk-forward (docs/model-quality.md)
     test_fraction: float = 0.2
     expires_days: float = 90.0
     seed: int = 0
-    gbdt_params: dict[str, Any] = field(default_factory=lambda: {
-        "max_iter": 100, "max_leaf_nodes": 15, "learning_rate": 0.05, "min_samples_leaf": 200,
-        "l2_regularization": 1.0})
+    gbdt_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_GBDT_PARAMS))
     logistic_c: float = 1.0
+    labeling: str = "direction"  # or "triple_barrier" (research/labels.py); sets what probability means
+    calibration: str | None = "isotonic"  # or "sigmoid"; fitted on `calibration_fraction` of the pre-test stretch
+    calibration_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -57,6 +65,57 @@ class TrainConfig:
             raise ValueError(f"kind must be one of {MODEL_KINDS}")
         if not 0.0 < self.test_fraction < 0.9:
             raise ValueError("test_fraction must be in (0, 0.9)")
+        if self.labeling not in LABELINGS:
+            raise ValueError(f"labeling must be one of {LABELINGS}")
+        if self.calibration not in (None, "isotonic", "sigmoid") or not 0.0 < self.calibration_fraction < 0.9:
+            raise ValueError("calibration must be None, 'isotonic' or 'sigmoid'; calibration_fraction in (0, 0.9)")
+
+    @property
+    def label_horizon(self) -> int:
+        """Candles the label looks ahead: the purge between fit, calibration and test slices."""
+        if self.labeling == "triple_barrier":
+            from traderai.research.labels import BARRIER_CANDLES
+
+            return BARRIER_CANDLES
+        return self.horizon
+
+    @property
+    def label_text(self) -> str:
+        """What a probability of this model means, written into the manifest."""
+        if self.labeling == "triple_barrier":
+            from traderai.research.labels import BARRIER_CANDLES, BARRIER_SL_ATR, BARRIER_TP_ATR
+
+            return (f"P(LONG TP1 +{BARRIER_TP_ATR:g}xATR is hit before its SL -{BARRIER_SL_ATR:g}xATR | the LONG or "
+                    f"the SHORT setup hits its TP1 before its SL within {BARRIER_CANDLES} candles)")
+        return f"close[t+{self.horizon}] > close[t]"
+
+
+@dataclass(frozen=True, slots=True)
+class CalibratedEstimator:
+    """A fitted scikit-learn classifier followed by its calibrator (IsotonicRegression or a
+    LogisticRegression on the raw logit), both scikit-learn objects: the reference the served model
+    is pinned to."""
+
+    estimator: Any
+    calibrator: Any | None
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        raw = self.estimator.predict_proba(features)[:, 1]
+        return np.column_stack([1.0 - (p := calibrate_with(self.calibrator, raw)), p])
+
+
+def _logit(probability: np.ndarray) -> np.ndarray:
+    raw = np.clip(probability, 1e-12, 1.0 - 1e-12)
+    return (np.log(raw) - np.log1p(-raw))[:, None]
+
+
+def calibrate_with(calibrator: Any | None, raw_probability: np.ndarray) -> np.ndarray:
+    """Apply a fitted scikit-learn calibrator (see `fit_calibrator`) to raw probabilities."""
+    if calibrator is None:
+        return raw_probability
+    if hasattr(calibrator, "X_thresholds_"):
+        return calibrator.predict(raw_probability)
+    return calibrator.predict_proba(_logit(raw_probability))[:, 1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +157,20 @@ def make_labels(close: np.ndarray, horizon: int) -> np.ndarray:
     return labels
 
 
-def build_dataset(markets: Sequence[Candles], horizon: int) -> Dataset:
+def build_dataset(markets: Sequence[Candles], horizon: int, labeling: str = "direction") -> Dataset:
     """Features and labels of every market, warm-up and unlabelled rows dropped, pooled."""
+    from traderai.core.features import atr
+    from traderai.research.labels import triple_barrier_labels
+
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     symbols = tuple(c.symbol for c in markets)
     for index, candles in enumerate(markets):
         features = compute_features(candles)
-        labels = make_labels(candles.close, horizon)
+        if labeling == "triple_barrier":
+            labels = triple_barrier_labels(candles.high, candles.low, candles.close,
+                                           atr(candles.high, candles.low, candles.close))
+        else:
+            labels = make_labels(candles.close, horizon)
         ok = ~np.isnan(features).any(axis=1) & ~np.isnan(labels)
         parts.append((features[ok], labels[ok], candles.open_time_ms[ok],
                       np.full(int(ok.sum()), index, dtype=np.int64)))
@@ -128,19 +194,58 @@ def time_split(open_time_ms: np.ndarray, horizon: int, timeframe: str,
     return train, test, cut
 
 
-def _fit(config: TrainConfig, features: np.ndarray, labels: np.ndarray) -> Any:
-    if config.kind == "logistic":
+def fit_estimator(kind: str, features: np.ndarray, labels: np.ndarray, *, gbdt_params: dict[str, Any] | None = None,
+                  logistic_c: float = 1.0, seed: int = 0) -> Any:
+    """Fit a fresh classifier on these rows only (the logistic scaler too: it sits inside the pipeline)."""
+    if kind == "logistic":
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        estimator = make_pipeline(StandardScaler(), LogisticRegression(C=config.logistic_c, max_iter=2000))
+        estimator = make_pipeline(StandardScaler(), LogisticRegression(C=logistic_c, max_iter=2000))
     else:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        estimator = HistGradientBoostingClassifier(early_stopping=False, random_state=config.seed,
-                                                   **config.gbdt_params)
+        estimator = HistGradientBoostingClassifier(early_stopping=False, random_state=seed,
+                                                   **(gbdt_params or DEFAULT_GBDT_PARAMS))
     return estimator.fit(features, labels.astype(np.int64))
+
+
+def _fit(config: TrainConfig, features: np.ndarray, labels: np.ndarray) -> Any:
+    return fit_estimator(config.kind, features, labels, gbdt_params=config.gbdt_params,
+                         logistic_c=config.logistic_c, seed=config.seed)
+
+
+CALIBRATION_BOUNDS = (0.01, 0.99)  # a calibrated probability never claims certainty
+
+
+def fit_calibrator(kind: str, raw_probability: np.ndarray, labels: np.ndarray) -> Any:
+    """Fit a calibrator on held-out rows: isotonic (step map, bounded to CALIBRATION_BOUNDS) or
+    sigmoid (Platt scaling: a logistic regression on the raw logit, effectively unregularised)."""
+    labels = labels.astype(np.float64)
+    if kind == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        return IsotonicRegression(y_min=CALIBRATION_BOUNDS[0], y_max=CALIBRATION_BOUNDS[1], increasing=True,
+                                  out_of_bounds="clip").fit(raw_probability, labels)
+    if kind == "sigmoid":
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=1e6, max_iter=1000).fit(_logit(raw_probability), labels.astype(np.int64))
+    raise ValueError(f"calibration must be 'isotonic' or 'sigmoid', got {kind!r}")
+
+
+def calibration_document(calibrator: Any) -> dict[str, Any]:
+    """The fitted calibrator as the artifact's plain-JSON calibration (`serving.apply_calibration`)."""
+    if hasattr(calibrator, "X_thresholds_"):
+        return {"kind": "isotonic", "x": [float(v) for v in calibrator.X_thresholds_],
+                "y": [float(v) for v in calibrator.y_thresholds_]}
+    return {"kind": "sigmoid", "a": float(calibrator.coef_[0, 0]), "b": float(calibrator.intercept_[0])}
+
+
+def fit_calibration(kind: str, raw_probability: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Fit a calibrator and return its plain-JSON form."""
+    return calibration_document(fit_calibrator(kind, raw_probability, labels))
 
 
 def export_estimator(estimator: Any, kind: str, feature_names: Sequence[str]) -> dict[str, Any]:
@@ -177,6 +282,13 @@ def export_estimator(estimator: Any, kind: str, feature_names: Sequence[str]) ->
     artifact["baseline"] = float(np.asarray(estimator._baseline_prediction).reshape(-1)[0])
     artifact["trees"] = trees
     return artifact
+
+
+def _subset(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The rows of `outer` (a mask) selected by `inner` (a mask over outer's true rows), as a full mask."""
+    full = np.zeros_like(outer)
+    full[np.flatnonzero(outer)[inner]] = True
+    return full
 
 
 def _json_float(value: float) -> float | str:
@@ -237,18 +349,31 @@ def train(markets: Sequence[Candles], publish_for: Sequence[str], timeframe: str
     wrong = [c.symbol for c in markets if c.timeframe != timeframe]
     if wrong:
         raise ValueError(f"candles of {wrong} are not {timeframe}")
-    progress(f"features and labels for {len(markets)} market(s), horizon {config.horizon} candles")
-    data = build_dataset(markets, config.horizon)
-    train_mask, test_mask, cut = time_split(data.open_time_ms, config.horizon, timeframe,
-                                            config.test_fraction)
-    if train_mask.sum() < 500 or test_mask.sum() < 100:
-        raise ValueError(f"too few rows to train/test honestly "
-                         f"({int(train_mask.sum())} train / {int(test_mask.sum())} test)")
+    purge = config.label_horizon
+    progress(f"features and labels for {len(markets)} market(s), label {config.label_text}")
+    data = build_dataset(markets, config.horizon, config.labeling)
+    train_mask, test_mask, cut = time_split(data.open_time_ms, purge, timeframe, config.test_fraction)
+    calibration_mask = np.zeros_like(train_mask)
+    if config.calibration:
+        # The calibration slice is the last part of the pre-test stretch; the model is fitted before it.
+        before_cut = train_mask
+        fit_rows, calibration_rows, _ = time_split(data.open_time_ms[before_cut], purge, timeframe,
+                                                   config.calibration_fraction)
+        train_mask = _subset(before_cut, fit_rows)
+        calibration_mask = _subset(before_cut, calibration_rows)
+    if train_mask.sum() < 500 or test_mask.sum() < 100 or (config.calibration and calibration_mask.sum() < 100):
+        raise ValueError(f"too few rows to train/calibrate/test honestly ({int(train_mask.sum())} train / "
+                         f"{int(calibration_mask.sum())} calibration / {int(test_mask.sum())} test)")
     x_train, y_train = data.features[train_mask], data.labels[train_mask]
     x_test, y_test = data.features[test_mask], data.labels[test_mask]
-    progress(f"fitting {config.kind} on {x_train.shape[0]:,} rows (before {_iso_ms(cut)}), "
-             f"testing on {x_test.shape[0]:,} unseen rows")
-    estimator = _fit(config, x_train, y_train)
+    progress(f"fitting {config.kind} on {x_train.shape[0]:,} rows, calibrating on {int(calibration_mask.sum()):,}, "
+             f"testing on {x_test.shape[0]:,} unseen rows (from {_iso_ms(cut)})")
+    raw_estimator = _fit(config, x_train, y_train)
+    calibrator = None
+    if config.calibration:
+        raw_calibration = raw_estimator.predict_proba(data.features[calibration_mask])[:, 1]
+        calibrator = fit_calibrator(config.calibration, raw_calibration, data.labels[calibration_mask])
+    estimator = CalibratedEstimator(raw_estimator, calibrator)
     progress("evaluating on the unseen stretch")
     p_test = estimator.predict_proba(x_test)[:, 1]
     base_rate = float(y_train.mean())
@@ -257,6 +382,7 @@ def train(markets: Sequence[Candles], publish_for: Sequence[str], timeframe: str
         "baseline": {**classification_metrics(y_test, np.full(y_test.shape[0], base_rate)),
                      "auc": 0.5, "rule": "always predict the training up-rate"},
         "train": classification_metrics(y_train, estimator.predict_proba(x_train)[:, 1]),
+        "test_uncalibrated": classification_metrics(y_test, raw_estimator.predict_proba(x_test)[:, 1]),
         "per_symbol": {},
     }
     for index, symbol in enumerate(data.symbols):
@@ -264,12 +390,14 @@ def train(markets: Sequence[Candles], publish_for: Sequence[str], timeframe: str
         if rows.sum() >= 100:
             metrics["per_symbol"][symbol] = classification_metrics(y_test[rows], p_test[rows])
 
-    artifact = export_estimator(estimator, config.kind, FEATURE_NAMES)
+    artifact = export_estimator(raw_estimator, config.kind, FEATURE_NAMES)
+    if calibrator is not None:
+        artifact["calibration"] = calibration_document(calibrator)
     digest = hashlib.sha256(json.dumps(artifact, sort_keys=True).encode()).hexdigest()
     train_times, test_times = data.open_time_ms[train_mask], data.open_time_ms[test_mask]
     common = {
-        "timeframe": timeframe, "horizon": config.horizon, "kind": config.kind,
-        "label": f"close[t+{config.horizon}] > close[t]",
+        "timeframe": timeframe, "horizon": purge, "kind": config.kind,
+        "label": config.label_text, "labeling": config.labeling, "calibration": config.calibration,
         "feature_names": list(FEATURE_NAMES), "warmup_candles": WARMUP_CANDLES,
         "trained_at": iso_utc(trained_at),
         "expires_at": iso_utc(trained_at + timedelta(days=config.expires_days)),
@@ -280,10 +408,15 @@ def train(markets: Sequence[Candles], publish_for: Sequence[str], timeframe: str
                            "rows": int(train_mask.sum())},
                  "test": {"from": _iso_ms(int(test_times.min())), "to": _iso_ms(int(test_times.max())),
                           "rows": int(test_mask.sum())},
-                 "purge_candles": config.horizon, "sources": list(sources)},
+                 "calibration": ({"rows": int(calibration_mask.sum()),
+                                  "from": _iso_ms(int(data.open_time_ms[calibration_mask].min())),
+                                  "to": _iso_ms(int(data.open_time_ms[calibration_mask].max()))}
+                                 if calibration_mask.any() else None),
+                 "purge_candles": purge, "sources": list(sources)},
         "metrics": metrics,
         "params": (config.gbdt_params if config.kind == "gbdt" else {"C": config.logistic_c})
-        | {"seed": config.seed, "test_fraction": config.test_fraction},
+        | {"seed": config.seed, "test_fraction": config.test_fraction,
+           "calibration_fraction": config.calibration_fraction},
         "versions": _versions(), "artifact_sha256": digest,
     }
     manifests = {}

@@ -16,6 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from traderai.adapters.logs import PREDICTIONS, JsonLinesLog
 from traderai.contracts import Prediction, iso_utc
+from traderai.core.drift import drift_score
 from traderai.core.features import FEATURE_NAMES, atr, compute_features
 from traderai.events import Handoff
 from traderai.market import Candles, MarketDataError, MarketInfo
@@ -85,6 +86,9 @@ def predict_market(candles: Candles, info: MarketInfo, model: PredictiveModel, s
     if tuple(model.feature_names) != FEATURE_NAMES:
         raise ModelUnusableError("feature_mismatch", f"model {model.model_id} expects other features")
     probability = float(model.predict_proba(row[None, :])[0])
+    # Drift: recent feature rows vs the training quantiles in the manifest (None if it has none).
+    manifest = getattr(model, "manifest", None) or {}
+    drift = drift_score(manifest.get("feature_quantiles"), matrix, FEATURE_NAMES)
     atr_now = float(atr(candles.high, candles.low, candles.close)[-1])
     candle_time = datetime.fromtimestamp(int(candles.open_time_ms[-1]) / 1000, tz=now.tzinfo)
     return Prediction(
@@ -104,6 +108,7 @@ def predict_market(candles: Candles, info: MarketInfo, model: PredictiveModel, s
         quote_volume_24h=info.quote_volume_24h,
         amount_step=info.amount_step,
         price_step=info.price_step,
+        drift_score=drift,
         features={name: float(v) for name, v in zip(FEATURE_NAMES, row, strict=True)},
     )
 

@@ -1,0 +1,236 @@
+"""Markdown reports with PNG plots for `traderai evaluate` and `traderai backtest` (matplotlib, Agg).
+
+Each report is a folder: a Markdown page, the PNGs it links, and a JSON file holding every figure
+on the page, so a later run can be diffed against this one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from traderai.research.backtest import Trades
+from traderai.research.walkforward import BASELINES, WalkForwardResult
+from traderai.settings import Strategy
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, int]]) -> str:
+    """A Markdown table of `rows` with (key, header, digits) columns."""
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(k), d) for k, _, d in columns) + " |")
+    return "\n".join(lines)
+
+
+METRIC_COLUMNS = [("auc", "AUC", 4), ("accuracy", "accuracy", 4), ("brier", "Brier", 5), ("log_loss", "log loss", 5),
+                  ("brier_skill", "Brier skill vs base rate", 5), ("up_rate", "label=1 rate", 3), ("rows", "rows", 0)]
+
+
+def plot_calibration(result: WalkForwardResult, keys: list[str], path: Path) -> Path:
+    """Reliability diagram (equal-count bins) of the given "labeling/model" curves."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    lo = min(min(result.curves[k]["predicted"] + result.curves[k]["observed"]) for k in keys)
+    hi = max(max(result.curves[k]["predicted"] + result.curves[k]["observed"]) for k in keys)
+    pad = 0.01
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", linestyle="--", linewidth=1, label="perfect")
+    for key in keys:
+        curve = result.curves[key]
+        ax.plot(curve["predicted"], curve["observed"], marker="o", label=key)
+    ax.set_xlabel("predicted probability (bin mean, out of sample)")
+    ax.set_ylabel("observed frequency")
+    ax.set_title("Calibration, walk-forward test blocks")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_evaluation_report(result: WalkForwardResult, out_dir: Path, sources: list[str]) -> Path:
+    """evaluation.md + calibration PNG + evaluation.json; returns the Markdown path."""
+    from traderai.research.walkforward import winner
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    best_labeling, best_model = winner(result)
+    keys = [f"{best_labeling}/{m}" for m in (best_model, *BASELINES)]
+    family = best_model.split("+")[0]
+    if f"{best_labeling}/{family}" not in keys:
+        keys.insert(1, f"{best_labeling}/{family}")
+    plot_calibration(result, keys, out_dir / "calibration.png")
+    config = result.config
+    lines = [
+        "# Walk-forward evaluation", "",
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {', '.join(sources)}.", "",
+        f"{config.folds} expanding folds over the last {config.test_span:.0%} of the calendar, pooled over "
+        f"{', '.join(result.rows.symbols)}; purge {config.purge} candles between train, calibration and test; "
+        f"calibration slice = {config.calibration_share:g} test block(s) right before each test block. "
+        f"Families: {', '.join(config.families)}; labelings: {', '.join(config.labelings)}; "
+        f"calibrations: {', '.join(config.calibrations)}. Metrics are on the concatenated test blocks "
+        "(rows whose label is defined); the Brier skill compares with the base rate of the same labeling.", "",
+        f"**Winner (highest out-of-sample Brier skill): `{best_labeling}` / `{best_model}`.**", "",
+        "## Folds", "",
+        markdown_table(result.folds, [("fold", "fold", 0), ("train_from", "train from", 0), ("train_to", "train to", 0),
+                                      ("calibration_from", "calibration from", 0), ("test_from", "test from", 0),
+                                      ("test_to", "test to", 0), ("train_rows", "train rows", 0),
+                                      ("calibration_rows", "calibration rows", 0), ("test_rows", "test rows", 0)]),
+        "", "## Overall (all test blocks)", "",
+        markdown_table(result.overall, [("labeling", "labeling", 0), ("model", "model", 0), *METRIC_COLUMNS]),
+        "", f"## Per fold: `{best_labeling}`", "",
+        markdown_table([r for r in result.per_fold if r["labeling"] == best_labeling
+                        and r["model"] in (best_model, family, *BASELINES)],
+                       [("fold", "fold", 0), ("model", "model", 0), *METRIC_COLUMNS]),
+        "", f"## Per symbol: `{best_labeling}`", "",
+        markdown_table([r for r in result.per_symbol if r["labeling"] == best_labeling
+                        and r["model"] in (best_model, *BASELINES)],
+                       [("symbol", "symbol", 0), ("model", "model", 0), *METRIC_COLUMNS]),
+        "", "## Calibration", "", "![calibration](calibration.png)", "",
+        markdown_table([{"key": k, **{f"b{i}": f"{p:.3f}→{o:.3f}" for i, (p, o) in enumerate(
+            zip(result.curves[k]["predicted"], result.curves[k]["observed"], strict=True))}} for k in keys],
+            [("key", "curve", 0)] + [(f"b{i}", f"bin {i + 1}", 0) for i in range(10)]),
+        "", f"Time: {result.seconds['total']:.1f} s (fitting {result.seconds['fit']:.1f} s).", "",
+    ]
+    path = out_dir / "evaluation.md"
+    path.write_text("\n".join(lines))
+    (out_dir / "evaluation.json").write_text(json.dumps(
+        {"sources": sources, "winner": {"labeling": best_labeling, "model": best_model}, "folds": result.folds,
+         "overall": result.overall, "per_fold": result.per_fold, "per_symbol": result.per_symbol,
+         "curves": result.curves, "seconds": result.seconds}, indent=1, default=_json_default))
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def plot_equity(trades: Trades, strategy: Strategy, path: Path) -> Path:
+    """Cumulative net P&L in USD (position_size_usd notional per signal), total and per symbol."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    usd = trades.outcomes.net_pct / 100.0 * strategy.position_size_usd
+    times = [datetime.fromtimestamp(t / 1000, tz=UTC) for t in trades.open_time_ms.tolist()]
+    if len(trades):
+        ax.plot(times, np.cumsum(usd), color="black", linewidth=1.6, label="all")
+        for symbol in sorted(set(trades.symbol.tolist())):
+            mine = trades.symbol == symbol
+            ax.plot([t for t, m in zip(times, mine.tolist(), strict=True) if m], np.cumsum(usd[mine]),
+                    linewidth=1, label=symbol)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_ylabel(f"cumulative net P&L, USD (${strategy.position_size_usd:,.0f} notional per signal)")
+    ax.set_title("Equity curve, net of fees, slippage and funding")
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_expected_vs_realised(trades: Trades, path: Path) -> Path:
+    """Histograms of the rule's expected net % and the realised net % per signal."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if len(trades):
+        expected, realised = trades.outcomes.expected_net_pct, trades.outcomes.net_pct
+        lo, hi = min(expected.min(), realised.min()), max(expected.max(), realised.max())
+        bins = np.linspace(lo, hi, 50)
+        ax.hist(realised, bins=bins, alpha=0.6, label=f"realised net % (mean {realised.mean():+.2f})")
+        ax.hist(expected, bins=bins, alpha=0.6, label=f"expected net % by the rule (mean {expected.mean():+.2f})")
+        ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel("net profit per signal, % of notional")
+    ax.set_ylabel("signals")
+    ax.set_title("Expected (all TPs hit) vs realised, per signal")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+SUMMARY_COLUMNS = [("signals", "signals", 0), ("long", "long", 0), ("short", "short", 0),
+                   ("mean_confidence", "mean conf.", 3), ("tp1_rate", "TP1 hit", 3), ("tp2_rate", "TP2 hit", 3),
+                   ("tp3_rate", "TP3 hit", 3), ("stop_rate", "stopped", 3), ("expiry_rate", "expired", 3),
+                   ("win_rate", "net > 0", 3), ("expected_net_pct", "expected net %", 3),
+                   ("expectancy_net_pct", "realised net % (mean)", 3), ("stderr_net_pct", "± s.e.", 3),
+                   ("median_net_pct", "median net %", 3), ("total_net_usd", "total net USD", 0)]
+
+
+def write_backtest_report(result: WalkForwardResult, labeling: str, model: str, trades: Trades,
+                          counts: dict[str, dict[str, int]], tables: dict[str, Any], strategy: Strategy,
+                          out_dir: Path, sources: list[str]) -> Path:
+    """backtest.md + calibration/equity/expected-vs-realised PNGs + backtest.json; returns the Markdown path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_calibration(result, [f"{labeling}/{model}", f"{labeling}/base_rate", f"{labeling}/persistence"],
+                     out_dir / "calibration.png")
+    plot_equity(trades, strategy, out_dir / "equity.png")
+    plot_expected_vs_realised(trades, out_dir / "expected_vs_realised.png")
+    overall = tables["overall"]
+    funnel = [{"symbol": s, **c} for s, c in counts.items()]
+    verdict = ("no signal was accepted" if not overall.get("signals") else
+               f"mean realised net {overall['expectancy_net_pct']:+.3f}% of notional per signal "
+               f"(± {overall['stderr_net_pct']:.3f} s.e.) against the rule's expected "
+               f"{overall['expected_net_pct']:+.3f}%: the edge after costs is "
+               f"{'NEGATIVE' if overall['expectancy_net_pct'] < 0 else 'positive'}")
+    lines = [
+        "# Backtest of the signal rules", "",
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {', '.join(sources)}.", "",
+        f"Probabilities: walk-forward out-of-sample `{labeling}` / `{model}` ({result.config.folds} folds, "
+        f"test blocks {result.folds[0]['test_from']} → {result.folds[-1]['test_to']}). Rules: `decide()` "
+        f"with the default Strategy (min confidence {strategy.min_confidence}, min expected net "
+        f"{strategy.min_net_profit_pct}%, SL {strategy.sl_atr_multiplier}×ATR, TPs "
+        f"{'/'.join(f'{m:g}' for m in strategy.tp_atr_multipliers)}×ATR, weights "
+        f"{'/'.join(f'{w:.3f}' for w in strategy.tp_weights)}, life {strategy.signal_ttl_hours:g} h, costs "
+        f"{strategy.costs_pct:.2f}% per round trip, drift gate {'off' if strategy.max_drift_psi == 0 else 'on'}). "
+        "24h quote volume = Σ close×volume of the last 96 candles. Same-candle TP and SL → SL; stop never moved.",
+        "", f"**Result: {verdict}.**", "",
+        "## Funnel", "",
+        markdown_table(funnel, [("symbol", "symbol", 0), ("predicted", "OOS predictions", 0),
+                                ("accepted_by_rules", "accepted by the filters", 0),
+                                ("refused_as_duplicate", "refused: one already open", 0),
+                                ("cut_by_end_of_data", "cut by end of data", 0), ("signals", "signals traded", 0)]),
+        "", "## Overall", "", markdown_table([overall], SUMMARY_COLUMNS),
+        "", "## By symbol", "", markdown_table([{"group": k, **v} for k, v in tables["by_symbol"].items()],
+                                             [("group", "symbol", 0), *SUMMARY_COLUMNS]),
+        "", "## By side", "", markdown_table([{"group": k, **v} for k, v in tables["by_side"].items()],
+                                           [("group", "side", 0), *SUMMARY_COLUMNS]),
+        "", "## By confidence bucket", "",
+        markdown_table([{"group": k, **v} for k, v in tables["by_confidence"].items()],
+                       [("group", "confidence", 0), *SUMMARY_COLUMNS]),
+        "", "Net % is of notional; × leverage "
+        f"({strategy.leverage}) for % of margin. USD on ${strategy.position_size_usd:,.0f} notional per signal.",
+        "", "## Plots", "", "![calibration](calibration.png)", "", "![equity](equity.png)", "",
+        "![expected vs realised](expected_vs_realised.png)", "",
+    ]
+    path = out_dir / "backtest.md"
+    path.write_text("\n".join(lines))
+    (out_dir / "backtest.json").write_text(json.dumps(
+        {"sources": sources, "labeling": labeling, "model": model, "counts": counts, "tables": tables,
+         "folds": result.folds, "calibration_curve": result.curves[f"{labeling}/{model}"]},
+        indent=1, default=_json_default))
+    return path
