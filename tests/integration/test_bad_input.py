@@ -104,7 +104,7 @@ def test_fuzzed_requests_never_get_a_5xx_or_a_stack_trace(api_app: tuple[ApiGate
     for operation in schema.get_all_operations():
         strategy = operation.ok().as_strategy()
 
-        @settings(max_examples=60, deadline=None, database=None,
+        @settings(max_examples=60, deadline=None, database=None, derandomize=True,  # stable in CI
                   suppress_health_check=list(HealthCheck))
         @given(case=strategy)
         def fuzz(case: Any) -> None:

@@ -47,7 +47,8 @@ ALLOWED_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole",
 }
 RESOURCE_NAMES = {"DataBucket": "traderai-data", "SignalsTable": "signals", "ConnectionsTable": "connections",
-                  "WebSocketApi": "ws123", "AnalyticsWorkGroup": "traderai-analytics", "AnalyticsDatabase": "traderai"}
+                  "WebSocketApi": "ws123", "AnalyticsWorkGroup": "traderai-analytics", "AnalyticsDatabase": "traderai",
+                  "DeliveriesTable": "deliveries", "ApiKeysTable": "api-keys"}
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,10 @@ def performance_report(signals: list[Signal], since: str, until: str, computed_a
 def window_of(since: datetime | None, until: datetime | None, now: datetime) -> tuple[str, str]:
     """[since, until] as stored-precision ISO strings: default the last 30 days, at most 366 days."""
     until = until or now
-    since = since or until - DEFAULT_WINDOW
+    try:
+        since = since or until - DEFAULT_WINDOW
+    except OverflowError:  # e.g. until=0001-01-01T00:00:00Z (found by the API fuzzer)
+        raise api.BadRequest(f"until: {until.isoformat()} is too early for a default window") from None
     if since > until:
         raise api.BadRequest(f"since: {iso_utc(since)} is after until: {iso_utc(until)}")
     if until - since > MAX_WINDOW:
