@@ -225,7 +225,7 @@ def test_an_expired_model_is_refused_with_a_reason(aws: Aws, predict) -> None:
     assert [f["reason"] for f in reply["failures"]] == ["model_expired"]
 
 
-def test_a_signal_past_tp1_still_blocks_a_second_one_on_the_same_side(aws: Aws, signal) -> None:  # noqa: ANN001
+def test_a_signal_past_tp1_still_blocks_a_second_one_on_the_same_side(aws: Aws, signal) -> None:
     signal(load_event("signal_destination.json"), FakeLambdaContext())
     stored_id = aws.signal_items()[0]["signal_id"]["S"]
     aws.dynamodb.update_item(TableName=aws.signals_table, Key={"signal_id": {"S": stored_id}},
