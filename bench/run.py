@@ -152,13 +152,15 @@ throttler grants one request per event-loop turn and turns are shared with parsi
 fast path there is the next fix). CPU after the fetch stays ~5-6 ms per market (the model's 100-tree walk
 in Python is half of it).
 
-**1,000 markets.** One function: 4,000 weight per tick fits Binance's 6,000/min, but the CPU (~9-10 ms a
-market here, more on a 1 GB Lambda's ~0.6 vCPU) makes the tick ~10 s+ and shares one IP's budget with
-everything else. Fan-out that does fit: 10 invocations per tick, each a shard of 100 markets (the
-schedule invokes a small dispatcher, or 10 rules with `{"shard": k, "of": 10}`), each under 1.5 s as
-measured (the shard rows: shards side by side, one per core, started together); total weight is unchanged (4,000/tick) and stays under the per-IP minute budget even if all shards
-share one NAT IP. To leave headroom, replace the per-market ticker (weight 2 each) with one
-`fetch_tickers` per shard (weight 40 for up to 100 symbols): 2,400 weight per tick for 1,000 markets.
+**1,000 markets.** One function: 4,000 weight per tick fits Binance's 6,000/min, but the work is serial on
+one event loop (~4 ms of CPU a market here between parsing and predicting, ~6-20 s of wall per tick
+depending on the machine's load, and a 1 GB Lambda has ~0.6 vCPU), so the candle's signals would arrive
+many seconds late, and one IP's minute budget is two-thirds spent. Fan-out that does fit: 10 invocations
+per tick, each a shard of 100 markets (the schedule invokes a small dispatcher, or 10 rules with
+`{"shard": k, "of": 10}`), each well under 1.5 s as measured (the shard rows: one process per shard, one
+shard per core, started together). Total weight is unchanged (4,000/tick) and stays under the per-IP
+minute budget even if all shards share one NAT IP. For headroom, replace the per-market ticker (weight 2
+each) with one `fetch_tickers` per shard (weight 40 for up to 100 symbols): 2,400 weight per tick.
 
 **3. Cold start.** Module import is what Lambda's init runs; the first invocation adds the lazy imports
 (boto3/pynamodb clients, numpy and the models for predict; predict's live path also imports
