@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=ORDER, help="run only these benchmarks")
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the benchmarks)")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone "
+                        "(implied by --only and --quick: a partial or smaller run must not replace the table)")
     args = parser.parse_args(argv)
     started, clock, load_start = datetime.now(UTC), time.monotonic(), os.getloadavg()[0]
     figures: list[Figure] = []
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   ({time.monotonic() - step_started:.0f} s)", file=sys.stderr, flush=True)
     figures.sort(key=lambda f: f.section)
     elapsed = time.monotonic() - clock
-    if not args.no_write:
+    if not (args.no_write or args.only or args.quick):
         write_results(figures, started, elapsed, (load_start, os.getloadavg()[0]))
         print(f"wrote {RESULTS.relative_to(REPO_ROOT)} ({elapsed:.0f} s)")
     if over_limit:
