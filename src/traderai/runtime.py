@@ -44,7 +44,7 @@ class PredictRuntime:
             return tick_time + timedelta(seconds=5)
         return self.clock()
 
-    def run(self, tick_time: datetime):  # noqa: ANN201 - TickResult, imported lazily
+    def run(self, tick_time: datetime):
         from traderai.services.predict import run_tick
 
         return self.loop.run_until_complete(
