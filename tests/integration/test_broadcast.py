@@ -125,7 +125,8 @@ def test_other_failures_report_the_record_for_retry_and_keep_the_connection(
 def test_a_slow_connection_does_not_hold_up_the_others(aws: ServingTables, gateway: ConnectionsServer,
                                                        connections: ConnectionStore,
                                                        broadcast: Callable[..., dict[str, Any]]) -> None:
-    # Given 150 more subscribers (more than the pool's 64 workers) and one that takes three seconds to answer (margin for a loaded machine)
+    # Given 150 more subscribers (more than the pool's 64 workers) and one that takes 3 s to answer
+    # (a wide margin, so a loaded machine cannot flip the order)
     for n in range(150):
         connections.add(f"fast-{n}=", None, NOW)
     gateway.latency = 0.01
