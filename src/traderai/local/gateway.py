@@ -5,7 +5,8 @@
   Routes marked `Auth: {Authorizer: NONE}` skip the authorizer. The same port serves the static page
   (`traderai/web/`), its `config.js`, and local-only endpoints under `/_local/`.
 - WebSocket API (default 127.0.0.1:3001): the handshake is `$connect`, each text message is routed on
-  `$request.body.action` (unknown or missing: `$default`), a close is `$disconnect`. The same port
+  `$request.body.action` (unknown or missing: `$default`), a close is `$disconnect`. As deployed, a
+  binary frame closes the connection with 1003 and a message over 128 KB with 1009. The same port
   implements the management API the functions post through (`WEBSOCKET_ENDPOINT`):
   `POST /@connections/{id}` delivers to that socket (410 GoneException for an unknown or closed id),
   `GET` describes it, `DELETE` closes it. A stage prefix (`/prod/@connections/...`) is accepted.
@@ -122,7 +123,7 @@ def select_route(body: str, route_keys: frozenset[str]) -> str:
     """`$request.body.action`: the message's `action` if it names a route, else `$default`."""
     try:
         message = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes ("[" * 8000)
         return "$default"
     action = message.get("action") if isinstance(message, dict) else None
     return action if isinstance(action, str) and action in route_keys and not action.startswith("$") else "$default"
@@ -255,7 +256,7 @@ class LocalGateway:
         http_app = web.Application(client_max_size=MAX_HTTP_BODY_BYTES)
         http_app.router.add_get("/config.js", self._config_js)
         http_app.router.add_get("/_local/{name}", self._local)
-        http_app.router.add_route("*", "/{tail:.*}", self._http)
+        http_app.router.add_route("*", r"/{tail:[\s\S]*}", self._http)  # `.*` misses "%0A": aiohttp's text 404
         ws_app = web.Application(client_max_size=MAX_WS_MESSAGE_BYTES)
         for prefix in ("", f"/{self.config.stage}"):
             ws_app.router.add_route("*", prefix + "/@connections/{connection_id}", self._management)
@@ -454,8 +455,11 @@ class LocalGateway:
         try:
             async for message in socket:
                 entry.last_active_at = datetime.now(UTC)
-                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                if message.type == WSMsgType.TEXT:
                     await self._message(request, entry, message.data)
+                elif message.type == WSMsgType.BINARY:  # API Gateway does not take binary frames: it closes
+                    close_code, reason = 1003, "binary frames are not supported; send JSON text"
+                    await socket.close(code=close_code, message=reason.encode())
                 elif message.type == WSMsgType.ERROR:
                     close_code, reason = 1011, f"error: {socket.exception()}"
         finally:
@@ -464,15 +468,11 @@ class LocalGateway:
             await self._disconnect(request, entry, close_code, reason)
         return socket
 
-    async def _message(self, request: web.Request, entry: _Socket, data: str | bytes) -> None:
-        if isinstance(data, bytes):
-            body, encoded = base64.b64encode(data).decode(), True
-        else:
-            body, encoded = data, False
-        route_key = "$default" if encoded else select_route(body, self._ws_route_keys)
+    async def _message(self, request: web.Request, entry: _Socket, body: str) -> None:
+        route_key = select_route(body, self._ws_route_keys)
         context = self._ws_context(route_key, "MESSAGE", entry.connection_id, request, entry.connected_at)
         context["messageId"] = _request_id()
-        event = {"requestContext": context, "body": body, "isBase64Encoded": encoded}
+        event = {"requestContext": context, "body": body, "isBase64Encoded": False}
         try:
             await self._call(self._ws_function, event)
         except Exception:  # noqa: BLE001 - as deployed: the client gets an error frame, the socket stays

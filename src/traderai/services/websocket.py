@@ -99,6 +99,8 @@ def parse_message(body: str | None) -> dict[str, Any]:
         message = json.loads(body)
     except ValueError as exc:
         raise BadMessage("malformed_json", f"not JSON: {exc}") from None
+    except RecursionError:  # well under MAX_MESSAGE_BYTES, "[" * 8000 is deeper than json.loads goes
+        raise BadMessage("malformed_json", "not JSON: nested too deeply") from None
     if not isinstance(message, dict):
         raise BadMessage("malformed_json", "expected a JSON object with an \"action\"")
     return message
