@@ -30,13 +30,17 @@ def wall_clock() -> datetime:
 
 
 @dataclass
-class PredictRuntime:
+class MarketRuntime:
+    """What every function that reads markets keeps per container: settings, a source, a clock, a loop.
+
+    The event loop lives as long as the container, so ccxt's sessions and loaded markets survive
+    warm invocations.
+    """
+
     settings: Settings
     source: Any
-    models: Any
-    log: JsonLinesLog
-    clock: Callable[[], datetime] = wall_clock
-    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    clock: Callable[[], datetime] = field(default=wall_clock, kw_only=True)
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop, kw_only=True)
 
     def now_for(self, tick_time: datetime) -> datetime:
         """The live exchange runs on the wall clock; the replay runs on the tick's own clock."""
@@ -44,11 +48,27 @@ class PredictRuntime:
             return tick_time + timedelta(seconds=5)
         return self.clock()
 
+
+@dataclass
+class PredictRuntime(MarketRuntime):
+    models: Any
+    log: JsonLinesLog
+
     def run(self, tick_time: datetime):
         from traderai.services.predict import run_tick
 
         return self.loop.run_until_complete(
             run_tick(self.settings, self.source, self.models, self.log, tick_time, self.now_for(tick_time)))
+
+
+@dataclass
+class TrackRuntime(MarketRuntime):
+    store: Any
+
+    def run(self, tick_time: datetime):
+        from traderai.services.track import track
+
+        return track(self.store, self.source, self.settings.strategy, self.now_for(tick_time), self.loop)
 
 
 def build_predict_runtime(settings: Settings, s3: Any, source: Any = None) -> PredictRuntime:
@@ -84,3 +104,19 @@ def signal_runtime() -> SignalRuntime:
     settings = Settings.from_env().require("bucket_name", "signals_table")
     return SignalRuntime(settings, SignalStore(settings.signals_table),
                          JsonLinesLog(s3_client(), settings.bucket_name))
+
+
+@lru_cache(maxsize=1)
+def track_runtime() -> TrackRuntime:
+    """Settings validated at cold start (a wrong one fails naming it); the market source is made once."""
+    from traderai.adapters.signal_store import SignalStore
+    from traderai.market.fetch import make_source
+
+    settings = Settings.from_env().require("signals_table")
+    return TrackRuntime(settings, make_source(settings), store=SignalStore(settings.signals_table))
+
+
+def clear() -> None:
+    """Forget every built runtime (tests, and the local stack when it changes the environment)."""
+    for cached in (predict_runtime, signal_runtime, track_runtime, s3_client):
+        cached.cache_clear()

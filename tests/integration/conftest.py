@@ -74,5 +74,4 @@ def function_env(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dic
 
 
 def _clear_runtime_caches() -> None:
-    for cached in (runtime.predict_runtime, runtime.signal_runtime, runtime.s3_client):
-        cached.cache_clear()
+    runtime.clear()

@@ -13,8 +13,9 @@ import pytest
 from traderai.adapters.signal_store import SignalStore, VersionedSignal
 from traderai.contracts import Signal, SignalStatus, parse_iso_utc
 from traderai.core.text_format import signal_text
+from traderai.runtime import track_runtime
 from traderai.services.broadcast import change_from_record
-from traderai.services.track import track, track_runtime
+from traderai.services.track import track
 from traderai.settings import Settings
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 

@@ -6,9 +6,6 @@ Used by the Athena tests and `bench/athena_bytes.py`, so the SQL is tried on wha
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,20 +23,6 @@ class ReplayedLogs:
     keys: tuple[str, ...]
 
 
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def replay_logs(root: Path, start: datetime, ticks: int, markets: str = "BTC/USDT,ETH/USDT,SOL/USDT,BNB/USDT",
                 tick_minutes: int = 15) -> ReplayedLogs:
     """Run `ticks` scheduled ticks `tick_minutes` apart from `start` through PredictFunction and, as
@@ -48,37 +31,12 @@ def replay_logs(root: Path, start: datetime, ticks: int, markets: str = "BTC/USD
     Ticks fall on candle closes (15 minutes for the bundled 15m candles), so each one predicts; the
     signal step's clock is the tick's, so decisions and signal expiry follow the replayed time.
     """
-    import boto3
-    from moto import mock_aws
+    from traderai.local.pipeline import embedded_pipeline
 
-    from traderai import runtime
-    from traderai.local.aws import LocalAws
-    from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
-
-    quiet = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
-             "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_DISABLED": "1", "LOG_LEVEL": "ERROR"}
-    caches = (runtime.predict_runtime, runtime.signal_runtime, runtime.s3_client)
-    with _environment(quiet), mock_aws():
-        local = LocalAws(boto3.client("s3"), boto3.client("dynamodb")).provision()
-        env = {**local.environment("PredictFunction", {"MarketSource": "replay", "Markets": markets}),
-               **local.environment("SignalFunction")}
-        with _environment({**env, "LOG_LEVEL": "ERROR"}):
-            for cached in caches:
-                cached.cache_clear()
-            try:
-                predict, signal = load_handler("predict").handler, load_handler("signal").handler
-                for index in range(ticks):
-                    tick = start + timedelta(minutes=tick_minutes * index)
-                    runtime.signal_runtime().clock = lambda tick=tick: tick + timedelta(seconds=10)
-                    event = {**load_event("predict_schedule.json"), "time": f"{tick:%Y-%m-%dT%H:%M:05Z}"}
-                    reply = predict(event, FakeLambdaContext())
-                    if reply["predictions"]:
-                        envelope = {**load_event("signal_destination.json"), "responsePayload": reply}
-                        signal(envelope, FakeLambdaContext())
-                keys = _copy_logs(local.s3, local.bucket, root)
-            finally:
-                for cached in caches:
-                    cached.cache_clear()
+    with embedded_pipeline(markets) as pipeline:
+        for index in range(ticks):
+            pipeline.tick(start + timedelta(minutes=tick_minutes * index), decided_after=timedelta(seconds=10))
+        keys = _copy_logs(pipeline.local.s3, pipeline.local.bucket, root)
     return ReplayedLogs(root, ticks, tuple(keys))
 
 

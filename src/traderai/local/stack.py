@@ -194,10 +194,9 @@ class LocalStack:
     def _clear_caches() -> None:
         from traderai import runtime
         from traderai.adapters import api_keys
-        from traderai.services import track, wiring
+        from traderai.services import wiring
 
-        for cached in (runtime.predict_runtime, runtime.signal_runtime, runtime.s3_client, track.track_runtime):
-            cached.cache_clear()
+        runtime.clear()
         wiring.clear()
         api_keys.clear()
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -26,7 +25,7 @@ from traderai.contracts import Signal, SignalStatus, iso_utc, parse_iso_utc
 from traderai.core.outcome import Bar, TradeSetup, TradeState, advance, realised
 from traderai.market import Candles, MarketDataError, MarketDataSource
 from traderai.observability import logger, metrics
-from traderai.settings import TIMEFRAME_SECONDS, Settings, Strategy
+from traderai.settings import TIMEFRAME_SECONDS, Strategy
 
 MAX_CANDLES = 1000  # one exchange request; 10 days of 15m candles, far beyond a signal's default 24 h life
 
@@ -170,38 +169,3 @@ def _advance_one(store: SignalStore, entry: VersionedSignal, bars: Iterable[Bar]
                                                  "to": after.status.value,
                                                  "realised_net_pct": round(after.realised_net_pct, 4)})
     return after.status.value
-
-
-# ---------------------------------------------------------------- wiring (one per container)
-
-def wall_clock() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class TrackRuntime:
-    """The tracker's adapters, built once per container."""
-
-    settings: Settings
-    store: SignalStore
-    source: MarketDataSource
-    clock: Callable[[], datetime] = wall_clock
-    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
-
-    def now_for(self, tick_time: datetime) -> datetime:
-        """The live exchange runs on the wall clock; the replay runs on the tick's own clock."""
-        if self.settings.market_source == "replay":
-            return tick_time + timedelta(seconds=5)
-        return self.clock()
-
-    def run(self, tick_time: datetime) -> TrackReport:
-        return track(self.store, self.source, self.settings.strategy, self.now_for(tick_time), self.loop)
-
-
-@lru_cache(maxsize=1)
-def track_runtime() -> TrackRuntime:
-    """Settings validated at cold start (a wrong one fails naming it); the market source is made once."""
-    from traderai.market.fetch import make_source
-
-    settings = Settings.from_env().require("signals_table")
-    return TrackRuntime(settings, SignalStore(settings.signals_table), make_source(settings))
