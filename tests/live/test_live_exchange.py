@@ -1,0 +1,32 @@
+"""Opt-in: the real exchange through ccxt (`pytest -m live tests/live`, needs a network)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from traderai.market.exchange import CcxtSource
+from traderai.settings import Settings
+
+pytestmark = pytest.mark.live
+
+
+def test_binance_serves_closed_validated_candles_and_market_facts() -> None:
+    settings = Settings.from_env({"MARKETS": "BTC/USDT", "EXCHANGE_ID": "binance"})
+
+    async def fetch() -> tuple:
+        source = CcxtSource(settings)
+        try:
+            now = datetime.now(UTC)
+            await source.check_settings()
+            candles = await source.fetch_candles("BTC/USDT", "15m", 500, now)
+            return candles, await source.market_info("BTC/USDT", now), now
+        finally:
+            await source.close()
+
+    candles, info, now = asyncio.run(fetch())
+    assert len(candles) == 500
+    assert int(candles.open_time_ms[-1]) + 900_000 <= now.timestamp() * 1000  # the forming candle is dropped
+    assert info.amount_step and info.price_step and (info.quote_volume_24h or 0) > 0
