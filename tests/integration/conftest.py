@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -75,3 +76,28 @@ def function_env(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dic
 
 def _clear_runtime_caches() -> None:
     runtime.clear()
+
+
+@pytest.fixture
+def between_rule() -> Iterator[None]:
+    """Make moto refuse `BETWEEN :low AND :high` with low > high as DynamoDB does (moto skips the check).
+
+    Use after the handler's environment is set: it hooks the client of `wiring.signal_store()`.
+    """
+    from botocore.exceptions import ClientError
+
+    from traderai.services import wiring
+
+    def check(params: dict[str, Any], **_: Any) -> None:
+        condition = params.get("KeyConditionExpression", "")
+        values = {k: next(iter(v.values())) for k, v in params.get("ExpressionAttributeValues", {}).items()}
+        for low, high in re.findall(r"BETWEEN (:\w+) AND (:\w+)", condition):
+            if values[low] > values[high]:
+                raise ClientError({"Error": {"Code": "ValidationException", "Message": "Invalid "
+                                   "KeyConditionExpression: The BETWEEN operator requires upper bound to be "
+                                   "greater than or equal to lower bound"}}, "Query")
+
+    events = wiring.signal_store()._model._get_connection().connection.client.meta.events
+    events.register("provide-client-params.dynamodb.Query", check)
+    yield
+    events.unregister("provide-client-params.dynamodb.Query", check)

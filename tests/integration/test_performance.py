@@ -155,6 +155,14 @@ def test_bad_windows_are_refused_with_400(call: Callable[..., Reply], event_file
     assert message in body(reply)["message"]
 
 
+def test_a_window_inside_one_second_is_an_empty_report_not_an_error(call: Callable[..., Reply],
+                                                                    between_rule: None) -> None:
+    # Given since <= until within one stored second (since rounds up past until; DynamoDB's BETWEEN refuses that)
+    reply = call("api_get_performance.json", {"since": "2024-11-03T16:15:05.2Z", "until": "2024-11-03T16:15:05.7Z"})
+    # Then the window holds no stored second: zero signals, not a 500
+    assert reply["statusCode"] == 200 and body(reply)["overall"]["signals"] == 0
+
+
 def test_cache_entries_expire_after_their_ttl() -> None:
     clock = [0.0]
     cache = performance.PerformanceCache(ttl=60, clock=lambda: clock[0])

@@ -57,6 +57,11 @@ class SignalFilters:
     until: str | None = None
 
     @property
+    def empty_window(self) -> bool:
+        """True when no stored second lies in [since, until] (e.g. both were inside one second)."""
+        return bool(self.since and self.until and self.since > self.until)
+
+    @property
     def index_name(self) -> str:
         """The index whose hash key is the most specific filter given: symbol, then status, then none."""
         if self.symbol:
@@ -216,6 +221,8 @@ class SignalStore:
         """
         if not 1 <= limit <= 1000:
             raise ValueError(f"limit: {limit} is outside 1..1000")
+        if filters.empty_window:  # DynamoDB refuses BETWEEN with low > high (ValidationException)
+            return [], None
         index_name = filters.index_name
         hash_value = {BY_SYMBOL: filters.symbol, BY_STATUS: filters.status, BY_TIME: FEED_ALL}[index_name]
         results = getattr(self._model, index_name).query(
@@ -267,7 +274,10 @@ class SignalStore:
 
         A paginated Query on `by_time` with the range as the key condition: never a Scan.
         """
-        condition = self._created_at_condition(SignalFilters(since=since, until=until))
+        window = SignalFilters(since=since, until=until)
+        if window.empty_window:  # DynamoDB refuses BETWEEN with low > high (ValidationException)
+            return []
+        condition = self._created_at_condition(window)
         results = getattr(self._model, BY_TIME).query(FEED_ALL, range_key_condition=condition,
                                                       scan_index_forward=False, limit=limit)
         return [_to_signal(item) for item in results]
