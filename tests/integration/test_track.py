@@ -105,7 +105,7 @@ def test_all_targets_in_one_run(run: Callable[[str], dict[str, Any]], store: Sig
     assert run("2024-11-03T15:01:05Z")["advanced"] == {ALL_TARGETS.signal_id: "TP3_HIT"}
     final = stored(store, ALL_TARGETS)
     assert (final.tp1_hit_at, final.tp2_hit_at, final.tp3_hit_at, final.closed_at) == (
-        "2024-11-03T02:45:00Z", "2024-11-03T02:45:00Z", "2024-11-03T14:30:00Z", "2024-11-03T14:30:00Z")
+        "2024-11-03T02:30:00Z", "2024-11-03T02:45:00Z", "2024-11-03T14:30:00Z", "2024-11-03T14:30:00Z")
     assert final.realised_net_pct == pytest.approx(0.594548, abs=1e-6)
     assert final.exit_price is None
 

@@ -132,14 +132,16 @@ def test_the_vectorised_playout_equals_the_live_trackers_rule_signal_by_signal()
     atr = frame.atr[rows] * rng.uniform(0.3, 1.5, rows.shape[0])  # vary the distances: more TP and SL hits
     out = play_out(c.high, c.low, c.close, rows, long, atr, SEED, horizon)
     candle_ms = 900_000
+    created_after_close_ms = 5_000  # the signal step stores created_at a few seconds after the tick, as live
     for i, row in enumerate(rows.tolist()):
         entry, direction = float(c.close[row]), 1.0 if long[i] else -1.0
         setup = outcome.TradeSetup(
             side="LONG" if long[i] else "SHORT", entry=entry,
             take_profits=tuple(entry + direction * m * float(atr[i]) for m in SEED.tp_atr_multipliers),
             stop=entry - direction * SEED.sl_atr_multiplier * float(atr[i]), weights=SEED.tp_weights,
-            costs_pct=COSTS, created_at_ms=int(c.open_time_ms[row]) + candle_ms,
-            expires_at_ms=int(c.open_time_ms[row]) + candle_ms + int(SEED.signal_ttl_hours * 3600_000),
+            costs_pct=COSTS, created_at_ms=int(c.open_time_ms[row]) + candle_ms + created_after_close_ms,
+            expires_at_ms=(int(c.open_time_ms[row]) + candle_ms + created_after_close_ms
+                           + int(SEED.signal_ttl_hours * 3600_000)),
             candle_ms=candle_ms)
         window = range(row + 1, row + horizon + 2)
         state = outcome.resolve(setup, [outcome.Bar(int(c.open_time_ms[j]), float(c.high[j]), float(c.low[j]),

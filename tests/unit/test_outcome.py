@@ -67,8 +67,8 @@ def test_all_targets_hit_closes_at_tp3_with_the_average_tp_profit_net_of_costs()
     setup = real_setup("SHORT", 68686.0, (68358.26, 68112.46, 67702.78), 68849.87, "2024-11-03T02:15:05Z")
     state = replay(setup)
     assert state.status is SignalStatus.TP3_HIT
-    # TP1 and TP2 in the same candle (no stop in it: both count), TP3 twelve hours later
-    assert [iso(t) for t in state.tp_hit_ms] == ["2024-11-03T02:45:00Z", "2024-11-03T02:45:00Z",
+    # TP1 in the trade's first candle (02:15, low 68186.03), TP2 in the next, TP3 twelve hours later
+    assert [iso(t) for t in state.tp_hit_ms] == ["2024-11-03T02:30:00Z", "2024-11-03T02:45:00Z",
                                                   "2024-11-03T14:30:00Z"]
     assert iso(state.closed_at_ms) == "2024-11-03T14:30:00Z" and state.exit_price is None
     gross = sum((68686.0 - tp) / 68686.0 * 100 for tp in (68358.26, 68112.46, 67702.78)) / 3
@@ -119,10 +119,19 @@ def bar(index: int, high: float, low: float, close: float = 100.0) -> Bar:
     return Bar(index * M15, high, low, close)
 
 
-def test_a_candle_that_opened_before_the_signal_does_not_count() -> None:
-    setup = long_setup()  # created 5 s after candle 10 opened
-    state = resolve(setup, [bar(10, 107.0, 100.0), bar(11, 100.5, 99.5)], as_of_ms=12 * M15)
+def test_the_signal_candle_itself_does_not_count() -> None:
+    setup = long_setup()  # created 5 s after candle 9 (the signal candle, entry = its close) closed
+    state = resolve(setup, [bar(9, 107.0, 95.0), bar(10, 100.5, 99.5)], as_of_ms=11 * M15)
     assert state == TradeState()
+
+
+def test_the_candle_forming_when_the_signal_is_created_counts() -> None:
+    # Given a LONG entered at the close of candle 9 and created 5 s later, while candle 10 forms
+    setup = long_setup()
+    # When candle 10 reaches the stop and candle 11 every target
+    state = resolve(setup, [bar(10, 100.5, 98.9), bar(11, 107.0, 100.0)], as_of_ms=12 * M15)
+    # Then the trade was stopped in candle 10: it was open for all of it but 5 s (as the backtest plays it)
+    assert (state.status, iso(state.closed_at_ms)) == (SignalStatus.STOPPED, iso(11 * M15))
 
 
 def test_a_candle_that_closes_after_expiry_does_not_count() -> None:

@@ -6,8 +6,10 @@ no numpy, no clock, no I/O.
 
 The rule (docs/lifecycle.md):
 
-- Only candles lying wholly inside the signal's life count: opened at or after `created_at` (a candle
-  that opened before the signal existed may hold prices from before it) and closed by `expires_at`.
+- Only candles closed after `created_at` and by `expires_at` count. The entry is the close of the
+  signal candle and `created_at` follows it by seconds, so the candle forming at creation counts: the
+  trade is open for all of it but those seconds (skipping it would miss a stop hit in the trade's
+  first candle, and disagree with the backtest, which plays candles row+1 .. row+life).
 - Partial exits: TP_k closes the weight `w_k` of the position at the TP_k price; several TPs may be
   reached in one candle. The stop closes whatever is left at the stop price (the stop is not moved).
 - A candle that reaches the stop AND a not-yet-hit TP is resolved conservatively: the stop came
@@ -130,10 +132,10 @@ def advance(setup: TradeSetup, state: TradeState, candles: Iterable[Bar], *, as_
         close_ms = bar.open_time_ms + setup.candle_ms
         if close_ms > setup.expires_at_ms:
             break
-        if bar.open_time_ms < setup.created_at_ms:
-            continue
+        if close_ms <= setup.created_at_ms:
+            continue  # closed before the signal existed: the signal candle (entry = its close) or older
         last_close = bar.close
-        if bar.open_time_ms < start_ms:
+        if close_ms <= start_ms:
             continue  # already accounted for by an earlier run
         if _stop_reached(setup, bar):  # same-candle TP and SL: the stop first (conservative)
             return _closed(setup, hits, SignalStatus.STOPPED, close_ms, setup.stop)
