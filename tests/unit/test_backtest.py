@@ -121,6 +121,16 @@ def test_the_vectorised_filters_accept_exactly_what_decide_accepts(strategy: Str
     assert 0 < vectorised.sum() < vectorised.shape[0]
 
 
+def test_the_vectorised_liquidation_filter_is_per_side_like_decide() -> None:
+    # A stop 4.49% away: past a SHORT's liquidation price at 20x, inside a LONG's
+    p = np.array([0.7, 0.3])
+    vectorised = accept_mask(p, np.full(2, 100.0), np.full(2, 4.49), np.full(2, 2e9), SEED)
+    one_by_one = [decide(_prediction(100.0, 4.49, float(q), 2e9), SEED,
+                         decided_at=datetime(2025, 4, 29, 12, tzinfo=UTC))[0].accepted for q in p]
+    np.testing.assert_array_equal(vectorised, one_by_one)
+    np.testing.assert_array_equal(vectorised, [True, False])
+
+
 def test_the_vectorised_playout_equals_the_live_trackers_rule_signal_by_signal() -> None:
     outcome = pytest.importorskip("traderai.core.outcome")
     frame = sol()

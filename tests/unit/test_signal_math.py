@@ -127,8 +127,28 @@ def test_signal_id_is_deterministic_per_model_symbol_and_candle() -> None:
     assert signal_id_for(prediction()) != signal_id_for(prediction(candle_time="2025-04-29T12:00:00Z"))
 
 
-def test_liquidation_distance_at_20x() -> None:
-    assert liquidation_distance_pct(20, 0.5) == pytest.approx(4.5)
+def isolated_liquidation_price(side: Side, entry: float, leverage: int, maintenance_margin_pct: float) -> float:
+    """Where margin + PnL falls to the maintenance margin of the position at that price (isolated)."""
+    m = maintenance_margin_pct / 100
+    if side is Side.LONG:  # E/L + (P - E) = m P
+        return entry * (1 - 1 / leverage) / (1 - m)
+    return entry * (1 + 1 / leverage) / (1 + m)  # E/L + (E - P) = m P
+
+
+@pytest.mark.parametrize("side", list(Side))
+def test_liquidation_distance_at_20x_is_where_the_isolated_position_is_liquidated(side: Side) -> None:
+    liquidation = isolated_liquidation_price(side, 100.0, 20, 0.5)
+    assert liquidation_distance_pct(20, 0.5, side) == pytest.approx(abs(liquidation - 100.0))
+    # 4.52% below a LONG's entry, 4.48% above a SHORT's: not the same distance
+    assert liquidation_distance_pct(20, 0.5, side) == pytest.approx(4.5226 if side is Side.LONG else 4.4776, abs=1e-4)
+
+
+@pytest.mark.parametrize(("side", "probability"), [(Side.LONG, 0.7), (Side.SHORT, 0.3)])
+def test_a_stop_beyond_the_sides_liquidation_price_is_rejected(side: Side, probability: float) -> None:
+    # Given a stop 1 ATR = 4.49% from entry: past the SHORT's liquidation (4.4776%), inside the LONG's (4.5226%)
+    decision, _ = decide(prediction(price=100.0, atr=4.49, probability=probability), SEED, decided_at=NOW)
+    # Then only the SHORT is refused for it
+    assert (RejectReason.STOP_BEYOND_LIQUIDATION.value in decision.reasons) is (side is Side.SHORT)
 
 
 prices = st.floats(min_value=1e-4, max_value=1e6, allow_nan=False, allow_infinity=False)

@@ -61,9 +61,14 @@ def compute_levels(side: Side, entry: float, atr: float, strategy: Strategy) -> 
                   costs_pct=strategy.costs_pct)
 
 
-def liquidation_distance_pct(leverage: int, maintenance_margin_pct: float) -> float:
-    """Adverse move (%) that liquidates an isolated position: initial margin minus maintenance margin."""
-    return 100.0 / leverage - maintenance_margin_pct
+def liquidation_distance_pct(leverage: int, maintenance_margin_pct: float, side: Side) -> float:
+    """Adverse move (%) that liquidates an isolated position: margin + PnL = maintenance margin at that price.
+
+    LONG: E/L + (P - E) = m·P  ->  (1/L - m) / (1 - m);  SHORT: E/L + (E - P) = m·P  ->  (1/L - m) / (1 + m).
+    The SHORT's is the shorter: 1/L - m would let a SHORT stop sit past its liquidation price.
+    """
+    margin = maintenance_margin_pct / 100.0
+    return 100.0 * (1.0 / leverage - margin) / (1.0 - margin if side is Side.LONG else 1.0 + margin)
 
 
 def round_down_to_step(value: float, step: float | None) -> float:
@@ -107,7 +112,7 @@ def rejection_message(symbol: str, reason: RejectReason, levels: Levels | None,
         case RejectReason.STOP_BEYOND_LIQUIDATION:
             assert levels is not None
             return (head + f"Stop {levels.sl_pct:.2f}% away is beyond liquidation at "
-                    f"{liquidation_distance_pct(strategy.leverage, strategy.maintenance_margin_pct):.2f}% "
+                    f"{liquidation_distance_pct(strategy.leverage, strategy.maintenance_margin_pct, levels.side):.2f}% "
                     f"({strategy.leverage}x)")
         case RejectReason.DUPLICATE_ACTIVE:
             return head + "an open signal for this symbol and side already exists"
@@ -143,7 +148,7 @@ def decide(prediction: Prediction, strategy: Strategy, *, decided_at: datetime,
         failing.append(RejectReason.LOW_NET_PROFIT)
     if prediction.quote_volume_24h is None or prediction.quote_volume_24h < strategy.min_quote_volume_usd:
         failing.append(RejectReason.LOW_LIQUIDITY)
-    if levels.sl_pct >= liquidation_distance_pct(strategy.leverage, strategy.maintenance_margin_pct):
+    if levels.sl_pct >= liquidation_distance_pct(strategy.leverage, strategy.maintenance_margin_pct, side):
         failing.append(RejectReason.STOP_BEYOND_LIQUIDATION)
     if strategy.max_drift_psi > 0 and (prediction.drift_score or 0.0) > strategy.max_drift_psi:
         failing.append(RejectReason.DRIFT)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from traderai.contracts import Side
 from traderai.core.signals import liquidation_distance_pct
 from traderai.research.labels import first_touch
 from traderai.research.walkforward import MarketFrame
@@ -61,10 +62,12 @@ def accept_mask(probability: np.ndarray, price: np.ndarray, atr: np.ndarray, quo
             gross = gross + weight * (np.abs(take_profit - price) / price * 100.0)
         stop = price - direction * strategy.sl_atr_multiplier * atr
         sl_pct = np.abs(stop - price) / price * 100.0
+        liquidation = {side: liquidation_distance_pct(strategy.leverage, strategy.maintenance_margin_pct, side)
+                       for side in Side}
         accepted = (valid & (confidence >= strategy.min_confidence)
                     & (gross - strategy.costs_pct >= strategy.min_net_profit_pct)
                     & (np.asarray(quote_volume_24h, dtype=np.float64) >= strategy.min_quote_volume_usd)
-                    & (sl_pct < liquidation_distance_pct(strategy.leverage, strategy.maintenance_margin_pct)))
+                    & (sl_pct < np.where(direction > 0, liquidation[Side.LONG], liquidation[Side.SHORT])))
         if strategy.max_drift_psi > 0 and drift_score is not None:
             accepted &= ~(np.nan_to_num(np.asarray(drift_score, dtype=np.float64)) > strategy.max_drift_psi)
     return accepted
