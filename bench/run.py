@@ -133,12 +133,13 @@ ticks. Processing from the tick firing to the client receiving the signal is a f
 locally; the replay source has no exchange latency, so add the fetch (section 2: ~0.2 s of latency for 100
 markets at 100 ms per request, ~1.3 s wall in all). What remains is the schedule itself: the template fires
 at fixed marks (`cron(0/5 * * * ? *)`) and a candle close is the unit of work (`last_candle_is_new`), so a
-signal is no longer up to 300 s late as with `rate(5 minutes)` (computed: p50 ~150 s, p95 ~285 s). But an
-EventBridge scheduled rule only promises to fire "within that minute, but not on the precise 0th second":
-the aligned figure assumes the usual few seconds (+5 s, as the sample events); if the offset ran to tens of
-seconds the 10 s target would be missed on AWS whatever the code does. Fix if a deployed stack shows it:
-move the tick to EventBridge Scheduler (SAM `ScheduleV2`, `FlexibleTimeWindow: OFF`) and measure the
-offset from the event's `time` to the handler's start (log it: the predict handler has both).
+signal is no longer up to 300 s late as with `rate(5 minutes)` (computed: p50 ~150 s, p95 ~285 s). An
+EventBridge scheduled rule only promises to fire "within that minute, but not on the precise 0th second",
+so the predict tick is an EventBridge Scheduler schedule (SAM `ScheduleV2`, `FlexibleTimeWindow: OFF`,
+retries and the DLQ as before; TrackFunction and CompactFunction keep their rules). The aligned figure
+assumes a few seconds of firing offset (+5 s, as the sample events); Scheduler documents no per-second
+bound either, so measure it on a deployed stack: the event's `time` is the schedule's own mark
+(`<aws.scheduler.scheduled-time>`), the predict handler's log line carries its start.
 
 **2. A tick at scale.** Met by two changes in `traderai.market`: `DEFAULT_CONCURRENCY` 8 -> 50 (13 waves of
 100 ms for 100 markets became 2; 50 markets x 2 requests = 100 in flight, the size of aiohttp's pool in ccxt)

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from moto import mock_aws
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
+from traderai.events import parse_schedule_event
 from traderai.infra import (
     TEMPLATE_PATH,
     TemplateError,
@@ -130,8 +132,43 @@ def _schedule_of(cfn: dict, function: str) -> dict[str, Any]:
     return rule["Properties"]
 
 
-def test_predict_runs_at_fixed_five_minute_clock_marks(cfn: dict) -> None:
-    assert _schedule_of(cfn, "PredictFunction")["ScheduleExpression"] == "cron(0/5 * * * ? *)"
+def _scheduler_schedules_of(cfn: dict, function: str) -> list[dict[str, Any]]:
+    return [s["Properties"] for s in _resources(cfn, "AWS::Scheduler::Schedule").values()
+            if s["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": [function, "Arn"]}]
+
+
+def test_predict_fires_at_five_minute_clock_marks_from_eventbridge_scheduler_with_no_window(cfn: dict) -> None:
+    (schedule,) = _scheduler_schedules_of(cfn, "PredictFunction")
+    assert schedule["ScheduleExpression"] == "cron(0/5 * * * ? *)"
+    assert schedule.get("ScheduleExpressionTimezone", "UTC") == "UTC"
+    assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}  # the string OFF: unquoted YAML would be false
+    assert "Name" not in schedule  # a fixed name would collide between two stacks in one account and region
+    target = schedule["Target"]
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 900}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+    assert not [r for r in _resources(cfn, "AWS::Events::Rule").values()
+                if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["PredictFunction", "Arn"]}]
+
+
+def test_predict_schedule_role_may_only_invoke_predict_and_dead_letter(cfn: dict) -> None:
+    (schedule,) = _scheduler_schedules_of(cfn, "PredictFunction")
+    role = cfn["Resources"][schedule["Target"]["RoleArn"]["Fn::GetAtt"][0]]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": ["scheduler.amazonaws.com"]}
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert sorted((s["Action"], json.dumps(s["Resource"])) for s in statements) == [
+        ("lambda:InvokeFunction", json.dumps({"Fn::GetAtt": ["PredictFunction", "Arn"]})),
+        ("sqs:SendMessage", json.dumps({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}))]
+
+
+def test_predict_schedule_input_is_a_scheduled_event_at_the_mark(cfn: dict) -> None:
+    (schedule,) = _scheduler_schedules_of(cfn, "PredictFunction")
+    rendered = (schedule["Target"]["Input"]
+                .replace("<aws.scheduler.scheduled-time>", "2025-04-07T14:05:00Z")
+                .replace("<aws.scheduler.execution-id>", "0b5c4f0e-6a43-4c1e-9a39-5f0f2f1e7d11")
+                .replace("<aws.scheduler.schedule-arn>", "arn:aws:scheduler:us-east-1:123456789012:schedule/x"))
+    event = json.loads(rendered)
+    assert parse_schedule_event(event, 300) == datetime(2025, 4, 7, 14, 5, tzinfo=UTC)
+    assert event["id"] == "0b5c4f0e-6a43-4c1e-9a39-5f0f2f1e7d11"  # the handler's correlation id
 
 
 def test_track_runs_one_minute_after_each_predict_mark_and_fails_to_the_dlq(cfn: dict) -> None:
