@@ -6,10 +6,26 @@
 (() => {
   const params = new URLSearchParams(location.search);
   const file = window.TRADERAI_CONFIG || {};
+  // An endpoint from the page URL must be http(s)/ws(s): a `javascript:` one would become a live link.
+  const endpoint = (text, schemes) => {
+    try {
+      const url = new URL(text);
+      return schemes.includes(url.protocol) ? url.href.replace(/\/$/, "") : null;
+    } catch {
+      return null;
+    }
+  };
+  const apiUrl = (endpoint(params.get("api"), ["http:", "https:"]) || file.apiUrl || location.origin).replace(/\/$/, "");
+  const wsUrl = endpoint(params.get("ws"), ["ws:", "wss:"]) || file.wsUrl || location.origin.replace(/^http/, "ws");
+  // A key goes only to the APIs it was given for: config.js's key to config.js's endpoints, a typed key to
+  // the endpoints it was typed for. Else a link like ?api=https://elsewhere would collect it.
+  const fromFile = apiUrl === (file.apiUrl || location.origin).replace(/\/$/, "")
+    && wsUrl === (file.wsUrl || location.origin.replace(/^http/, "ws"));
+  const storedKeyName = `traderai.apiKey ${apiUrl} ${wsUrl}`;
   const config = {
-    apiUrl: (params.get("api") || file.apiUrl || location.origin).replace(/\/$/, ""),
-    wsUrl: params.get("ws") || file.wsUrl || location.origin.replace(/^http/, "ws"),
-    apiKey: params.get("key") || sessionStorage.getItem("traderai.apiKey") || file.apiKey || null,
+    apiUrl,
+    wsUrl,
+    apiKey: params.get("key") || sessionStorage.getItem(storedKeyName) || (fromFile ? file.apiKey : null) || null,
     statusUrl: file.statusUrl || null,     // local demo only: the replay clock and totals
     decisionsUrl: file.decisionsUrl || null, // local demo only: the S3 decision log
   };
@@ -111,7 +127,7 @@
   $("keysave").addEventListener("click", () => {
     const key = $("keyinput").value.trim();
     if (!key) return;
-    sessionStorage.setItem("traderai.apiKey", key);
+    sessionStorage.setItem(storedKeyName, key);
     config.apiKey = key;
     $("keybox").hidden = true;
     loadSignals().catch(console.error);

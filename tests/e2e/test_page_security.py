@@ -1,0 +1,85 @@
+"""The page never hands the API key to anyone but the APIs it was issued for.
+
+A bare local gateway serves the real page (`traderai/web/`) and a `config.js` with a key; no stack runs.
+Headless Chromium loads it; requests to other hosts are intercepted (nothing leaves the machine).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from local_stack import free_port
+
+from traderai.local.gateway import GatewayConfig, LocalGateway
+
+KEY = "tai_0123456789abcdef_" + "k" * 43
+EVIL = "http://evil.test"
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[LocalGateway]:
+    gateway = LocalGateway(lambda *_: {"statusCode": 200}, [], frozenset(),
+                           GatewayConfig(http_port=free_port(), ws_port=free_port()))
+    gateway._page_config = lambda: {"apiUrl": gateway.http_url, "wsUrl": gateway.ws_url, "apiKey": KEY}
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def open_page(chromium: Any, url: str) -> tuple[Any, list[dict[str, Any]]]:
+    """The page at `url`, every request to another host recorded and answered with an empty page."""
+    page = chromium.new_page()
+    elsewhere: list[dict[str, Any]] = []
+
+    def record(route: Any) -> None:
+        elsewhere.append({"url": route.request.url, "headers": route.request.headers})
+        route.fulfill(status=200, content_type="application/json", headers={"Access-Control-Allow-Origin": "*",
+                      "Access-Control-Allow-Headers": "authorization"}, body='{"items": []}')
+
+    page.route(f"{EVIL}/**", record)
+    page.on("websocket", lambda socket: socket.url.startswith("ws://evil.test/")
+            and elsewhere.append({"url": socket.url, "headers": {}}))
+    page.goto(url, wait_until="load")
+    page.wait_for_timeout(500)
+    return page, elsewhere
+
+
+@pytest.mark.parametrize("query", [f"?api={EVIL}", "?ws=ws://evil.test/prod", f"?api={EVIL}&ws=ws://evil.test/prod"])
+def test_endpoints_from_the_page_url_never_get_the_configured_key(gateway: LocalGateway, chromium: Any,
+                                                                  query: str) -> None:
+    # Given a link to the page that points its APIs elsewhere
+    _, elsewhere = open_page(chromium, f"{gateway.http_url}/{query}")
+    # Then the page may talk to them, but never with the key config.js gave it for its own APIs
+    assert elsewhere, "the page did not use the endpoint from its URL"
+    for request in elsewhere:
+        assert KEY not in request["url"] and KEY not in str(request["headers"].get("authorization"))
+
+
+def test_a_typed_key_is_sent_only_to_the_api_it_was_typed_for(gateway: LocalGateway, chromium: Any) -> None:
+    # Given a key typed into the page for its own API (kept in the tab's sessionStorage)
+    typed = "tai_fedcba9876543210_" + "t" * 43
+    page, elsewhere = open_page(chromium, f"{gateway.http_url}/")
+    page.evaluate("document.getElementById('keybox').hidden = false")
+    page.fill("#keyinput", typed)
+    page.click("#keysave")
+    page.wait_for_timeout(300)
+    # When the same tab then follows a link to the page with other endpoints in its URL
+    page.goto(f"{gateway.http_url}/?api={EVIL}&ws=ws://evil.test/prod", wait_until="load")
+    page.wait_for_timeout(500)
+    # Then neither the typed key nor the configured one travels there
+    assert elsewhere, "the page did not use the endpoint from its URL"
+    for request in elsewhere:
+        for key in (typed, KEY):
+            assert key not in request["url"] and key not in str(request["headers"].get("authorization"))
+
+
+@pytest.mark.parametrize("api", ["javascript:alert(document.domain)//", "data:text/html,<script>alert(1)</script>"])
+def test_a_script_url_in_the_page_url_never_becomes_a_link(gateway: LocalGateway, chromium: Any, api: str) -> None:
+    page, _ = open_page(chromium, f"{gateway.http_url}/?api={urllib.parse.quote(api)}")
+    hrefs = page.eval_on_selector_all("#endpoints a", "links => links.map(a => a.href)")
+    assert hrefs and all(href.startswith(("http://", "https://")) for href in hrefs)
