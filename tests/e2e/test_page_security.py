@@ -1,4 +1,4 @@
-"""The page never hands the API key to anyone but the APIs it was issued for.
+"""The page and its config.js never hand the API key to anyone but the APIs it was issued for.
 
 A bare local gateway serves the real page (`traderai/web/`) and a `config.js` with a key; no stack runs.
 Headless Chromium loads it; requests to other hosts are intercepted (nothing leaves the machine).
@@ -6,7 +6,7 @@ Headless Chromium loads it; requests to other hosts are intercepted (nothing lea
 
 from __future__ import annotations
 
-import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +29,26 @@ def gateway() -> Iterator[LocalGateway]:
         yield gateway
     finally:
         gateway.stop()
+
+
+def config_js(gateway: LocalGateway, headers: dict[str, str]) -> str:
+    request = urllib.request.Request(f"{gateway.http_url}/config.js", headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.read().decode()
+
+
+@pytest.mark.parametrize("headers", [
+    {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "script"},  # <script src=http://127.0.0.1:3000/config.js>
+    {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Dest": "script"},  # another local server, e.g. localhost:8080
+    {"Host": "rebound.evil.test:3000", "Sec-Fetch-Site": "same-origin"},  # DNS rebinding to 127.0.0.1
+])
+def test_config_js_gives_no_key_to_another_site(gateway: LocalGateway, headers: dict[str, str]) -> None:
+    assert KEY not in config_js(gateway, headers)
+
+
+@pytest.mark.parametrize("headers", [{}, {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "script"}])
+def test_config_js_gives_the_key_to_the_page_itself(gateway: LocalGateway, headers: dict[str, str]) -> None:
+    assert KEY in config_js(gateway, headers)
 
 
 def open_page(chromium: Any, url: str) -> tuple[Any, list[dict[str, Any]]]:
@@ -80,6 +100,6 @@ def test_a_typed_key_is_sent_only_to_the_api_it_was_typed_for(gateway: LocalGate
 
 @pytest.mark.parametrize("api", ["javascript:alert(document.domain)//", "data:text/html,<script>alert(1)</script>"])
 def test_a_script_url_in_the_page_url_never_becomes_a_link(gateway: LocalGateway, chromium: Any, api: str) -> None:
-    page, _ = open_page(chromium, f"{gateway.http_url}/?api={urllib.parse.quote(api)}")
+    page, _ = open_page(chromium, f"{gateway.http_url}/?api={urllib.request.quote(api)}")
     hrefs = page.eval_on_selector_all("#endpoints a", "links => links.map(a => a.href)")
     assert hrefs and all(href.startswith(("http://", "https://")) for href in hrefs)

@@ -390,9 +390,20 @@ class LocalGateway:
     # ------------------------------------------------------------------ page support (local only)
 
     async def _config_js(self, request: web.Request) -> web.Response:
-        config = json.dumps(self._page_config(), indent=2)
+        page_config = self._page_config()
+        if not self._own_page(request):  # any site could <script src=> this file and read the key
+            page_config = {name: value for name, value in page_config.items() if name != "apiKey"}
+        config = json.dumps(page_config, indent=2)
         return web.Response(text=f"window.TRADERAI_CONFIG = {config};\n", content_type="text/javascript",
                             headers={"Cache-Control": "no-store"})
+
+    def _own_page(self, request: web.Request) -> bool:
+        """A request from this gateway's own page: addressed to this host and port (not a DNS-rebound name),
+        and not made by another site (`Sec-Fetch-Site`, which browsers send; curl sends none)."""
+        port = self.config.http_port
+        own_hosts = {f"{name}:{port}" for name in (self.config.host, "127.0.0.1", "localhost", "[::1]")}
+        site = request.headers.get("Sec-Fetch-Site")
+        return request.host in own_hosts and site in (None, "same-origin", "none")
 
     async def _local(self, request: web.Request) -> web.Response:
         handler = self._local_routes.get(request.match_info["name"])
