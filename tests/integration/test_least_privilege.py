@@ -121,7 +121,15 @@ def test_queues_are_encrypted_and_tls_only(cfn: dict[str, Any]) -> None:
                for s in statements)
     (events,) = [s for s in statements if s["Effect"] == "Allow"]
     assert events["Principal"] == {"Service": "events.amazonaws.com"} and events["Action"] == "sqs:SendMessage"
-    assert "rule/${AWS::StackName}-*" in events["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    # Exactly the rules that dead-letter here, by ARN: CloudFormation truncates a long stack name inside a
+    # generated rule name, so a `rule/${AWS::StackName}-*` pattern would silently refuse their messages.
+    dead_lettering = {lid for lid, spec in _of_type(cfn, "AWS::Events::Rule").items()
+                      if any(t.get("DeadLetterConfig", {}).get("Arn") == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+                             for t in spec["Properties"]["Targets"])}
+    assert dead_lettering == {"TrackFunctionTick", "CompactFunctionNightly"}
+    (condition,) = events["Condition"].values()
+    assert {json.dumps(arn) for arn in _as_list(condition["aws:SourceArn"])} == {
+        json.dumps({"Fn::GetAtt": [rule, "Arn"]}) for rule in dead_lettering}
 
 
 def test_model_artifacts_are_never_unpickled() -> None:
