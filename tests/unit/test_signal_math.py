@@ -195,6 +195,16 @@ def test_a_rejected_candidate_never_yields_a_signal_and_an_accepted_one_passes_e
     assert signal.quantity * signal.entry_price <= strategy.position_size_usd * (1 + 1e-9) + 0.01 * price
 
 
+@pytest.mark.parametrize("step", [float("nan"), float("inf"), -0.01])
+def test_a_non_finite_or_negative_market_step_leaves_the_numbers_unrounded_never_nan(step: float) -> None:
+    # Given a prediction whose market steps arrived broken (JSON NaN/Infinity in a hand-off)
+    decision, signal = decide(prediction(amount_step=step, price_step=step), SEED, decided_at=NOW)
+    # Then the signal is still a storable one: every number finite (DynamoDB refuses NaN), nothing raised
+    assert decision.accepted and signal is not None
+    assert all(math.isfinite(v) for v in signal.to_dict().values() if isinstance(v, float))
+    assert signal.quantity == pytest.approx(1000 / 62_800)
+
+
 @given(value=st.floats(1e-6, 1e6), step=st.sampled_from([1.0, 0.1, 0.01, 0.001, 0.00001]))
 def test_quantity_rounds_down_to_the_step(value: float, step: float) -> None:
     rounded = round_down_to_step(value, step)

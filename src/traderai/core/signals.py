@@ -72,19 +72,25 @@ def liquidation_distance_pct(leverage: int, maintenance_margin_pct: float, side:
 
 
 def round_down_to_step(value: float, step: float | None) -> float:
-    """Round a quantity down to the market's amount step (never up: that would exceed the size)."""
-    if not step or step <= 0:
+    """Round a quantity down to the market's amount step (never up: that would exceed the size).
+
+    A missing or unusable step (None, <= 0, NaN, infinite) leaves the value as it is."""
+    if not _usable_step(step):
         return value
     exact_step = Decimal(repr(step))
     return float((Decimal(repr(value)) // exact_step) * exact_step)
 
 
 def round_to_step(price: float, step: float | None) -> float:
-    """Round a price to the market's tick (nearest)."""
-    if not step or step <= 0:
+    """Round a price to the market's tick (nearest); an unusable step leaves it as it is."""
+    if not _usable_step(step):
         return price
     exact_step = Decimal(repr(step))
     return float((Decimal(repr(price)) / exact_step).to_integral_value(ROUND_HALF_EVEN) * exact_step)
+
+
+def _usable_step(step: float | None) -> bool:
+    return step is not None and math.isfinite(step) and step > 0
 
 
 def signal_id_for(prediction: Prediction) -> str:
