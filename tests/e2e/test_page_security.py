@@ -1,4 +1,5 @@
-"""The page and its config.js never hand the API key to anyone but the APIs it was issued for.
+"""The page and its config.js never hand the API key to anyone but the APIs it was issued for, and no
+other web site can reach the demo's moto from a browser.
 
 A bare local gateway serves the real page (`traderai/web/`) and a `config.js` with a key; no stack runs.
 Headless Chromium loads it; requests to other hosts are intercepted (nothing leaves the machine).
@@ -14,6 +15,7 @@ import pytest
 from local_stack import free_port
 
 from traderai.local.gateway import GatewayConfig, LocalGateway
+from traderai.local.stack import LocalOptions, LocalStack
 
 KEY = "tai_0123456789abcdef_" + "k" * 43
 EVIL = "http://evil.test"
@@ -103,3 +105,22 @@ def test_a_script_url_in_the_page_url_never_becomes_a_link(gateway: LocalGateway
     page, _ = open_page(chromium, f"{gateway.http_url}/?api={urllib.request.quote(api)}")
     hrefs = page.eval_on_selector_all("#endpoints a", "links => links.map(a => a.href)")
     assert hrefs and all(href.startswith(("http://", "https://")) for href in hrefs)
+
+
+def test_moto_answers_no_browser_from_another_site(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the demo's moto server, which takes any credentials (e.g. a DynamoDB Scan of the ApiKeys table)
+    monkeypatch.delenv("MOTO_DISABLE_GLOBAL_CORS", raising=False)
+    stack = LocalStack(LocalOptions(aws_port=free_port()), console=lambda _: None)
+    stack._start_moto()
+    try:
+        # When a page on another site asks, as a browser does before a cross-origin DynamoDB call
+        preflight = urllib.request.Request(stack.aws_endpoint + "/", method="OPTIONS", headers={
+            "Origin": "https://evil.test", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-amz-target"})
+        with urllib.request.urlopen(preflight, timeout=5) as response:
+            allowed = response.headers.get("Access-Control-Allow-Origin")
+    finally:
+        stack._moto.stop()
+        stack._restore_env()
+    # Then moto does not allow it: the browser never sends the call
+    assert allowed is None

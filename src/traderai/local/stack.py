@@ -161,8 +161,13 @@ class LocalStack:
         self.scheduler.start()
 
     def _start_moto(self) -> None:
+        from moto.moto_server import werkzeug_app
         from moto.server import ThreadedMotoServer
 
+        # moto's server answers every origin's CORS preflight (`*`) and takes any credentials: any web page
+        # open in the user's browser could read and write every table (ApiKeys too). Only the AWS CLI and
+        # this process talk to it, and they need no CORS. (MOTO_DISABLE_GLOBAL_CORS is read at import.)
+        werkzeug_app.DISABLE_GLOBAL_CORS = True
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log lines on the console
         self._moto = ThreadedMotoServer(ip_address=self.options.host, port=self.options.aws_port, verbose=False)
         self._moto.start()
