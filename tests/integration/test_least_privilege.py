@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from traderai.settings import TIMEFRAME_SECONDS
 from traderai.testing.handlers import REPO_ROOT
 from traderai.testing.sam import translated_template
 
@@ -169,10 +170,44 @@ def test_dead_letter_queue_depth_alarms(cfn: dict[str, Any]) -> None:
     assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
 
 
-def test_no_prediction_for_twenty_minutes_alarms_and_silence_counts_as_breaching(cfn: dict[str, Any]) -> None:
+def _for_timeframe(cfn: dict[str, Any], value: Any, timeframe: str) -> Any:
+    """`value`, or what its `Fn::FindInMap` on `!Ref Timeframe` gives for `timeframe`."""
+    if isinstance(value, dict) and "Fn::FindInMap" in value:
+        mapping, key, attribute = value["Fn::FindInMap"]
+        assert key == {"Ref": "Timeframe"}
+        return cfn["Mappings"][mapping][timeframe][attribute]
+    return value
+
+
+@pytest.mark.parametrize("timeframe", ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"])
+def test_no_predictions_alarm_waits_longer_than_a_candle_of_any_timeframe(cfn: dict[str, Any], timeframe: str) -> None:
+    # Every 5-minute tick emits Predictions, 0 unless a candle closed since the last tick: at 30m or longer
+    # most periods hold a 0, so a fixed 20-minute window would alarm on every healthy candle.
+    assert timeframe in cfn["Parameters"]["Timeframe"]["AllowedValues"]
+    alarm = _alarms(cfn)["NoPredictionsAlarm"]
+    period, evaluation_periods, datapoints = (_for_timeframe(cfn, alarm[key], timeframe)
+                                              for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"))
+    assert datapoints == evaluation_periods
+    assert period * evaluation_periods <= (86_400 if period < 3600 else 7 * 86_400)  # CloudWatch's limits
+    candle = TIMEFRAME_SECONDS[timeframe]
+    two_days = range(0, 2 * 86_400, 300)
+    healthy = {tick: 4 if tick % candle < 300 else 0 for tick in two_days}  # 4 markets, a close in (t-300, t]
+
+    def alarms(emitted: dict[int, int]) -> bool:
+        sums = [sum(n for tick, n in emitted.items() if start <= tick < start + period)
+                for start in range(0, 2 * 86_400, period)]
+        return any(all(total < alarm["Threshold"] for total in sums[i:i + evaluation_periods])
+                   for i in range(len(sums) - evaluation_periods + 1))
+
+    assert not alarms(healthy)
+    assert alarms({tick: n if tick < 86_400 else 0 for tick, n in healthy.items()})  # predictions stop
+
+
+def test_no_predictions_alarm_counts_silence_as_breaching(cfn: dict[str, Any]) -> None:
     alarm = _alarms(cfn)["NoPredictionsAlarm"]
     assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("TraderAI", "Predictions", "Sum")
-    assert alarm["Period"] * alarm["EvaluationPeriods"] == 20 * 60 == alarm["Period"] * alarm["DatapointsToAlarm"]
+    assert _for_timeframe(cfn, alarm["Period"], "15m") * _for_timeframe(cfn, alarm["EvaluationPeriods"], "15m") == (
+        20 * 60)  # the default timeframe keeps its 20 minutes
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanThreshold", 1)
     assert alarm["TreatMissingData"] == "breaching"
     assert alarm["Dimensions"] == [{"Name": "service", "Value": "traderai"}]  # Powertools' default dimension
