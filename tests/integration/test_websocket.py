@@ -144,6 +144,22 @@ def test_subscribe_recreates_a_row_that_expired(call: Callable[..., dict[str, An
     assert connections.get(CONNECTION_ID).symbols == {"SOL/USDT"}
 
 
+def test_subscriptions_add_up_to_at_most_50_symbols(call: Callable[..., dict[str, Any]], gateway: ConnectionsServer,
+                                                    connections: ConnectionStore) -> None:
+    # Given a connection that already follows 50 symbols, each message within the 50-symbol limit
+    call("ws_connect_all.json")
+    for batch in range(2):
+        call("ws_subscribe.json", {"action": "subscribe", "symbols": [f"C{batch}X{n}/USDT" for n in range(25)]})
+    assert len(connections.get(CONNECTION_ID).symbols) == 50
+    # When one more subscribe would take it past 50
+    call("ws_subscribe.json", {"action": "subscribe", "symbols": ["ONEMORE/USDT"], "id": 3})
+    # Then it is refused and the stored list stays bounded (else repeated subscribes grow the row without end)
+    reply = replies(gateway)[-1]
+    assert (reply["type"], reply["error"], reply["id"]) == ("error", "bad_request", 3)
+    assert "at most 50" in reply["message"]
+    assert len(connections.get(CONNECTION_ID).symbols) == 50
+
+
 def test_ping_gets_pong(call: Callable[..., dict[str, Any]], gateway: ConnectionsServer) -> None:
     assert call("ws_ping.json") == {"statusCode": 200}
     assert [m["type"] for m in replies(gateway)] == ["pong"]
