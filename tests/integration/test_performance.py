@@ -163,6 +163,17 @@ def test_a_window_inside_one_second_is_an_empty_report_not_an_error(call: Callab
     assert reply["statusCode"] == 200 and body(reply)["overall"]["signals"] == 0
 
 
+def test_windows_that_differ_below_a_second_are_not_served_one_cached_report(call: Callable[..., Reply]) -> None:
+    # Given a report cached for since=16:15:05.5 (rounded up to 16:15:06: signal 1, created at 16:15:05, is out)
+    until = "2024-11-30T00:00:00Z"
+    later = body(call("api_get_performance.json", {"since": "2024-11-03T16:15:05.5Z", "until": until}))
+    # When the window starting at 16:15:05 is asked within the cache's minute
+    exact = body(call("api_get_performance.json", {"since": "2024-11-03T16:15:05Z", "until": until}))
+    # Then it is its own report, with signal 1 in it
+    assert (later["since"], exact["since"]) == ("2024-11-03T16:15:06Z", "2024-11-03T16:15:05Z")
+    assert exact["overall"]["signals"] == later["overall"]["signals"] + 1
+
+
 def test_cache_entries_expire_after_their_ttl() -> None:
     clock = [0.0]
     cache = performance.PerformanceCache(ttl=60, clock=lambda: clock[0])

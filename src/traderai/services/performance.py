@@ -149,7 +149,9 @@ def performance(store: SignalStore, since: datetime | None, until: datetime | No
                 cache: PerformanceCache = CACHE) -> PerformanceReport:
     """The report of the window, from the cache when a fresh one exists (key: the window as asked)."""
     window = window_of(since, until, now)
-    key = (iso_utc(since) if since else None, iso_utc(until) if until else None)
+    # The bounds as stored-precision text (since rounds up): an absent bound stays None, so "the last 30
+    # days" is one entry rather than one per second of `now`.
+    key = (window[0] if since else None, window[1] if until else None)
 
     def compute() -> PerformanceReport:
         signals = store.created_between(*window, limit=MAX_SIGNALS + 1)
