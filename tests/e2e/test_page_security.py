@@ -7,6 +7,7 @@ Headless Chromium loads it; requests to other hosts are intercepted (nothing lea
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -124,3 +125,31 @@ def test_moto_answers_no_browser_from_another_site(monkeypatch: pytest.MonkeyPat
         stack._restore_env()
     # Then moto does not allow it: the browser never sends the call
     assert allowed is None
+
+
+def test_a_server_that_drops_each_connection_at_once_is_not_hammered(gateway: LocalGateway, chromium: Any) -> None:
+    # Given a WebSocket server that accepts every connection and closes it at once (overloaded, redeploying)
+    import threading
+
+    from websockets.sync.server import serve
+
+    opened: list[float] = []
+
+    def drop(connection: Any) -> None:
+        opened.append(time.monotonic())
+        connection.close()
+
+    with serve(drop, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.socket.getsockname()[1]
+        # When the page runs against it for 6 seconds
+        page = chromium.new_page()
+        signal_reads: list[str] = []
+        page.on("request", lambda request: "/signals" in request.url and signal_reads.append(request.url))
+        page.goto(f"{gateway.http_url}/?ws=ws://127.0.0.1:{port}/prod", wait_until="load")
+        page.wait_for_timeout(6000)
+        page.close()
+        server.shutdown()
+    # Then it backs off (0.5, 1, 2, 4 s ...) instead of reconnecting every half second
+    assert 2 <= len(opened) <= 5, f"{len(opened)} connections in 6 s"
+    assert len(signal_reads) <= 5

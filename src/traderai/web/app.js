@@ -151,9 +151,11 @@
     const url = new URL(config.wsUrl);
     if (config.apiKey) url.searchParams.set("api_key", config.apiKey);
     setState("connecting", "connecting…");
-    socket = new WebSocket(url);
+    const current = new WebSocket(url);
+    let openedAt = null;
+    socket = current;
     socket.addEventListener("open", () => {
-      retry = 0;
+      openedAt = Date.now();
       setState("open", "live");
       socket.send(JSON.stringify({ action: "subscribe", id: "page" }));
       clearInterval(pingTimer);
@@ -167,9 +169,14 @@
       else if (message.type === "error") console.warn("WebSocket error message", message);
     });
     socket.addEventListener("close", () => {
+      if (current !== socket) return; // a socket already replaced (a new key): its successor is running
       clearInterval(pingTimer);
       setState("closed", "disconnected · retrying");
-      reconnect(Math.min(30000, 500 * 2 ** retry++));
+      // Back off unless the connection lived a while: a server that accepts and drops at once must not get
+      // a reconnect (and a GET /signals) every half second; jitter spreads clients dropped together.
+      if (openedAt !== null && Date.now() - openedAt > 10000) retry = 0;
+      const delay = Math.min(30000, 500 * 2 ** retry++);
+      reconnect(delay / 2 + Math.random() * (delay / 2));
     });
     socket.addEventListener("error", () => setState("error", "connection error"));
   }
