@@ -138,6 +138,17 @@ def test_a_window_inside_one_second_is_an_empty_page_not_an_error(call: Callable
     assert (reply["statusCode"], reply["json"]) == (200, {"items": [], "next_token": None})
 
 
+@pytest.mark.parametrize("query", [
+    {"since": "0001-01-01T00:00:00+01:00"},  # the year 0 in UTC
+    {"until": "9999-12-31T23:00:00-05:00"},  # the year 10000 in UTC
+    {"since": "9999-12-31T23:59:59.5Z"},  # rounded up past the year 9999
+])
+def test_a_time_beyond_what_utc_can_hold_is_a_400(call: Callable[..., Reply], query: dict[str, str]) -> None:
+    reply = call("api_get_signals_all.json", query)
+    assert reply["statusCode"] == 400 and reply["json"]["error"] == "bad_request"
+    assert next(iter(query)) in reply["json"]["message"]
+
+
 @pytest.mark.parametrize(("query", "limit"), [({}, 7), ({"side": "LONG"}, 3), ({"symbol": "SOL/USDT"}, 4),
                                               ({"status": "ACTIVE", "side": "SHORT"}, 5)])
 def test_pages_walk_every_match_exactly_once(call: Callable[..., Reply], history: list[Signal],

@@ -147,6 +147,7 @@ def test_performance_reads_by_query_never_scan(call: Callable[..., Reply], monke
     ("api_get_performance.json", {"since": "2023-01-01T00:00:00Z", "until": "2024-11-01T00:00:00Z"}, "366 days"),
     ("api_get_performance.json", {"symbol": "BTC/USDT"}, "unknown query parameter"),
     ("api_get_performance.json", {"since": "yesterday"}, "since"),
+    ("api_get_performance.json", {"since": "0001-01-01T00:00:00+01:00", "until": "0001-01-05T00:00:00Z"}, "since"),
 ])
 def test_bad_windows_are_refused_with_400(call: Callable[..., Reply], event_file: str,
                                           query: dict[str, str] | None, message: str) -> None:

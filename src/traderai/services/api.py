@@ -83,13 +83,22 @@ def signal_filters(symbol: str | None = None, side: str | None = None, status: s
         normalized_symbol = normalize_symbol(symbol) if symbol is not None else None
     except SettingsError as exc:
         raise BadRequest(str(exc)) from exc
-    if since is not None and until is not None and since > until:
-        raise BadRequest(f"since: {iso_utc(since)} is after until: {iso_utc(until)}")
     # `created_at` is stored at second precision: round `since` up, `until` down, so both stay inclusive.
-    since_text = iso_utc(since + timedelta(seconds=1) if since and since.microsecond else since) if since else None
+    since_text = _stored_time("since", since, round_up=True) if since else None
+    until_text = _stored_time("until", until) if until else None
+    if since is not None and until is not None and since > until:
+        raise BadRequest(f"since: {since_text} is after until: {until_text}")
     return SignalFilters(symbol=normalized_symbol, side=Side(side).value if side else None,
                          status=SignalStatus(status).value if status else None,
-                         since=since_text, until=iso_utc(until) if until else None)
+                         since=since_text, until=until_text)
+
+
+def _stored_time(name: str, moment: datetime, *, round_up: bool = False) -> str:
+    """`moment` as stored (UTC, whole seconds); a time UTC cannot hold (years 1-9999) is a BadRequest, not a 500."""
+    try:
+        return iso_utc(moment + timedelta(seconds=1) if round_up and moment.microsecond else moment)
+    except OverflowError:
+        raise BadRequest(f"{name}: {moment.isoformat()} is outside the years 1-9999 in UTC") from None
 
 
 def validate_signal_id(signal_id: str) -> str:
