@@ -39,6 +39,7 @@ class RejectReason(StrEnum):
     """Reason codes of a rejected decision: stable strings, queried in Athena and counted in metrics."""
 
     INVALID_PREDICTION = "invalid_prediction"
+    STALE_PREDICTION = "stale_prediction"
     LOW_CONFIDENCE = "low_confidence"
     LOW_NET_PROFIT = "low_net_profit"
     LOW_LIQUIDITY = "low_liquidity"

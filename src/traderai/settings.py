@@ -40,6 +40,9 @@ class Strategy:
     maintenance_margin_pct: float = 0.5  # for the liquidation-price filter
     signal_ttl_hours: float = 24.0
     max_drift_psi: float = 0.0  # 0 disables the drift gate
+    # A signal decided this long after its candle closed would enter at a stale price (retried hops can
+    # add up to ~30 minutes); 0 disables the gate.
+    max_signal_delay_seconds: float = 900.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -60,6 +63,7 @@ class Strategy:
             "MAINTENANCE_MARGIN_PCT": 0 <= self.maintenance_margin_pct < 100 / max(self.leverage, 1),
             "SIGNAL_TTL_HOURS": self.signal_ttl_hours > 0,
             "MAX_DRIFT_PSI": self.max_drift_psi >= 0,
+            "MAX_SIGNAL_DELAY_SECONDS": self.max_signal_delay_seconds >= 0,
         }
         wrong = [name for name, ok in checks.items() if not ok]
         if wrong:
@@ -202,6 +206,7 @@ _STRATEGY_ENV = {
     "maintenance_margin_pct": ("MAINTENANCE_MARGIN_PCT", float),
     "signal_ttl_hours": ("SIGNAL_TTL_HOURS", float),
     "max_drift_psi": ("MAX_DRIFT_PSI", float),
+    "max_signal_delay_seconds": ("MAX_SIGNAL_DELAY_SECONDS", float),
 }
 _ENV_OF = {"bucket_name": "BUCKET_NAME", "signals_table": "SIGNALS_TABLE",
            "connections_table": "CONNECTIONS_TABLE", "replay_data_dir": "REPLAY_DATA_DIR",

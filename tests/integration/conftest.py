@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -72,6 +73,22 @@ def function_env(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dic
 
     yield apply
     _clear_runtime_caches()
+
+
+SAMPLE_DECIDED_AT = datetime(2025, 4, 7, 14, 0, 9, tzinfo=UTC)
+"""When the sample events' tick (candle 13:45-14:00 UTC on 2025-04-07) is decided: 9 s after the close."""
+
+
+@pytest.fixture
+def sample_clock() -> Callable[[], None]:
+    """Call after the signal environment is set: decide on the sample events' clock, as the deployed
+    function would right after that tick. On today's wall clock the signal step would (rightly) refuse
+    every sample prediction as stale_prediction: its candle closed long ago."""
+
+    def apply() -> None:
+        runtime.signal_runtime().clock = lambda: SAMPLE_DECIDED_AT
+
+    return apply
 
 
 def _clear_runtime_caches() -> None:

@@ -30,9 +30,11 @@ def predict(function_env):
 
 
 @pytest.fixture
-def signal(function_env):
+def signal(function_env, sample_clock):
     function_env("SignalFunction")
-    return load_handler("signal").handler
+    handler = load_handler("signal").handler
+    sample_clock()
+    return handler
 
 
 def destination_envelope(reply: dict) -> dict:

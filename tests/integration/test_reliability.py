@@ -83,9 +83,10 @@ def pynamodb_client(store: Any) -> Any:
 # ---------------------------------------------------------------- fixtures
 
 @pytest.fixture
-def signal(function_env) -> Callable[[Any], dict[str, Any]]:
+def signal(function_env, sample_clock) -> Callable[[Any], dict[str, Any]]:
     function_env("SignalFunction")
     handler = load_handler("signal").handler
+    sample_clock()
     return lambda event: handler(copy.deepcopy(event), FakeLambdaContext())
 
 

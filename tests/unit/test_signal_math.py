@@ -211,3 +211,14 @@ def test_quantity_rounds_down_to_the_step(value: float, step: float) -> None:
     assert rounded <= value * (1 + 1e-12) + 1e-12
     assert value - rounded < step * (1 + 1e-6)
     assert Decimal(repr(rounded)) % Decimal(repr(step)) == 0
+
+
+def test_a_prediction_decided_long_after_its_candle_closed_is_stale() -> None:
+    # Given the candle 11:45-12:00 and a decision 16 minutes after its close (retried hops add up)
+    late = datetime(2025, 4, 29, 12, 16, 0, tzinfo=UTC)
+    decision, signal = decide(prediction(), SEED, decided_at=late)
+    assert signal is None and decision.reason == RejectReason.STALE_PREDICTION
+    assert "960 s past its candle's close > maximum 900 s" in decision.message
+    # ... while 14 minutes after the close still trades, and 0 switches the gate off
+    assert decide(prediction(), SEED, decided_at=datetime(2025, 4, 29, 12, 14, tzinfo=UTC))[1] is not None
+    assert decide(prediction(), Strategy(max_signal_delay_seconds=0), decided_at=late)[1] is not None

@@ -13,8 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from traderai.contracts import Decision, Prediction, RejectReason, Side, Signal, SignalStatus, iso_utc
-from traderai.settings import Strategy
+from traderai.contracts import (
+    ContractError,
+    Decision,
+    Prediction,
+    RejectReason,
+    Side,
+    Signal,
+    SignalStatus,
+    iso_utc,
+    parse_iso_utc,
+)
+from traderai.settings import TIMEFRAME_SECONDS, Strategy
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +111,20 @@ def signal_id_for(prediction: Prediction) -> str:
     return f"signal_{prediction.symbol.replace('/', '_').replace(':', '_')}_{digest}"
 
 
+def signal_delay_seconds(prediction: Prediction, decided_at: datetime) -> float | None:
+    """Seconds from the prediction's candle close to the decision; None if the candle time is unreadable."""
+    timeframe = TIMEFRAME_SECONDS.get(prediction.timeframe)
+    try:
+        candle_open = parse_iso_utc(prediction.candle_time, "candle_time")
+    except ContractError:
+        return None
+    if timeframe is None:
+        return None
+    return (decided_at - candle_open).total_seconds() - timeframe
+
+
 def rejection_message(symbol: str, reason: RejectReason, levels: Levels | None,
-                      prediction: Prediction, strategy: Strategy) -> str:
+                      prediction: Prediction, strategy: Strategy, decided_at: datetime) -> str:
     """The log sentence for a rejection, in the seed's words where the seed has them."""
     head = f"Signal rejected for {symbol}: "
     match reason:
@@ -124,6 +146,9 @@ def rejection_message(symbol: str, reason: RejectReason, levels: Levels | None,
             return head + "an open signal for this symbol and side already exists"
         case RejectReason.DRIFT:
             return head + f"feature drift PSI {prediction.drift_score:.3f} > maximum {strategy.max_drift_psi:.3f}"
+        case RejectReason.STALE_PREDICTION:
+            return (head + f"prediction is {signal_delay_seconds(prediction, decided_at) or 0:.0f} s past its "
+                    f"candle's close > maximum {strategy.max_signal_delay_seconds:.0f} s (the entry would be stale)")
         case RejectReason.INVALID_PREDICTION:
             return head + f"invalid prediction (probability={prediction.probability}, atr={prediction.atr})"
         case _:
@@ -142,7 +167,7 @@ def decide(prediction: Prediction, strategy: Strategy, *, decided_at: datetime,
     if not valid:
         return _decision(prediction, decided_at, None, None, (RejectReason.INVALID_PREDICTION,),
                          rejection_message(prediction.symbol, RejectReason.INVALID_PREDICTION, None,
-                                           prediction, strategy)), None
+                                           prediction, strategy, decided_at)), None
 
     side = Side.LONG if p >= 0.5 else Side.SHORT
     confidence = max(p, 1.0 - p)
@@ -160,12 +185,15 @@ def decide(prediction: Prediction, strategy: Strategy, *, decided_at: datetime,
         failing.append(RejectReason.DRIFT)
     if (prediction.symbol, side.value) in active:
         failing.append(RejectReason.DUPLICATE_ACTIVE)
+    delay = signal_delay_seconds(prediction, decided_at)
+    if strategy.max_signal_delay_seconds > 0 and delay is not None and delay > strategy.max_signal_delay_seconds:
+        failing.append(RejectReason.STALE_PREDICTION)
     # Report the seed's headline filter first when it fails, so the answer to "why no signals?"
     # reads the way the seed's log does; the full list stays in `reasons`.
     failing.sort(key=_REASON_ORDER.index)
     if failing:
-        return _decision(prediction, decided_at, side, levels, tuple(failing),
-                         rejection_message(prediction.symbol, failing[0], levels, prediction, strategy)), None
+        message = rejection_message(prediction.symbol, failing[0], levels, prediction, strategy, decided_at)
+        return _decision(prediction, decided_at, side, levels, tuple(failing), message), None
 
     signal = build_signal(prediction, side, levels, strategy, decided_at)
     message = (f"Signal accepted for {prediction.symbol}: {side.value} entry {signal.entry_price} "
@@ -208,9 +236,9 @@ def build_signal(prediction: Prediction, side: Side, levels: Levels, strategy: S
     )
 
 
-_REASON_ORDER = [RejectReason.INVALID_PREDICTION, RejectReason.LOW_NET_PROFIT, RejectReason.LOW_CONFIDENCE,
-                 RejectReason.LOW_LIQUIDITY, RejectReason.STOP_BEYOND_LIQUIDATION, RejectReason.DRIFT,
-                 RejectReason.MODEL_EXPIRED, RejectReason.DUPLICATE_ACTIVE]
+_REASON_ORDER = [RejectReason.INVALID_PREDICTION, RejectReason.STALE_PREDICTION, RejectReason.LOW_NET_PROFIT,
+                 RejectReason.LOW_CONFIDENCE, RejectReason.LOW_LIQUIDITY, RejectReason.STOP_BEYOND_LIQUIDATION,
+                 RejectReason.DRIFT, RejectReason.MODEL_EXPIRED, RejectReason.DUPLICATE_ACTIVE]
 
 
 def _decision(prediction: Prediction, decided_at: datetime, side: Side | None, levels: Levels | None,
