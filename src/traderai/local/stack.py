@@ -106,7 +106,7 @@ class LocalStack:
 
     @property
     def aws_endpoint(self) -> str:
-        return f"http://{self.options.host}:{self.options.aws_port}"
+        return f"http://127.0.0.1:{self.options.aws_port}"  # loopback only, whatever --host says
 
     # ------------------------------------------------------------------ start
 
@@ -169,7 +169,8 @@ class LocalStack:
         # this process talk to it, and they need no CORS. (MOTO_DISABLE_GLOBAL_CORS is read at import.)
         werkzeug_app.DISABLE_GLOBAL_CORS = True
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log lines on the console
-        self._moto = ThreadedMotoServer(ip_address=self.options.host, port=self.options.aws_port, verbose=False)
+        # moto has no authentication at all: it listens on loopback even when --host opens the gateway wider.
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.aws_port, verbose=False)
         self._moto.start()
 
     def _make_clock(self) -> ReplayClock:
