@@ -16,6 +16,8 @@ from moto import mock_aws
 from traderai import runtime
 from traderai.infra import load_template
 from traderai.local.aws import LocalAws
+from traderai.testing.connections_server import ConnectionsServer
+from traderai.testing.serving import ServingTables, serving_tables
 
 BUCKET = "traderai-data-test"
 SIGNALS_TABLE = "traderai-signals-test"
@@ -58,6 +60,20 @@ def aws(template: dict[str, Any]) -> Iterator[Aws]:
         local = LocalAws(s3, dynamodb, template, {"DataBucket": BUCKET, "SignalsTable": SIGNALS_TABLE,
                                                   "ConnectionsTable": CONNECTIONS_TABLE}).provision()
         yield Aws(s3=s3, dynamodb=dynamodb, template=template, local=local)
+
+
+@pytest.fixture
+def serving(template: dict[str, Any]) -> Iterator[ServingTables]:
+    """moto with the tables the API, WebSocket and broadcast functions use, built from the template."""
+    with serving_tables(template) as tables:
+        yield tables
+
+
+@pytest.fixture
+def gateway() -> Iterator[ConnectionsServer]:
+    """A real local `@connections` server (200, or 410 for a gone id) on a free port."""
+    with ConnectionsServer() as server:
+        yield server
 
 
 @pytest.fixture

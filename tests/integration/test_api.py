@@ -13,7 +13,7 @@ from traderai.adapters.signal_store import SignalStore
 from traderai.contracts import Signal
 from traderai.services import wiring
 from traderai.testing.handlers import REPO_ROOT, FakeLambdaContext, load_event, load_handler
-from traderai.testing.serving import ServingTables, serving_tables
+from traderai.testing.serving import ServingTables
 
 OPENAPI_DOC = REPO_ROOT / "docs" / "openapi.json"
 Reply = dict[str, Any]
@@ -34,14 +34,8 @@ def make_signal(n: int, symbol: str = "BTC/USDT", side: str = "LONG", status: st
 
 
 @pytest.fixture
-def aws(template: dict[str, Any]) -> Iterator[ServingTables]:
-    with serving_tables(template) as tables:
-        yield tables
-
-
-@pytest.fixture
-def api(aws: ServingTables, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in aws.environment("ApiFunction").items():
+def api(serving: ServingTables, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name, value in serving.environment("ApiFunction").items():
         monkeypatch.setenv(name, value)
     wiring.clear()
     yield load_handler("api")
@@ -49,8 +43,8 @@ def api(aws: ServingTables, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 @pytest.fixture
-def store(aws: ServingTables) -> SignalStore:
-    return SignalStore(aws.signals_table)
+def store(serving: ServingTables) -> SignalStore:
+    return SignalStore(serving.signals_table)
 
 
 @pytest.fixture

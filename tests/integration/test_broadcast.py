@@ -18,27 +18,20 @@ from traderai.core.text_format import signal_text
 from traderai.services import wiring
 from traderai.testing.connections_server import ConnectionsServer
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
-from traderai.testing.serving import ServingTables, serving_tables
+from traderai.testing.serving import ServingTables
 
 NOW = datetime(2026, 11, 25, 10, 45, tzinfo=UTC)
 BTC_SIGNAL = signal_from_item(load_event("broadcast_insert.json")["Records"][0]["dynamodb"]["NewImage"])
 
 
-@pytest.fixture
-def aws(template: dict[str, Any]) -> Iterator[ServingTables]:
-    with serving_tables(template) as tables:
-        yield tables
+@pytest.fixture(autouse=True)
+def _posts_take_two_milliseconds(gateway: ConnectionsServer) -> None:
+    gateway.latency = 0.002
 
 
 @pytest.fixture
-def gateway() -> Iterator[ConnectionsServer]:
-    with ConnectionsServer(latency=0.002) as server:
-        yield server
-
-
-@pytest.fixture
-def connections(aws: ServingTables) -> ConnectionStore:
-    store = ConnectionStore(aws.connections_table)
+def connections(serving: ServingTables) -> ConnectionStore:
+    store = ConnectionStore(serving.connections_table)
     store.add("all=", None, NOW)
     store.add("btc=", ["BTC/USDT"], NOW)
     store.add("eth=", ["ETH/USDT"], NOW)
@@ -47,11 +40,11 @@ def connections(aws: ServingTables) -> ConnectionStore:
 
 
 @pytest.fixture(params=["signed", "boto3"])
-def broadcast(request: pytest.FixtureRequest, aws: ServingTables, gateway: ConnectionsServer,
+def broadcast(request: pytest.FixtureRequest, serving: ServingTables, gateway: ConnectionsServer,
               connections: ConnectionStore, monkeypatch: pytest.MonkeyPatch
               ) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
     """The handler, with each push transport (boto3 reaches the local server: moto lets it through)."""
-    for name, value in aws.environment("BroadcastFunction").items():
+    for name, value in serving.environment("BroadcastFunction").items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("WEBSOCKET_ENDPOINT", gateway.endpoint)
     monkeypatch.setenv("PUSH_TRANSPORT", request.param)
@@ -122,7 +115,7 @@ def test_other_failures_report_the_record_for_retry_and_keep_the_connection(
     assert len(gateway.messages("all=")) == 3  # everyone else still got everything
 
 
-def test_a_slow_connection_does_not_hold_up_the_others(aws: ServingTables, gateway: ConnectionsServer,
+def test_a_slow_connection_does_not_hold_up_the_others(serving: ServingTables, gateway: ConnectionsServer,
                                                        connections: ConnectionStore,
                                                        broadcast: Callable[..., dict[str, Any]]) -> None:
     # Given 150 more subscribers (more than the pool's 64 workers) and one that takes 3 s to answer

@@ -12,7 +12,7 @@ from traderai.adapters.signal_store import SignalStore
 from traderai.contracts import Signal
 from traderai.services import performance, wiring
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
-from traderai.testing.serving import ServingTables, serving_tables
+from traderai.testing.serving import ServingTables
 
 Reply = dict[str, Any]
 
@@ -47,22 +47,16 @@ HISTORY = [
 
 
 @pytest.fixture
-def aws(template: dict[str, Any]) -> Iterator[ServingTables]:
-    with serving_tables(template) as tables:
-        yield tables
-
-
-@pytest.fixture
-def store(aws: ServingTables) -> SignalStore:
-    store = SignalStore(aws.signals_table)
+def store(serving: ServingTables) -> SignalStore:
+    store = SignalStore(serving.signals_table)
     for item in HISTORY:
         assert store.put_new(item)
     return store
 
 
 @pytest.fixture
-def call(aws: ServingTables, store: SignalStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Reply]]:
-    for name, value in aws.environment("ApiFunction").items():
+def call(serving: ServingTables, store: SignalStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Reply]]:
+    for name, value in serving.environment("ApiFunction").items():
         monkeypatch.setenv(name, value)
     wiring.clear()
     performance.CACHE.clear()

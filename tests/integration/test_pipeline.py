@@ -44,6 +44,15 @@ def destination_envelope(reply: dict) -> dict:
     return envelope
 
 
+def next_candle_envelope() -> dict:
+    """The sample destination envelope, one 15m candle later (same markets, same model)."""
+    later = copy.deepcopy(load_event("signal_destination.json"))
+    later["responsePayload"]["tick_time"] = "2025-04-07T14:15:00Z"
+    for prediction in later["responsePayload"]["predictions"]:
+        prediction["candle_time"] = "2025-04-07T14:00:00Z"
+    return later
+
+
 def test_schedule_event_logs_every_prediction_in_one_object(aws: Aws, predict) -> None:
     reply = predict(load_event("predict_schedule.json"), FakeLambdaContext())
 
@@ -157,10 +166,7 @@ def test_a_duplicated_tick_leaves_one_batch_object_and_no_duplicate_signal(aws: 
 
 def test_a_second_signal_for_an_active_symbol_and_side_is_rejected(aws: Aws, signal) -> None:
     signal(load_event("signal_destination.json"), FakeLambdaContext())
-    later = copy.deepcopy(load_event("signal_destination.json"))
-    later["responsePayload"]["tick_time"] = "2025-04-07T14:15:00Z"
-    for prediction in later["responsePayload"]["predictions"]:
-        prediction["candle_time"] = "2025-04-07T14:00:00Z"
+    later = next_candle_envelope()
     summary = signal(later, FakeLambdaContext())
     assert summary["rejected"].get("duplicate_active") == 1
     assert len(aws.signal_items()) == 1
@@ -233,9 +239,6 @@ def test_a_signal_past_tp1_still_blocks_a_second_one_on_the_same_side(aws: Aws, 
     aws.dynamodb.update_item(TableName=aws.signals_table, Key={"signal_id": {"S": stored_id}},
                              UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": "status"},
                              ExpressionAttributeValues={":s": {"S": "TP1_HIT"}})  # the position is still open
-    later = copy.deepcopy(load_event("signal_destination.json"))
-    later["responsePayload"]["tick_time"] = "2025-04-07T14:15:00Z"
-    for prediction in later["responsePayload"]["predictions"]:
-        prediction["candle_time"] = "2025-04-07T14:00:00Z"
+    later = next_candle_envelope()
     summary = signal(later, FakeLambdaContext())
     assert summary["rejected"].get("duplicate_active") == 1

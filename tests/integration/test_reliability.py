@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +27,7 @@ from traderai.services import wiring
 from traderai.testing.connections_server import ConnectionsServer
 from traderai.testing.fake_exchange import FakeExchange
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
-from traderai.testing.serving import ServingTables, serving_tables
+from traderai.testing.serving import ServingTables
 
 MARKETS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT")
 TICK = datetime(2025, 4, 7, 14, 0, tzinfo=UTC)
@@ -301,18 +301,6 @@ def test_the_same_tick_delivered_twice_logs_one_batch_object(aws, exchange_predi
 
 
 # ---------------------------------------------------------------- broadcast: one push per connection per version
-
-@pytest.fixture
-def serving(template: dict[str, Any]) -> Iterator[ServingTables]:
-    with serving_tables(template) as tables:
-        yield tables
-
-
-@pytest.fixture
-def gateway() -> Iterator[ConnectionsServer]:
-    with ConnectionsServer() as server:
-        yield server
-
 
 @pytest.fixture
 def broadcast(serving: ServingTables, gateway: ConnectionsServer, monkeypatch: pytest.MonkeyPatch):

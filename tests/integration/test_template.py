@@ -6,7 +6,6 @@ resources (roles, event rules, event-source mappings, invoke configs) are checke
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Iterator
@@ -19,8 +18,6 @@ import boto3
 import pytest
 from cfnlint.api import ManualArgs, lint
 from moto import mock_aws
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
 
 from traderai.events import parse_schedule_event
 from traderai.infra import (
@@ -32,6 +29,7 @@ from traderai.infra import (
     load_template,
 )
 from traderai.settings import ENV_NAMES, Settings, Strategy
+from traderai.testing.sam import translated_template
 
 ROOT = TEMPLATE_PATH.parents[1]
 FUNCTIONS = ("PredictFunction", "SignalFunction", "ApiFunction", "WebSocketFunction", "BroadcastFunction",
@@ -62,13 +60,7 @@ def sam_template() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def cfn() -> dict[str, Any]:
     """The template as SAM translates it, with artifact URIs standing in for local paths."""
-    template = load_template()
-    for logical_id, spec in template["Resources"].items():
-        for key in ("CodeUri", "ContentUri"):
-            if key in spec.get("Properties", {}):
-                spec["Properties"][key] = f"s3://artifacts/{logical_id}.zip"
-    translator = Translator({}, Parser(), boto_session=boto3.session.Session(region_name="us-east-1"))
-    return translator.translate(copy.deepcopy(template), {}, get_managed_policy_map=lambda: {})
+    return translated_template()
 
 
 def _resources(cfn: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:

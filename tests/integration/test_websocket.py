@@ -13,32 +13,20 @@ from traderai.adapters.connections import CONNECTION_TTL, ConnectionStore
 from traderai.services import wiring
 from traderai.testing.connections_server import ConnectionsServer
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
-from traderai.testing.serving import ServingTables, serving_tables
+from traderai.testing.serving import ServingTables
 
 CONNECTION_ID = "L0SM9cOFvHcCIhw="  # the id in every ws_*.json event
 
 
 @pytest.fixture
-def aws(template: dict[str, Any]) -> Iterator[ServingTables]:
-    with serving_tables(template) as tables:
-        yield tables
+def connections(serving: ServingTables) -> ConnectionStore:
+    return ConnectionStore(serving.connections_table)
 
 
 @pytest.fixture
-def gateway() -> Iterator[ConnectionsServer]:
-    with ConnectionsServer() as server:
-        yield server
-
-
-@pytest.fixture
-def connections(aws: ServingTables) -> ConnectionStore:
-    return ConnectionStore(aws.connections_table)
-
-
-@pytest.fixture
-def call(aws: ServingTables, gateway: ConnectionsServer, monkeypatch: pytest.MonkeyPatch
+def call(serving: ServingTables, gateway: ConnectionsServer, monkeypatch: pytest.MonkeyPatch
          ) -> Iterator[Callable[..., dict[str, Any]]]:
-    for name, value in aws.environment("WebSocketFunction").items():
+    for name, value in serving.environment("WebSocketFunction").items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("WEBSOCKET_ENDPOINT", gateway.endpoint)
     wiring.clear()
@@ -61,11 +49,11 @@ def replies(gateway: ConnectionsServer) -> list[Any]:
 # ---------------------------------------------------------------- $connect / $disconnect
 
 def test_connect_stores_the_filter_and_a_ttl(call: Callable[..., dict[str, Any]], connections: ConnectionStore,
-                                             aws: ServingTables) -> None:
+                                             serving: ServingTables) -> None:
     assert call("ws_connect.json") == {"statusCode": 200}
     connection = connections.get(CONNECTION_ID)
     assert connection is not None and connection.symbols == {"BTC/USDT", "ETH/USDT"}  # ETH_USDT normalised
-    item = aws.dynamodb.get_item(TableName=aws.connections_table, Key={"connection_id": {"S": CONNECTION_ID}})
+    item = serving.dynamodb.get_item(TableName=serving.connections_table, Key={"connection_id": {"S": CONNECTION_ID}})
     ttl = int(item["Item"]["ttl"]["N"])
     assert abs(ttl - (time.time() + CONNECTION_TTL.total_seconds())) < 60
 
