@@ -51,8 +51,10 @@ class CompactionRuntime:
 def compaction_runtime() -> CompactionRuntime:
     import boto3
 
+    from traderai.runtime import s3_client
+
     settings = CompactionSettings.from_env()
-    s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None)
+    s3 = s3_client()
     athena = boto3.client("athena")
     return CompactionRuntime(settings, AthenaQueries(athena, settings.workgroup, settings.database),
                              S3Prefix(s3, settings.bucket_name))
