@@ -31,7 +31,7 @@ from traderai.local.functions import LocalFunctions
 from traderai.local.gateway import GatewayConfig, LocalGateway, http_routes, websocket_route_keys
 from traderai.local.scheduler import ReplayClock, StreamMapping, StreamPoller, TickReport, TickScheduler
 
-DEFAULT_START = "2025-04-07T00:00:00Z"
+DEFAULT_START = "2025-04-06T18:00:00Z"  # unseen by the bundled models; see docs/demo.md
 DEFAULT_SPEED = 300.0  # replay seconds per wall second: one 5-minute tick per second
 FUNCTIONS = ("PredictFunction", "SignalFunction", "TrackFunction", "ApiFunction", "WebSocketFunction",
              "BroadcastFunction", "AuthorizerFunction")
