@@ -1,7 +1,8 @@
 """SignalFunction: turns a tick's predictions into stored signals and logs every decision.
 
-Accepts the Lambda-destination envelope (deployed), PredictFunction's reply, or a bare list of
-predictions (handy for `sam local invoke`).
+Accepts the Lambda-destination envelope (deployed), PredictFunction's reply (inline predictions, or a
+claim check naming the tick's predictions/ object), or a bare list of predictions (handy for
+`sam local invoke`).
 """
 
 from __future__ import annotations

@@ -360,7 +360,8 @@ def test_no_inline_statement_allows_everything(cfn: dict) -> None:
 @pytest.mark.parametrize(("function", "actions"), [
     ("PredictFunction", {"s3:PutObject", "s3:GetObject", "s3:ListBucket", "lambda:InvokeFunction",
                          "sqs:SendMessage"}),
-    ("SignalFunction", {"s3:PutObject", "dynamodb:PutItem", "dynamodb:Query", "sqs:SendMessage"}),
+    ("SignalFunction", {"s3:PutObject", "s3:GetObject", "dynamodb:PutItem", "dynamodb:Query",
+                        "sqs:SendMessage"}),
     ("ApiFunction", {"dynamodb:GetItem", "dynamodb:Query"}),
     ("WebSocketFunction", {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem",
                            "dynamodb:GetItem", "execute-api:ManageConnections"}),
@@ -391,7 +392,9 @@ def test_s3_access_is_scoped_to_prefixes(cfn: dict) -> None:
         "s3:ListBucket": {json.dumps({"Fn::GetAtt": ["DataBucket", "Arn"]})},
     }
     assert s3_resources("SignalFunction") == {
-        "s3:PutObject": {json.dumps({"Fn::Sub": "${DataBucket.Arn}/decisions/*"})}}
+        "s3:PutObject": {json.dumps({"Fn::Sub": "${DataBucket.Arn}/decisions/*"})},
+        "s3:GetObject": {json.dumps({"Fn::Sub": "${DataBucket.Arn}/predictions/*"})},  # claim-checked hand-offs
+    }
 
 
 def test_manage_connections_is_scoped_to_the_websocket_api(cfn: dict) -> None:

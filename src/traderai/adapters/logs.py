@@ -37,6 +37,10 @@ def _finite(value: Any) -> Any:
     return value
 
 
+class LogObjectMissing(LookupError):
+    """The log object asked for is not in the bucket."""
+
+
 class JsonLinesLog:
     """Writes a tick's records as one S3 object. A failed put raises: the tick fails as a whole."""
 
@@ -51,5 +55,16 @@ class JsonLinesLog:
         return key
 
     def read(self, key: str) -> list[dict[str, Any]]:
-        body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        """The records of one object; LogObjectMissing if there is none under `key`."""
+        try:
+            body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        except self._s3.exceptions.NoSuchKey as exc:
+            raise LogObjectMissing(f"s3://{self._bucket}/{key} does not exist") from exc
+        except self._s3.exceptions.ClientError as exc:
+            # S3 answers AccessDenied, not NoSuchKey, for a missing key to a role without s3:ListBucket
+            # (SignalFunction may only get predictions/*).
+            if exc.response.get("Error", {}).get("Code") != "AccessDenied":
+                raise
+            raise LogObjectMissing(f"s3://{self._bucket}/{key} does not exist or may not be read "
+                                   "(AccessDenied)") from exc
         return [json.loads(line) for line in body.decode().splitlines() if line]

@@ -55,7 +55,7 @@ class EmbeddedPipeline:
         # a terminal where this module's callers print their own summary.
         with contextlib.redirect_stdout(io.StringIO()):
             reply = self.predict(event, FakeLambdaContext())
-            if not reply["predictions"]:
+            if not reply["count"]:  # inline or a claim check, the reply counts its predictions
                 return reply, None
             envelope = {**load_event("signal_destination.json"), "responsePayload": reply}
             return reply, self.signal(envelope, FakeLambdaContext())

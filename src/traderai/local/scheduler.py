@@ -160,7 +160,7 @@ class TickScheduler:
             report.errors.append(f"PredictFunction: {type(exc).__name__}: {exc}")
             reply = None
         if reply is not None:
-            report.predictions = len(reply.get("predictions", []))
+            report.predictions = reply.get("count", 0)  # inline or a claim check
             report.failures = [(f.get("symbol", "?"), f.get("reason", "?")) for f in reply.get("failures", [])]
             if report.predictions:
                 self._decide(report, request, reply)

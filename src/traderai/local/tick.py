@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_tick(tick: datetime, reply: dict[str, Any], summary: dict[str, Any] | None, local: Any) -> None:
-    line = f"{tick.astimezone(UTC):%Y-%m-%d %H:%M} UTC  predictions={len(reply['predictions'])}"
+    line = f"{tick.astimezone(UTC):%Y-%m-%d %H:%M} UTC  predictions={reply['count']}"
     if reply["failures"]:
         line += f"  failures={[(f['symbol'], f['reason']) for f in reply['failures']]}"
     if summary is None:

@@ -57,7 +57,10 @@ class TickResult:
     log_key: str | None
 
     def handoff(self) -> Handoff:
-        return Handoff(self.tick_time, self.predictions, tuple(f.to_dict() for f in self.failures))
+        """What SignalFunction gets: the compact predictions inline, or, when they would not fit a Lambda
+        destination (HANDOFF_INLINE_LIMIT_BYTES), a claim check on this tick's predictions/ object."""
+        inline = Handoff(self.tick_time, self.predictions, tuple(f.to_dict() for f in self.failures))
+        return inline.for_destination(self.log_key)
 
 
 def last_candle_is_new(candles: Candles, tick_time: datetime, tick_seconds: int, timeframe_seconds: int) -> bool:

@@ -1,4 +1,7 @@
-"""The signal step: decide on every prediction of a tick, store the accepted, log every decision."""
+"""The signal step: decide on every prediction of a tick, store the accepted, log every decision.
+
+The predictions come inline in the hand-off or, for a claim check, from the tick's predictions/ object.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,10 @@ from typing import Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from traderai.adapters.logs import DECISIONS, JsonLinesLog
-from traderai.contracts import Decision, Signal
+from traderai.adapters.logs import DECISIONS, JsonLinesLog, LogObjectMissing
+from traderai.contracts import Decision, Prediction, Signal
 from traderai.core.signals import decide, signal_id_for
-from traderai.events import Handoff
+from traderai.events import EventError, Handoff, parse_predictions
 from traderai.observability import logger, metrics
 from traderai.settings import Strategy
 
@@ -54,10 +57,11 @@ def process_handoff(handoff: Handoff, strategy: Strategy, repository: SignalRepo
     earlier signal (same deterministic id) does not count as a duplicate, the log object is
     overwritten and the conditional put skips what is already stored (docs/operations.md).
     """
-    active = repository.active_signal_ids({p.symbol for p in handoff.predictions}, now)
+    predictions = handoff.predictions if handoff.predictions_key is None else redeem_claim_check(handoff, log)
+    active = repository.active_signal_ids({p.symbol for p in predictions}, now)
     decisions: list[Decision] = []
     accepted: list[tuple[Decision, Signal]] = []
-    for prediction in handoff.predictions:
+    for prediction in predictions:
         own_id = signal_id_for(prediction)
         blocking = frozenset(pair for pair, ids in active.items() if ids - {own_id})
         decision, signal = decide(prediction, strategy, decided_at=now, active=blocking)
@@ -79,6 +83,27 @@ def process_handoff(handoff: Handoff, strategy: Strategy, repository: SignalRepo
             already.append(signal.signal_id)
     _count(decisions, len(stored))
     return SignalOutcome(tuple(decisions), tuple(stored), tuple(already), key)
+
+
+def redeem_claim_check(handoff: Handoff, log: JsonLinesLog) -> tuple[Prediction, ...]:
+    """The predictions a claim check names, read from the tick's predictions/ object.
+
+    The object holds the full records; their feature vectors play no part in a decision and are dropped.
+    A missing object is an EventError (the hand-off cannot be decided; it ends in the dead-letter queue).
+    """
+    key = handoff.predictions_key
+    if key is None:
+        raise ValueError("not a claim check: the hand-off carries its predictions inline")
+    try:
+        records = log.read(key)
+    except LogObjectMissing as exc:
+        raise EventError(f"claim check: no predictions to decide: {exc}") from exc
+    predictions = parse_predictions([{k: v for k, v in r.items() if k != "features"} for r in records], where=key)
+    if len(predictions) != handoff.logged_count:
+        # A later run of the same tick overwrote the object: decide what it holds now.
+        logger.warning("Claim check count differs from its predictions object",
+                       extra={"predictions_key": key, "count": handoff.logged_count, "found": len(predictions)})
+    return predictions
 
 
 def _put(repository: SignalRepository, signal: Signal) -> bool:
