@@ -7,7 +7,7 @@ import them cheaply. Field names are the contract of DESIGN.md; `to_dict` gives 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Self
@@ -33,6 +33,15 @@ class SignalStatus(StrEnum):
 
 OPEN_STATUSES = (SignalStatus.ACTIVE, SignalStatus.TP1_HIT, SignalStatus.TP2_HIT)
 """A signal in one of these is a position still in play: tracked, and blocking a second one (same side)."""
+
+
+class ClosedReason(StrEnum):
+    """Why a trade closed (`closed_reason`): set with every final status by the tracker."""
+
+    ALL_TARGETS = "all_targets"  # TP3_HIT
+    STOP = "stop"  # STOPPED: the rest left at the stop
+    EXPIRY = "expiry"  # EXPIRED: the rest left at the last close inside the life
+    NO_MARKET_DATA = "no_market_data"  # EXPIRED with no candle to price the rest: exit_price stays null
 
 
 class RejectReason(StrEnum):
@@ -187,18 +196,31 @@ class Signal:
     timeframe: str
     atr: float
     candle_time: str
+    # Partial-exit weights of TP1..TP3 in force when the signal was built (TP_WEIGHTS then); the tracker
+    # realises profit with these. None only on items stored before signals recorded them.
+    tp_weights: tuple[float, float, float] | None = None
     # Lifecycle, set by the tracker as the trade plays out (docs/lifecycle.md); None until it happens.
     tp1_hit_at: str | None = None
     tp2_hit_at: str | None = None
     tp3_hit_at: str | None = None
     closed_at: str | None = None  # TP3 hit, stopped or expired
-    exit_price: float | None = None  # where the rest of the position left (stop, or market at expiry)
+    exit_price: float | None = None  # where the rest left (stop, or market at expiry); None if no price known
+    closed_reason: str | None = None  # a ClosedReason value once final
     realised_net_pct: float | None = None  # exits taken so far, costs charged by the weight exited
     time_in_trade_seconds: float | None = None  # created_at -> closed_at (or the latest hit while open)
     updated_at: str | None = None  # when the tracker last changed the status
 
+    def __post_init__(self) -> None:
+        # JSON and DynamoDB hand the weights back as a list: hold them as a tuple, so a signal read back
+        # equals the one written (and stays hashable like the frozen record it is).
+        if self.tp_weights is not None and not isinstance(self.tp_weights, tuple):
+            object.__setattr__(self, "tp_weights", tuple(self.tp_weights))
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        if self.tp_weights is not None:
+            record["tp_weights"] = list(self.tp_weights)
+        return record
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -206,19 +228,24 @@ class Signal:
 
     @classmethod
     def required_field_names(cls) -> tuple[str, ...]:
-        """The fields every signal has from its creation (the lifecycle fields come later)."""
-        return tuple(f.name for f in fields(cls) if f.name not in LIFECYCLE_FIELDS)
+        """The fields every stored signal has (lifecycle fields come later; older items lack `tp_weights`)."""
+        return tuple(f.name for f in fields(cls) if f.default is MISSING)
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Self:
         missing = [name for name in cls.required_field_names() if name not in record]
         if missing:
             raise ContractError(f"signal: missing field(s) {', '.join(missing)}")
+        weights = record.get("tp_weights")
+        if weights is not None and (not isinstance(weights, (list, tuple)) or len(weights) != 3):
+            raise ContractError("signal.tp_weights: expected a list of three numbers")
+        if weights is not None:
+            record = record | {"tp_weights": tuple(_finite(w, "signal.tp_weights") for w in weights)}
         return cls(**{name: record[name] for name in cls.field_names() if name in record})
 
 
-LIFECYCLE_FIELDS = ("tp1_hit_at", "tp2_hit_at", "tp3_hit_at", "closed_at", "exit_price", "realised_net_pct",
-                    "time_in_trade_seconds", "updated_at")
+LIFECYCLE_FIELDS = ("tp1_hit_at", "tp2_hit_at", "tp3_hit_at", "closed_at", "exit_price", "closed_reason",
+                    "realised_net_pct", "time_in_trade_seconds", "updated_at")
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,6 +102,21 @@ def test_performance_over_a_window_per_symbol_and_overall(call: Callable[..., Re
     assert (eth["signals"], eth["open"], eth["expiry_rate"], eth["tp1_hit_rate"]) == (2, 1, 1.0, 0.0)
 
 
+def test_an_unpriced_expiry_is_counted_as_closed_but_left_out_of_the_profit_figures() -> None:
+    # Given the three closed signals of November and one whose market vanished after TP1 (no exit price)
+    unpriced = signal(7, "ETH/USDT", "EXPIRED", "2024-11-12T08:00:05Z", tp1_hit_at="2024-11-12T10:00:00Z",
+                      closed_at="2024-11-13T08:00:05Z", closed_reason="no_market_data", realised_net_pct=0.6,
+                      time_in_trade_seconds=24 * HOUR)
+    stats = performance.stats_of([HISTORY[0], HISTORY[1], HISTORY[3], unpriced])
+    # Then it counts among the closed, the expiries and the TP1 hits
+    assert (stats.closed, stats.unpriced) == (4, 1)
+    assert stats.expiry_rate == 0.5 and stats.tp1_hit_rate == 0.75
+    # But its partial profit (the TP1 third only) is not a trade's outcome: win rate and profit skip it
+    assert stats.win_rate == pytest.approx(2 / 3, abs=1e-6)
+    assert stats.avg_realised_net_pct == pytest.approx((-0.32 + 2.5 + 0.2) / 3, abs=1e-6)
+    assert stats.total_realised_net_pct == pytest.approx(2.38, abs=1e-6)
+
+
 def test_a_window_with_no_closed_signal_has_null_rates(call: Callable[..., Reply]) -> None:
     report = body(call("api_get_performance.json", {"since": "2024-11-20T00:00:00Z",
                                                     "until": "2024-11-30T00:00:00Z"}))

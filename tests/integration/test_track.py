@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -205,3 +206,117 @@ def test_a_market_without_candles_is_reported_and_its_signals_wait(run: Callable
     report = run("2024-11-03T19:01:05Z")
     assert (report["advanced"], report["failures"]) == ({}, {"XRP/USDT": "exchange_rejected"})
     assert stored(store, unknown).status == SignalStatus.ACTIVE
+
+
+# ---------------------------------------------------------------- the signal's own exit weights and costs
+
+def tracked_with(store: SignalStore, strategy_now: Any, at: str) -> dict[str, str]:
+    """One tracker run over the replayed candles with today's strategy settings (maybe not the signal's)."""
+    from traderai.market.replay import ReplaySource
+
+    settings = Settings(market_source="replay", signals_table=store.table_name, strategy=strategy_now)
+    loop = asyncio.new_event_loop()
+    try:
+        return track(store, ReplaySource(settings), settings.strategy, parse_iso_utc(at), loop).advanced
+    finally:
+        loop.close()
+
+
+def test_realised_profit_uses_the_weights_and_costs_stored_on_the_signal(store: SignalStore) -> None:
+    from traderai.settings import Strategy
+
+    # Given a signal built when TP_WEIGHTS was 0.5,0.3,0.2 (and costs were 0.32%)
+    weighted = Signal(**(TP1_THEN_STOP.to_dict() | {"tp_weights": [0.5, 0.3, 0.2]}))
+    assert store.put_new(weighted)
+    assert stored(store, weighted).tp_weights == (0.5, 0.3, 0.2)
+    # When TP_WEIGHTS and the fees are changed while it is open, and the tracker runs on
+    changed = Strategy(tp_weights=(0.2, 0.3, 0.5), taker_fee_pct=0.2)
+    assert tracked_with(store, changed, "2024-11-03T19:01:05Z") == {weighted.signal_id: "TP1_HIT"}
+    assert tracked_with(store, changed, "2024-11-03T20:16:05Z") == {weighted.signal_id: "STOPPED"}
+    # Then its realised profit is the one of its own weights and costs: 1/2 at TP1 (+2 ATR), 1/2 at the stop
+    tp1_pct = (68454.55 - 67856.47) / 68454.55 * 100
+    sl_pct = (68753.59 - 68454.55) / 68454.55 * 100
+    final = stored(store, weighted)
+    assert final.realised_net_pct == pytest.approx(0.5 * tp1_pct - 0.5 * sl_pct - COSTS, abs=1e-6)
+    assert final.tp_weights == (0.5, 0.3, 0.2)
+
+
+def test_a_signal_stored_without_weights_tracks_with_the_setting(store: SignalStore) -> None:
+    from traderai.settings import Strategy
+
+    # Given an item written before signals recorded their weights (no tp_weights attribute at all)
+    assert TP1_THEN_STOP.tp_weights is None and store.put_new(TP1_THEN_STOP)
+    # When it is tracked, the TP_WEIGHTS setting stands in for the missing weights
+    assert tracked_with(store, Strategy(tp_weights=(0.5, 0.3, 0.2)), "2024-11-03T19:01:05Z") == {
+        TP1_THEN_STOP.signal_id: "TP1_HIT"}
+    tp1_pct = (68454.55 - 67856.47) / 68454.55 * 100
+    assert stored(store, TP1_THEN_STOP).realised_net_pct == pytest.approx(0.5 * (tp1_pct - COSTS), abs=1e-6)
+
+
+# ---------------------------------------------------------------- a market that no longer serves candles
+
+# XRP/USDT has no recorded candles (a market delisted or removed from MARKETS); BTC/USDT's recording ends
+# 2025-04-30 00:00, so a BTC signal living past it meets a feed that stays stale.
+DELISTED = Signal(**(TP1_THEN_STOP.to_dict() | {"signal_id": "signal_XRP_USDT_gone", "symbol": "XRP/USDT"}))
+STALE = Signal(**(EXPIRES.to_dict() | {"signal_id": "signal_BTC_USDT_stale", "created_at": "2025-04-30T10:00:05Z",
+                                       "expires_at": "2025-05-01T10:00:05Z", "candle_time": "2025-04-30T09:45:00Z"}))
+
+
+@pytest.mark.parametrize(("signal", "reason"), [(DELISTED, "exchange_rejected"), (STALE, "stale_feed")])
+def test_an_unfetchable_market_waits_until_expiry_plus_the_grace(
+        run: Callable[[str], dict[str, Any]], store: SignalStore, signal: Signal, reason: str) -> None:
+    assert store.put_new(signal)
+    # Given its market fails at the last tick before the grace (2 x 15m) is over, 25 minutes after expiry
+    before_grace = (parse_iso_utc(signal.expires_at) + timedelta(minutes=25)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    report = run(before_grace)
+    assert (report["advanced"], report["failures"]) == ({}, {signal.symbol: reason})
+    assert stored(store, signal) == signal
+
+
+@pytest.mark.parametrize(("signal", "reason"), [(DELISTED, "exchange_rejected"), (STALE, "stale_feed")])
+def test_past_the_grace_an_unfetchable_market_expires_its_signal_without_a_price(
+        run: Callable[[str], dict[str, Any]], store: SignalStore, signal: Signal, reason: str) -> None:
+    assert store.put_new(signal)
+    # The tick at which the grace is over: 30 minutes after expiry (runs are at 5 s past each 5-minute mark)
+    past_grace = (parse_iso_utc(signal.expires_at) + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    report = run(past_grace)
+    assert (report["advanced"], report["failures"]) == ({signal.signal_id: "EXPIRED"}, {signal.symbol: reason})
+    final = stored(store, signal)
+    assert (final.status, final.closed_at, final.exit_price) == ("EXPIRED", signal.expires_at, None)
+    assert final.closed_reason == "no_market_data"
+    assert final.realised_net_pct == 0.0  # nothing was exited; the rest has no price, so none is invented
+    assert final.time_in_trade_seconds == 24 * 3600
+    assert final.updated_at == past_grace
+    assert run(past_grace)["checked"] == 0  # no longer open
+
+
+def test_an_unpriced_expiry_keeps_the_targets_already_hit(run: Callable[[str], dict[str, Any]],
+                                                          store: SignalStore) -> None:
+    # Given a signal that hit TP1 (+2 ATR) before its market vanished
+    tp1_pct = (68454.55 - 67856.47) / 68454.55 * 100
+    tp1_hit = Signal(**(DELISTED.to_dict() | {"status": "TP1_HIT", "tp1_hit_at": "2024-11-03T19:00:00Z",
+                                              "realised_net_pct": round((tp1_pct - COSTS) / 3, 6),
+                                              "time_in_trade_seconds": 9895.0}))
+    assert store.put_new(tp1_hit)
+    # When the grace after its expiry is over
+    assert run("2024-11-04T16:46:05Z")["advanced"] == {tp1_hit.signal_id: "EXPIRED"}
+    # Then the TP1 third stays realised as it was, and the other two thirds have no exit price
+    final = stored(store, tp1_hit)
+    assert (final.tp1_hit_at, final.exit_price, final.closed_reason) == ("2024-11-03T19:00:00Z", None,
+                                                                         "no_market_data")
+    assert final.realised_net_pct == pytest.approx((tp1_pct - COSTS) / 3, abs=1e-6)
+    assert signal_text(final).endswith("\nExpired ⌛ without market data (rest unpriced) +0.18% after 1d")
+
+
+def test_an_unpriced_expiry_is_conditional_on_the_version_read(aws: Any, store: SignalStore) -> None:
+    from traderai.market.replay import ReplaySource
+
+    settings = Settings(market_source="replay", signals_table=aws.signals_table)
+    source, loop = ReplaySource(settings), asyncio.new_event_loop()
+    now = parse_iso_utc("2024-11-04T16:46:05Z")
+    assert store.put_new(DELISTED)
+    read_by_a = store.open_signals()
+    assert track(store, source, settings.strategy, now, loop).advanced == {DELISTED.signal_id: "EXPIRED"}
+    report = track(StaleReads(store, read_by_a), source, settings.strategy, now, loop)  # type: ignore[arg-type]
+    assert (report.advanced, report.contended) == ({}, (DELISTED.signal_id,))
+    loop.close()

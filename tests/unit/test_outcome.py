@@ -12,7 +12,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from traderai.contracts import SignalStatus
-from traderai.core.outcome import FINAL_STATUSES, Bar, TradeSetup, TradeState, advance, resolve, status_rank
+from traderai.core.outcome import (
+    FINAL_STATUSES,
+    NO_DATA_GRACE_CANDLES,
+    Bar,
+    ClosedReason,
+    TradeSetup,
+    TradeState,
+    advance,
+    expire_unpriced,
+    realised,
+    resolve,
+    status_rank,
+)
 from traderai.market.csv import load_candles_csv
 from traderai.market.replay import bundled_candles_dir, candles_file_name
 
@@ -175,6 +187,62 @@ def test_final_states_never_change() -> None:
     assert advance(setup, stopped, [bar(12, 110.0, 100.0)], as_of_ms=13 * M15) is stopped
 
 
+def test_a_market_without_candles_is_left_alone_until_expiry_plus_the_grace() -> None:
+    # Given a LONG whose TP1 was hit, then its market stopped serving candles
+    setup = long_setup()
+    tp1 = resolve(setup, [bar(11, 102.5, 100.0)], as_of_ms=12 * M15)
+    grace_over = setup.expires_at_ms + NO_DATA_GRACE_CANDLES * setup.candle_ms
+    # When the tracker has no candles before the life and its grace are over, nothing changes
+    assert expire_unpriced(setup, tp1, as_of_ms=setup.expires_at_ms) is tp1
+    assert expire_unpriced(setup, tp1, as_of_ms=grace_over - 1) is tp1
+
+
+def test_past_the_grace_it_expires_with_no_exit_price_keeping_the_exits_taken() -> None:
+    setup = long_setup()
+    tp1 = resolve(setup, [bar(11, 102.5, 100.0)], as_of_ms=12 * M15)
+    grace_over = setup.expires_at_ms + NO_DATA_GRACE_CANDLES * setup.candle_ms
+    state = expire_unpriced(setup, tp1, as_of_ms=grace_over)
+    # Then it is EXPIRED at its expiry, the rest has no price, and only the TP1 exit is realised
+    assert (state.status, state.closed_at_ms, state.exit_price) == (SignalStatus.EXPIRED, setup.expires_at_ms, None)
+    assert state.closed_reason == ClosedReason.NO_MARKET_DATA
+    assert state.tp_hit_ms == tp1.tp_hit_ms
+    assert state.exited_weight == pytest.approx(1 / 3)
+    assert state.realised_net_pct == pytest.approx((2.0 - COSTS) / 3)
+
+
+def test_an_untouched_signal_expired_without_candles_has_realised_nothing() -> None:
+    setup = long_setup()
+    state = expire_unpriced(setup, TradeState(), as_of_ms=setup.expires_at_ms + NO_DATA_GRACE_CANDLES * M15)
+    assert (state.status, state.exit_price, state.exited_weight, state.realised_net_pct) == (
+        SignalStatus.EXPIRED, None, 0.0, 0.0)
+
+
+def test_a_final_state_is_never_expired_again() -> None:
+    setup = long_setup()
+    stopped = resolve(setup, [bar(11, 100.0, 98.0)], as_of_ms=12 * M15)
+    assert expire_unpriced(setup, stopped, as_of_ms=setup.expires_at_ms * 2) is stopped
+
+
+def test_expiry_with_no_candle_of_the_life_known_invents_no_price() -> None:
+    # Given candles that all closed before the signal existed (none of its life was served)
+    setup = long_setup()
+    state = resolve(setup, [bar(8, 101.0, 99.5), bar(9, 100.5, 99.8)], as_of_ms=setup.expires_at_ms)
+    # Then it expires unpriced rather than at an invented exit (the entry, or the last target)
+    assert (state.status, state.exit_price, state.closed_reason) == (
+        SignalStatus.EXPIRED, None, ClosedReason.NO_MARKET_DATA)
+    assert state.exited_weight == 0.0
+
+
+@pytest.mark.parametrize(("candles", "reason"), [
+    ([bar(11, 100.0, 98.0)], ClosedReason.STOP),
+    ([bar(11, 107.0, 100.0)], ClosedReason.ALL_TARGETS),
+    ([bar(11, 100.5, 99.5)], ClosedReason.EXPIRY),
+])
+def test_every_close_says_why(candles: list[Bar], reason: ClosedReason) -> None:
+    setup = long_setup()
+    assert resolve(setup, candles, as_of_ms=setup.expires_at_ms).closed_reason == reason
+
+
 # ---------------------------------------------------------------- properties
 
 @st.composite
@@ -210,7 +278,10 @@ def test_realised_profit_is_bounded_by_the_stop_and_the_furthest_target(trade: t
     assert worst - 1e-9 <= state.realised_net_pct <= best + 1e-9
     assert state.realised_net_pct == pytest.approx(state.realised_gross_pct - setup.costs_pct * state.exited_weight)
     assert state.is_final  # at expiry every trade is closed
-    assert state.exited_weight == pytest.approx(1.0)
+    if state.closed_reason == ClosedReason.NO_MARKET_DATA:  # no candle of its life known: nothing invented
+        assert state.exit_price is None and not any(b.open_time_ms + M15 > setup.created_at_ms for b in bars)
+    else:
+        assert state.exited_weight == pytest.approx(1.0)
 
 
 @settings(max_examples=300, deadline=None)
@@ -230,6 +301,28 @@ def test_statuses_only_move_forward_and_pieces_reach_the_state_of_one_run(
         state = following
     as_of = setup.expires_at_ms
     assert advance(setup, state, bars, as_of_ms=as_of) == resolve(setup, bars, as_of_ms=as_of)
+
+
+@settings(max_examples=300, deadline=None)
+@given(trades(), st.integers(0, 70), st.integers(0, 10))
+def test_an_unpriced_expiry_keeps_exactly_the_exits_already_taken(
+        trade: tuple[TradeSetup, list[Bar]], cut: int, late_candles: int) -> None:
+    # Given a trade followed while its market served candles, then never again
+    setup, bars = trade
+    known = bars[:cut]
+    state = advance(setup, TradeState(), known, as_of_ms=known[-1].open_time_ms + M15 if known else setup.created_at_ms)
+    # When the tracker gives up on it at some moment past expiry + grace
+    as_of = setup.expires_at_ms + (NO_DATA_GRACE_CANDLES + late_candles) * setup.candle_ms
+    after = expire_unpriced(setup, state, as_of_ms=as_of)
+    if state.is_final:
+        assert after is state
+        return
+    # Then it is final, unpriced, and its realised profit is that of the targets hit: nothing invented
+    gross, net, exited = realised(setup, state.targets_hit, None)
+    assert after.is_final and after.exit_price is None and after.tp_hit_ms == state.tp_hit_ms
+    assert (after.realised_gross_pct, after.realised_net_pct, after.exited_weight) == (gross, net, exited)
+    tp3_pct = abs(setup.take_profits[2] - setup.entry) / setup.entry * 100
+    assert -setup.costs_pct - 1e-9 <= after.realised_net_pct <= tp3_pct - setup.costs_pct * exited + 1e-9
 
 
 # ---------------------------------------------------------------- plain-text export

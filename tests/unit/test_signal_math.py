@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from traderai.contracts import Prediction, RejectReason, Side
+from traderai.contracts import Prediction, RejectReason, Side, Signal
 from traderai.core.signals import (
     compute_levels,
     decide,
@@ -75,6 +75,26 @@ def test_accepted_signal_carries_the_full_contract() -> None:
     assert signal.signal_id.startswith("signal_BTC_USDT_")
     assert signal.created_at == "2025-04-29T12:00:05Z" and signal.expires_at == "2025-04-30T12:00:05Z"
     assert decision.signal_id == signal.signal_id
+
+
+def test_a_signal_records_the_exit_weights_and_costs_in_force_when_it_was_built() -> None:
+    # Given a strategy whose partial exits are 50/30/20 and whose costs differ from the seed's
+    strategy = Strategy(tp_weights=(0.5, 0.3, 0.2), taker_fee_pct=0.04)
+    # When a signal is accepted under it
+    _, signal = decide(prediction(), strategy, decided_at=NOW)
+    # Then the signal carries those weights and costs, so the tracker never has to ask today's settings
+    assert signal is not None
+    assert signal.tp_weights == (0.5, 0.3, 0.2)
+    assert signal.costs_pct == pytest.approx(strategy.costs_pct)
+    assert signal.to_dict()["tp_weights"] == [0.5, 0.3, 0.2]  # a JSON list of three numbers
+
+
+def test_a_signal_stored_before_its_weights_were_recorded_still_loads() -> None:
+    _, signal = decide(prediction(), SEED, decided_at=NOW)
+    assert signal is not None
+    older = {k: v for k, v in signal.to_dict().items() if k != "tp_weights"}
+    assert Signal.from_dict(older).tp_weights is None
+    assert Signal.from_dict(signal.to_dict()) == signal  # the JSON list reads back as the same signal
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, get_args, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute, VersionAttribute
+from pynamodb.attributes import ListAttribute, NumberAttribute, UnicodeAttribute, VersionAttribute
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -96,10 +96,12 @@ class _SignalItem(Model):
     version = VersionAttribute()
 
 
-def _attribute_for(name: str, hint: Any) -> UnicodeAttribute | NumberAttribute:
-    """The pynamodb attribute of a Signal field; `X | None` fields (the lifecycle ones) may be absent."""
+def _attribute_for(name: str, hint: Any) -> UnicodeAttribute | NumberAttribute | ListAttribute:
+    """The pynamodb attribute of a Signal field; `X | None` fields (lifecycle, `tp_weights`) may be absent."""
     kinds = set(get_args(hint)) or {hint}
     optional = type(None) in kinds
+    if any(get_origin(kind) is tuple for kind in kinds):  # tp_weights: a list of numbers, read back as floats
+        return ListAttribute(of=_FloatAttribute, null=optional)
     if name in _INT_FIELDS or int in kinds:
         return _IntAttribute(null=optional)
     if float in kinds:

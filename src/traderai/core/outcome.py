@@ -15,6 +15,11 @@ The rule (docs/lifecycle.md):
 - A candle that reaches the stop AND a not-yet-hit TP is resolved conservatively: the stop came
   first (OHLC cannot tell the order), so those TPs do not count.
 - At expiry the rest is closed at the close of the last candle inside the life (market exit).
+- No price is ever invented. If no candle of the life is known at expiry, or the market serves no
+  candles at all for `NO_DATA_GRACE_CANDLES` candles past expiry (`expire_unpriced`: delisted, removed
+  from MARKETS, a feed that stays stale), the trade is EXPIRED with `exit_price` None and
+  `closed_reason` no_market_data: its realised profit is that of the targets already hit, and the rest
+  of the position, never priced, realises (and is charged costs for) nothing.
 - Costs are always paid, in proportion to the weight exited: net = Σ w·gross% − (Σ w)·costs%.
 - Times are candle CLOSE times: the moment the hit is known, never earlier.
 
@@ -28,10 +33,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-from traderai.contracts import SignalStatus
+from traderai.contracts import ClosedReason, SignalStatus
 
 TARGET_STATUSES = (SignalStatus.ACTIVE, SignalStatus.TP1_HIT, SignalStatus.TP2_HIT, SignalStatus.TP3_HIT)
 FINAL_STATUSES = frozenset({SignalStatus.TP3_HIT, SignalStatus.STOPPED, SignalStatus.EXPIRED})
+NO_DATA_GRACE_CANDLES = 2
+"""Candles past `expires_at` the tracker waits for a market that serves no candles before closing its signals
+unpriced: one failed fetch around expiry (an exchange hiccup) must not cost a trade its market exit."""
 _RANK = {SignalStatus.ACTIVE: 0, SignalStatus.TP1_HIT: 1, SignalStatus.TP2_HIT: 2, SignalStatus.TP3_HIT: 3,
          SignalStatus.STOPPED: 4, SignalStatus.EXPIRED: 4}
 
@@ -80,7 +88,8 @@ class TradeState:
     status: SignalStatus = SignalStatus.ACTIVE
     tp_hit_ms: tuple[int | None, int | None, int | None] = (None, None, None)
     closed_at_ms: int | None = None
-    exit_price: float | None = None  # price the remainder left at (stop, or market at expiry)
+    exit_price: float | None = None  # price the remainder left at (stop, or market at expiry); None: unpriced
+    closed_reason: ClosedReason | None = None  # why it is final (None while open)
     realised_gross_pct: float = 0.0
     realised_net_pct: float = 0.0
     exited_weight: float = 0.0
@@ -138,25 +147,37 @@ def advance(setup: TradeSetup, state: TradeState, candles: Iterable[Bar], *, as_
         if close_ms <= start_ms:
             continue  # already accounted for by an earlier run
         if _stop_reached(setup, bar):  # same-candle TP and SL: the stop first (conservative)
-            return _closed(setup, hits, SignalStatus.STOPPED, close_ms, setup.stop)
+            return _closed(setup, hits, SignalStatus.STOPPED, close_ms, setup.stop, ClosedReason.STOP)
         done = len([h for h in hits if h is not None])
         for k in range(done, 3):
             if not _target_reached(setup, bar, setup.take_profits[k]):
                 break
             hits[k] = close_ms
         if hits[2] is not None:
-            return _closed(setup, hits, SignalStatus.TP3_HIT, close_ms, None)
+            return _closed(setup, hits, SignalStatus.TP3_HIT, close_ms, None, ClosedReason.ALL_TARGETS)
     if as_of_ms >= setup.expires_at_ms:
-        done = len([h for h in hits if h is not None])
-        fallback = setup.take_profits[done - 1] if done else setup.entry
-        return _closed(setup, hits, SignalStatus.EXPIRED, setup.expires_at_ms,
-                       last_close if last_close is not None else fallback)
+        if last_close is None:  # no candle of the life known: the rest has no market exit to book
+            return _closed(setup, hits, SignalStatus.EXPIRED, setup.expires_at_ms, None, ClosedReason.NO_MARKET_DATA)
+        return _closed(setup, hits, SignalStatus.EXPIRED, setup.expires_at_ms, last_close, ClosedReason.EXPIRY)
     done = len([h for h in hits if h is not None])
     if done == state.targets_hit:
         return state
     gross, net, exited = realised(setup, done, None)
     return replace(state, status=TARGET_STATUSES[done], tp_hit_ms=tuple(hits),  # type: ignore[arg-type]
                    realised_gross_pct=gross, realised_net_pct=net, exited_weight=exited)
+
+
+def expire_unpriced(setup: TradeSetup, state: TradeState, *, as_of_ms: int) -> TradeState:
+    """EXPIRED without an exit price, for a trade whose market served no candles at all by `as_of_ms`.
+
+    Only once `NO_DATA_GRACE_CANDLES` candles past `expires_at` have gone by (before that the state is returned
+    as it is: the market may come back and give the rest its market exit). The targets already hit keep their
+    exits; the rest, never priced, realises nothing: `exit_price` None, `closed_reason` no_market_data.
+    """
+    if state.is_final or as_of_ms < setup.expires_at_ms + NO_DATA_GRACE_CANDLES * setup.candle_ms:
+        return state
+    return _closed(setup, list(state.tp_hit_ms), SignalStatus.EXPIRED, setup.expires_at_ms, None,
+                   ClosedReason.NO_MARKET_DATA)
 
 
 def resolve(setup: TradeSetup, candles: Iterable[Bar], *, as_of_ms: int) -> TradeState:
@@ -173,9 +194,10 @@ def _target_reached(setup: TradeSetup, bar: Bar, target: float) -> bool:
 
 
 def _closed(setup: TradeSetup, hits: list[int | None], status: SignalStatus, closed_at_ms: int,
-            exit_price: float | None) -> TradeState:
+            exit_price: float | None, reason: ClosedReason) -> TradeState:
+    """The final state; `exit_price` None leaves the rest unexited (unpriced), never priced at a guess."""
     done = len([h for h in hits if h is not None])
     gross, net, exited = realised(setup, done, exit_price if done < 3 else None)
     return TradeState(status=status, tp_hit_ms=tuple(hits), closed_at_ms=closed_at_ms,  # type: ignore[arg-type]
-                      exit_price=exit_price if done < 3 else None, realised_gross_pct=gross,
+                      exit_price=exit_price if done < 3 else None, closed_reason=reason, realised_gross_pct=gross,
                       realised_net_pct=net, exited_weight=exited)

@@ -233,6 +233,7 @@ def build_signal(prediction: Prediction, side: Side, levels: Levels, strategy: S
         timeframe=prediction.timeframe,
         atr=prediction.atr,
         candle_time=prediction.candle_time,
+        tp_weights=strategy.tp_weights,  # the tracker realises profit with these, whatever TP_WEIGHTS becomes
     )
 
 

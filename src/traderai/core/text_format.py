@@ -14,7 +14,7 @@ without trailing zeros, never in scientific notation.
 
 from __future__ import annotations
 
-from traderai.contracts import Signal, SignalStatus
+from traderai.contracts import ClosedReason, Signal, SignalStatus
 
 _STATUS_WORDS = {
     SignalStatus.TP1_HIT: "TP1 hit ✅",
@@ -23,6 +23,7 @@ _STATUS_WORDS = {
     SignalStatus.STOPPED: "Stopped out ❌",
     SignalStatus.EXPIRED: "Expired ⌛",
 }
+_UNPRICED_WORDS = "Expired ⌛ without market data (rest unpriced)"  # the % is then that of the exits taken
 
 
 def format_price(price: float) -> str:
@@ -62,6 +63,8 @@ def signal_text(signal: Signal) -> str:
 def status_text(signal: Signal) -> str | None:
     """"TP1 hit ✅ +1.30% after 2h 15m" for a signal that has moved on; None while ACTIVE."""
     words = _STATUS_WORDS.get(SignalStatus(signal.status))
+    if signal.closed_reason == ClosedReason.NO_MARKET_DATA:
+        words = _UNPRICED_WORDS
     if words is None:
         return None
     parts = [words]

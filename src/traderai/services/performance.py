@@ -3,7 +3,10 @@
 Computed from the signals created in the window (one paginated Query on the `by_time` index with the
 window as the key condition, never a Scan), and cached per warm container for `CACHE_SECONDS`, keyed
 by the window as asked, so a page polling it costs one Query a minute. Rates are over CLOSED signals
-(TP3_HIT, STOPPED, EXPIRED): an open signal's outcome is not known yet, so it is only counted.
+(TP3_HIT, STOPPED, EXPIRED): an open signal's outcome is not known yet, so it is only counted. A signal
+closed without market data (`closed_reason` no_market_data: the rest of its position has no exit price)
+is closed, but its outcome is not known either: it is counted as `unpriced` and left out of the win rate
+and the profit figures.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from traderai.adapters.signal_store import SignalStore
-from traderai.contracts import Signal, SignalStatus, iso_utc
+from traderai.contracts import ClosedReason, Signal, SignalStatus, iso_utc
 from traderai.services import api, wiring
 
 CACHE_SECONDS = 60.0
@@ -38,15 +41,20 @@ class Stats(BaseModel):
     signals: int
     open: int = Field(description="ACTIVE, TP1_HIT or TP2_HIT: still in play")
     closed: int = Field(description="TP3_HIT, STOPPED or EXPIRED")
+    unpriced: int = Field(description="closed without market data to price the rest (exit_price null): "
+                                      "left out of win_rate and the profit figures")
     by_status: dict[str, int]
     tp1_hit_rate: float | None = Field(description="closed signals that reached TP1 / closed")
     tp2_hit_rate: float | None
     tp3_hit_rate: float | None
     stop_rate: float | None
     expiry_rate: float | None
-    win_rate: float | None = Field(description="closed signals with realised net profit > 0 / closed")
-    avg_realised_net_pct: float | None = Field(description="mean realised net profit % (costs included)")
-    total_realised_net_pct: float = Field(description="sum of realised net profit % over closed signals")
+    win_rate: float | None = Field(description="closed signals with realised net profit > 0 / closed "
+                                                "(unpriced ones excluded)")
+    avg_realised_net_pct: float | None = Field(description="mean realised net profit % (costs included) "
+                                                           "over closed signals, unpriced ones excluded")
+    total_realised_net_pct: float = Field(description="sum of realised net profit % over closed signals, "
+                                                      "unpriced ones excluded")
     avg_time_in_trade_hours: float | None
 
 
@@ -69,19 +77,22 @@ def stats_of(signals: Iterable[Signal]) -> Stats:
         by_status[signal.status] = by_status.get(signal.status, 0) + 1
     closed = [s for s in signals if s.status in CLOSED]
 
-    def rate(predicate: Callable[[Signal], bool]) -> float | None:
-        return round(sum(1 for s in closed if predicate(s)) / len(closed), 6) if closed else None
+    priced = [s for s in closed if s.closed_reason != ClosedReason.NO_MARKET_DATA]
 
-    profits = [s.realised_net_pct for s in closed if s.realised_net_pct is not None]
+    def rate(predicate: Callable[[Signal], bool], among: list[Signal] = closed) -> float | None:
+        return round(sum(1 for s in among if predicate(s)) / len(among), 6) if among else None
+
+    profits = [s.realised_net_pct for s in priced if s.realised_net_pct is not None]
     hours = [s.time_in_trade_seconds / 3600 for s in closed if s.time_in_trade_seconds is not None]
     return Stats(
-        signals=len(signals), open=len(signals) - len(closed), closed=len(closed), by_status=by_status,
+        signals=len(signals), open=len(signals) - len(closed), closed=len(closed),
+        unpriced=len(closed) - len(priced), by_status=by_status,
         tp1_hit_rate=rate(lambda s: s.tp1_hit_at is not None),
         tp2_hit_rate=rate(lambda s: s.tp2_hit_at is not None),
         tp3_hit_rate=rate(lambda s: s.tp3_hit_at is not None),
         stop_rate=rate(lambda s: s.status == SignalStatus.STOPPED),
         expiry_rate=rate(lambda s: s.status == SignalStatus.EXPIRED),
-        win_rate=rate(lambda s: (s.realised_net_pct or 0.0) > 0),
+        win_rate=rate(lambda s: (s.realised_net_pct or 0.0) > 0, priced),
         avg_realised_net_pct=round(sum(profits) / len(profits), 6) if profits else None,
         total_realised_net_pct=round(sum(profits), 6),
         avg_time_in_trade_hours=round(sum(hours) / len(hours), 4) if hours else None,

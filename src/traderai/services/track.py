@@ -7,6 +7,11 @@ only if its version is still the one read: two overlapping runs compute the same
 writes it, the other's conditional check fails and it backs off ("someone else advanced it").
 Writing only real transitions keeps the table's stream, and so the pushed `signal_update`s, free
 of noise. Nothing else is stored per run: the next run starts again from the signal's last event.
+
+A signal is valued with its own exit weights and costs, as recorded when it was built (never today's
+settings). A signal whose market serves no candles (delisted, removed from MARKETS, a feed that stays
+stale) waits, and once its expiry plus the grace is past it is EXPIRED without an exit price
+(`core.outcome.expire_unpriced`), by the same conditional write.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from traderai.adapters.signal_store import SignalStore, VersionedSignal
 from traderai.contracts import Signal, SignalStatus, iso_utc, parse_iso_utc
-from traderai.core.outcome import Bar, TradeSetup, TradeState, advance, realised
+from traderai.core.outcome import Bar, TradeSetup, TradeState, advance, expire_unpriced, realised
 from traderai.market import Candles, MarketDataError, MarketDataSource
 from traderai.observability import logger, metrics
 from traderai.settings import TIMEFRAME_SECONDS, Strategy
@@ -53,11 +58,15 @@ def from_ms(ms: int) -> str:
 
 
 def setup_of(signal: Signal, strategy: Strategy) -> TradeSetup:
-    """The outcome rule's view of a stored signal; exit weights come from the strategy settings."""
+    """The outcome rule's view of a stored signal: its own levels, exit weights and costs.
+
+    Changing TP_WEIGHTS or the cost settings never rewrites an open signal's profit. Only an item stored
+    before signals recorded their weights falls back to the TP_WEIGHTS setting.
+    """
     return TradeSetup(
         side=signal.side, entry=signal.entry_price,
         take_profits=(signal.tp1_price, signal.tp2_price, signal.tp3_price), stop=signal.sl_price,
-        weights=strategy.tp_weights, costs_pct=signal.costs_pct,
+        weights=signal.tp_weights or strategy.tp_weights, costs_pct=signal.costs_pct,
         created_at_ms=to_ms(signal.created_at), expires_at_ms=to_ms(signal.expires_at),
         candle_ms=TIMEFRAME_SECONDS[signal.timeframe] * 1000)
 
@@ -80,6 +89,7 @@ def changes_of(signal: Signal, state: TradeState, now: datetime) -> dict[str, An
         "tp1_hit_at": hit_at[0], "tp2_hit_at": hit_at[1], "tp3_hit_at": hit_at[2],
         "closed_at": from_ms(state.closed_at_ms) if state.closed_at_ms is not None else None,
         "exit_price": state.exit_price,
+        "closed_reason": state.closed_reason.value if state.closed_reason is not None else None,
         "realised_net_pct": round(state.realised_net_pct, 6),
         "time_in_trade_seconds": float((last_ms - created_ms) // 1000) if last_ms is not None else None,
         "updated_at": iso_utc(now),
@@ -135,9 +145,8 @@ def track(store: SignalStore, source: MarketDataSource, strategy: Strategy, now:
     advanced, contended = {}, []
     for entry in open_signals:
         key = (entry.signal.symbol, entry.signal.timeframe)
-        if key not in bars:
-            continue
-        status = _advance_one(store, entry, bars[key], strategy, now)
+        # No candles for this market in this run: only a signal past its expiry + grace is settled (unpriced).
+        status = _advance_one(store, entry, bars.get(key), strategy, now)
         if status is _CONTENDED:
             contended.append(entry.signal.signal_id)
         elif status is not None:
@@ -152,13 +161,18 @@ def track(store: SignalStore, source: MarketDataSource, strategy: Strategy, now:
 _CONTENDED = "contended"
 
 
-def _advance_one(store: SignalStore, entry: VersionedSignal, bars: Iterable[Bar], strategy: Strategy,
+def _advance_one(store: SignalStore, entry: VersionedSignal, bars: Iterable[Bar] | None, strategy: Strategy,
                  now: datetime) -> str | None:
-    """The new status written for one signal, None if nothing happened, `_CONTENDED` if a race was lost."""
+    """The new status written for one signal, None if nothing happened, `_CONTENDED` if a race was lost.
+
+    `bars` None: its market's candles could not be fetched this run.
+    """
     signal = entry.signal
     setup = setup_of(signal, strategy)
     before = state_of(signal, setup)
-    after = advance(setup, before, bars, as_of_ms=int(now.timestamp() * 1000))
+    as_of_ms = int(now.timestamp() * 1000)
+    after = (expire_unpriced(setup, before, as_of_ms=as_of_ms) if bars is None
+             else advance(setup, before, bars, as_of_ms=as_of_ms))
     if after == before:
         return None
     if not store.record_progress(signal.signal_id, entry.version, changes_of(signal, after, now)):
@@ -167,5 +181,6 @@ def _advance_one(store: SignalStore, entry: VersionedSignal, bars: Iterable[Bar]
         return _CONTENDED
     logger.info("track: signal advanced", extra={"signal_id": signal.signal_id, "from": signal.status,
                                                  "to": after.status.value,
+                                                 "closed_reason": after.closed_reason,
                                                  "realised_net_pct": round(after.realised_net_pct, 4)})
     return after.status.value
