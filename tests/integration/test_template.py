@@ -199,6 +199,13 @@ def test_track_queries_only_the_status_index_and_updates_only_the_table(cfn: dic
                          "dynamodb:UpdateItem": {"Fn::GetAtt": ["SignalsTable", "Arn"]}}
 
 
+def test_broadcast_queries_and_adds_to_the_delivery_ledger_only(cfn: dict) -> None:
+    ledger = [statement for statement in _role_statements(cfn, "BroadcastFunction")
+              if statement["Resource"] == {"Fn::GetAtt": ["DeliveriesTable", "Arn"]}]
+    assert [sorted(_as_list(statement["Action"])) for statement in ledger] == [["dynamodb:Query",
+                                                                                "dynamodb:UpdateItem"]]
+
+
 def test_predict_hands_success_to_signal_and_failure_to_the_dlq(cfn: dict) -> None:
     config = cfn["Resources"]["PredictFunctionEventInvokeConfig"]["Properties"]
     assert config["MaximumRetryAttempts"] == 2
@@ -366,7 +373,7 @@ def test_no_inline_statement_allows_everything(cfn: dict) -> None:
     ("WebSocketFunction", {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem",
                            "dynamodb:GetItem", "execute-api:ManageConnections"}),
     ("BroadcastFunction", {"dynamodb:Scan", "dynamodb:DeleteItem", "execute-api:ManageConnections",
-                           "sqs:SendMessage", "dynamodb:GetItem", "dynamodb:UpdateItem"}),
+                           "sqs:SendMessage", "dynamodb:Query", "dynamodb:UpdateItem"}),
     ("TrackFunction", {"dynamodb:Query", "dynamodb:UpdateItem", "sqs:SendMessage"}),
     ("CompactFunction", {"athena:StartQueryExecution", "athena:GetQueryExecution", "glue:GetDatabase",
                          "glue:GetTable", "s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:PutObject",

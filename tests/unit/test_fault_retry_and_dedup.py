@@ -8,6 +8,8 @@ partial failure reaches every connection exactly once per signal version.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import ccxt
@@ -15,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traderai.adapters.deliveries import InMemoryLedger
-from traderai.adapters.push import FanoutReport
+from traderai.adapters.deliveries import SHARDS, InMemoryLedger, by_shard, shard_of
+from traderai.adapters.push import PostResult
 from traderai.market import PermanentMarketError, RateLimitedError, TemporaryMarketError
 from traderai.market.exchange import RetryPolicy, call_with_retry
 from traderai.services.broadcast import Broadcaster, BroadcastFailed, change_from_record
@@ -92,15 +94,15 @@ class FlakyPusher:
         self.attempt = 0
         self.delivered: dict[str, int] = {}
 
-    def fan_out(self, connection_ids: Any, payload: bytes) -> FanoutReport:
+    def posts(self, connection_ids: Any, payload: bytes) -> Iterator[tuple[str, str, str]]:
         failing = self.failing_by_attempt[self.attempt] if self.attempt < len(self.failing_by_attempt) else set()
         self.attempt += 1
-        ids = list(connection_ids)
-        for connection_id in ids:
-            if connection_id not in failing:
+        for connection_id in connection_ids:
+            if connection_id in failing:
+                yield connection_id, PostResult.FAILED, "HTTP 500"
+            else:
                 self.delivered[connection_id] = self.delivered.get(connection_id, 0) + 1
-        return FanoutReport(delivered=tuple(i for i in ids if i not in failing),
-                            failed={i: "HTTP 500" for i in ids if i in failing})
+                yield connection_id, PostResult.DELIVERED, ""
 
 
 class Connections:
@@ -144,3 +146,50 @@ def test_a_new_version_of_the_same_signal_is_pushed_again() -> None:
     for change in (insert, modify, insert, modify):
         Broadcaster(Connections(IDS[:2]), pusher, ledger).broadcast(change)  # type: ignore[arg-type]
     assert pusher.delivered == {"c0=": 2, "c1=": 2}
+
+
+class CountingLedger(InMemoryLedger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[int] = []
+
+    def record(self, delivery_id: str, connection_ids: Any, now: datetime) -> None:
+        ids = list(connection_ids)
+        self.writes.append(len(ids))
+        super().record(delivery_id, ids, now)
+
+
+class DiesAfter(FlakyPusher):
+    """Delivers `posts` posts, then the invocation dies (a timeout, a crash): the rest never happen."""
+
+    def __init__(self, posts: int) -> None:
+        super().__init__([])
+        self.limit = posts
+
+    def posts(self, connection_ids: Any, payload: bytes) -> Iterator[tuple[str, str, str]]:
+        for n, outcome in enumerate(super().posts(connection_ids, payload)):
+            if n == self.limit:
+                raise TimeoutError("the invocation ran out of time")
+            yield outcome
+
+
+def test_a_fan_out_is_recorded_as_it_goes_not_only_at_its_end() -> None:
+    change = change_from_record(load_event("broadcast_insert.json")["Records"][0])
+    assert change is not None and change.delivery_id
+    ledger = CountingLedger()
+    broadcaster = Broadcaster(Connections(IDS), DiesAfter(7), ledger, record_every=3)  # type: ignore[arg-type]
+    with pytest.raises(TimeoutError):
+        broadcaster.broadcast(change)
+    assert ledger.writes[:2] == [3, 3]  # on the way, every 3 posts (a hard kill would keep these)
+    assert ledger.delivered(change.delivery_id) == frozenset(IDS[:7])  # and what was left, on the way out
+    pusher = FlakyPusher([])
+    Broadcaster(Connections(IDS), pusher, ledger).broadcast(change)  # type: ignore[arg-type]
+    assert pusher.delivered == {IDS[7]: 1}
+
+
+def test_a_connection_keeps_its_ledger_row_and_the_rows_share_the_load() -> None:
+    # The shard of an id never changes, in any process: a retry looks where its first attempt wrote.
+    assert [shard_of(i) for i in ("ZHVjgeBJoAMCJ0w=", "L0SM9cOFvHcCIhw=")] == [21, 2]
+    ids = [f"{n:012x}abc=" for n in range(50_000)]
+    sizes = [len(group) for group in by_shard(ids).values()]
+    assert len(sizes) == SHARDS and max(sizes) < 1.15 * len(ids) / SHARDS

@@ -11,7 +11,7 @@ import pytest
 from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.credentials import Credentials
 
-from traderai.adapters.push import SignedPoster, encode, region_of
+from traderai.adapters.push import PostResult, Pusher, PushError, SignedPoster, encode, region_of
 from traderai.adapters.signal_store import BY_STATUS, BY_SYMBOL, BY_TIME, SignalFilters
 from traderai.services.api import BadRequest, InvalidPageToken, PageTokens, signal_filters
 from traderai.services.websocket import BadMessage, parse_message, parse_symbols
@@ -65,6 +65,41 @@ def test_region_comes_from_an_execute_api_host() -> None:
 def test_endpoint_must_be_http() -> None:
     with pytest.raises(ValueError, match="WEBSOCKET_ENDPOINT"):
         SignedPoster("ftp://example.com", region="us-east-1")
+
+
+class CountingPoster:
+    """Answers every post at once: 410 for ids starting with "gone", 500 for "bad", an unexpected
+    error for "bug"; counts the posts started."""
+
+    def __init__(self) -> None:
+        self.started = 0
+
+    def post(self, connection_id: str, payload: bytes) -> str:
+        self.started += 1
+        if connection_id.startswith("bug"):
+            raise RuntimeError("a bug, not a push failure")
+        if connection_id.startswith("bad"):
+            raise PushError(connection_id, "HTTP 500")
+        return PostResult.GONE if connection_id.startswith("gone") else PostResult.DELIVERED
+
+
+def test_a_fan_out_holds_a_bounded_window_of_posts_whatever_its_size() -> None:
+    poster = CountingPoster()
+    pusher = Pusher(poster, max_workers=4)
+    posts = pusher.posts((f"c{n}=" for n in range(100_000)), b"{}")
+    next(posts)  # the caller reads slowly: the pusher waits for it instead of queueing 100,000 posts
+    assert poster.started <= pusher.window == 16
+    assert sum(1 for _ in posts) == 100_000 - 1 and poster.started == 100_000
+
+
+def test_fan_out_reports_each_id_with_its_own_outcome() -> None:
+    report = Pusher(CountingPoster(), max_workers=3).fan_out(["a=", "gone-b=", "bad-c=", "d=", "a="], b"{}")
+    assert report.delivered == ("a=", "d=") and report.gone == ("gone-b=",) and report.failed == {"bad-c=": "HTTP 500"}
+
+
+def test_an_unexpected_error_in_a_post_reaches_the_caller_instead_of_hanging_it() -> None:
+    with pytest.raises(RuntimeError, match="a bug"):
+        Pusher(CountingPoster(), max_workers=2).fan_out([f"c{n}=" for n in range(50)] + ["bug="], b"{}")
 
 
 # ---------------------------------------------------------------- page tokens

@@ -1,9 +1,10 @@
 """Push to WebSocket clients through the API Gateway management API (`@connections`).
 
-`Pusher.fan_out` posts one payload to many connections concurrently from a thread pool, each post
-bounded by short timeouts, so one slow or failing connection never holds up the rest. The outcome is
-reported per connection id: a 410 GoneException lists *that* id as gone (the caller deletes it),
-anything else lists it as failed with its reason.
+`Pusher.posts` posts one payload to many connections concurrently from a thread pool, each post
+bounded by short timeouts, so one slow or failing connection never holds up the rest. It yields each
+outcome as it ends, with a bounded window of posts pending at any time; `Pusher.fan_out` collects them.
+The outcome is reported per connection id: a 410 GoneException reports *that* id as gone (the caller
+deletes it), anything else as failed with its reason.
 
 Two interchangeable transports speak the same `POST /@connections/{id}`:
 
@@ -23,7 +24,7 @@ import http.client
 import json
 import queue
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 MAX_WORKERS = 64  # posts in flight; the caller's CPU is the bound, not API Gateway
+WINDOW_PER_WORKER = 4  # posts queued per worker in a fan-out: enough to keep every worker busy
 CONNECT_TIMEOUT, READ_TIMEOUT = 2.0, 5.0  # boto3's; a stuck connection costs one worker this long
 TIMEOUT = 5.0  # the signed poster's socket timeout (connect and each read)
 _EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
@@ -242,6 +244,7 @@ class Pusher:
     def __init__(self, poster: Poster, *, max_workers: int = MAX_WORKERS) -> None:
         self.poster = poster
         self.max_workers = max_workers
+        self.window = WINDOW_PER_WORKER * max_workers  # posts pending at once in `posts`
 
     @classmethod
     def for_endpoint(cls, endpoint_url: str, *, transport: str = "signed") -> Pusher:
@@ -255,24 +258,60 @@ class Pusher:
         """Post to one connection: PostResult.DELIVERED or GONE; other failures raise PushError."""
         return self.poster.post(connection_id, payload)
 
-    def fan_out(self, connection_ids: Iterable[str], payload: bytes) -> FanoutReport:
-        """Post `payload` to every id concurrently; report delivered, gone and failed ids."""
-        ids = list(dict.fromkeys(connection_ids))
+    def posts(self, connection_ids: Iterable[str], payload: bytes) -> Iterator[tuple[str, str, str]]:
+        """Post `payload` to every id concurrently, yielding `(id, outcome, reason)` as each post ends.
+
+        At most `window` posts are queued, in flight or finished but not yet read, whatever the number
+        of ids: a 100,000-connection fan-out holds a few hundred pending posts, not 100,000 futures.
+        """
+        ids = dict.fromkeys(connection_ids)
         if not ids:
-            return FanoutReport()
+            return
+        finished: queue.SimpleQueue[tuple[str, str, str] | BaseException] = queue.SimpleQueue()
+
+        def post(connection_id: str) -> None:
+            try:
+                finished.put((connection_id, *self._post_quietly(connection_id, payload)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader, which raises it
+                finished.put(exc)
+
+        def take() -> tuple[str, str, str]:
+            outcome = finished.get()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+
+        pool = ThreadPoolExecutor(max_workers=min(self.max_workers, len(ids)), thread_name_prefix="push")
+        pending = 0
+        try:
+            for connection_id in ids:
+                if pending >= self.window:
+                    pending -= 1
+                    yield take()
+                pool.submit(post, connection_id)
+                pending += 1
+            while pending:
+                pending -= 1
+                yield take()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def fan_out(self, connection_ids: Iterable[str], payload: bytes) -> FanoutReport:
+        """Post `payload` to every id concurrently; report delivered, gone and failed ids (in the ids' order)."""
+        ids = list(dict.fromkeys(connection_ids))
+        # Each outcome comes back with the id it was posted to: a 410 names that id, never another.
+        outcomes = {connection_id: (outcome, reason) for connection_id, outcome, reason in self.posts(ids, payload)}
         delivered: list[str] = []
         gone: list[str] = []
         failed: dict[str, str] = {}
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(ids)), thread_name_prefix="push") as pool:
-            # Each outcome is zipped with the id it was posted to: a 410 names that id, never another.
-            outcomes = zip(ids, pool.map(self._post_quietly, ids, [payload] * len(ids)), strict=True)
-            for connection_id, (outcome, reason) in outcomes:
-                if outcome == PostResult.DELIVERED:
-                    delivered.append(connection_id)
-                elif outcome == PostResult.GONE:
-                    gone.append(connection_id)
-                else:
-                    failed[connection_id] = reason
+        for connection_id in ids:
+            outcome, reason = outcomes[connection_id]
+            if outcome == PostResult.DELIVERED:
+                delivered.append(connection_id)
+            elif outcome == PostResult.GONE:
+                gone.append(connection_id)
+            else:
+                failed[connection_id] = reason
         return FanoutReport(tuple(delivered), tuple(gone), failed)
 
     def _post_quietly(self, connection_id: str, payload: bytes) -> tuple[str, str]:

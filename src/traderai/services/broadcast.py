@@ -3,8 +3,9 @@
 INSERT -> `{"type": "signal", "data": {...}}`; MODIFY -> `{"type": "signal_update", "data": {...},
 "changed": [...]}`. The connections are read once per batch; a connection found gone (410) is
 deleted (that very id) and dropped for the rest of the batch. Any other failed post fails the
-record, so the stream retries it: delivery is at least once, and clients de-duplicate on
-`signal_id` + `status`.
+record, so the stream retries it. The delivery ledger, written every `RECORD_EVERY` posts and before
+failing, makes the retry post only to the connections that missed it; clients still de-duplicate on
+`signal_id` + `status` for a crash between a post and its ledger write.
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from traderai.adapters.connections import Connection, ConnectionStore
 from traderai.adapters.deliveries import DeliveryLedger, delivery_id
-from traderai.adapters.push import FanoutReport, Pusher, encode
+from traderai.adapters.push import PostResult, Pusher, encode
 from traderai.adapters.signal_store import signal_from_item
 from traderai.contracts import Signal
 from traderai.core.text_format import signal_text
 from traderai.observability import logger, metrics
 
 MESSAGE_TYPES = {"INSERT": "signal", "MODIFY": "signal_update"}
+# Posts between two ledger writes. A fan-out killed mid-way (a timeout) re-pushes at most this many on
+# retry; each write re-writes the version's rows as they stand (UpdateItem costs the item's whole size),
+# so writing less often is cheaper: ~18,000 write units per version at 100,000 connections.
+RECORD_EVERY = 5_000
+FAILURE_SAMPLE = 5  # failed posts named in the error message
 
 
 class BroadcastFailed(Exception):
@@ -66,38 +72,73 @@ def change_from_record(record: Mapping[str, Any]) -> SignalChange | None:
     return SignalChange(event_name, signal_from_item(new_image), changed if old_image else (), version)
 
 
+@dataclass(frozen=True, slots=True)
+class BroadcastOutcome:
+    """How one change's fan-out went, in counts (the ids stay out of memory), plus the gone ids."""
+
+    targets: int
+    already_delivered: int
+    delivered: int
+    gone: tuple[str, ...]
+    failed: int
+
+
 class Broadcaster:
     """Pushes signal changes to the connections that want them; holds the batch's connection list."""
 
-    def __init__(self, connections: ConnectionStore, pusher: Pusher, ledger: DeliveryLedger | None = None) -> None:
+    def __init__(self, connections: ConnectionStore, pusher: Pusher, ledger: DeliveryLedger | None = None, *,
+                 record_every: int = RECORD_EVERY) -> None:
         self._store = connections
         self._pusher = pusher
         self._ledger = ledger  # who already got which signal version: a retried record skips them
+        self._record_every = record_every
         self._connections: list[Connection] | None = None
 
-    def broadcast(self, change: SignalChange) -> FanoutReport:
-        """Post the change to every matching connection; delete the gone ones; raise if any post failed."""
+    def broadcast(self, change: SignalChange) -> BroadcastOutcome:
+        """Post the change to every matching connection that has not got it; record who got it as the
+        fan-out goes; delete the gone ones; raise if any post failed."""
         key = change.delivery_id if self._ledger is not None else None
         done = self._ledger.delivered(key) if self._ledger is not None and key else frozenset()
         targets = [c.connection_id for c in self.connections()
                    if c.wants(change.signal.symbol) and c.connection_id not in done]
-        report = self._pusher.fan_out(targets, encode(change.message()))
-        if self._ledger is not None and key and report.delivered:  # before raising for the failed ones
-            self._ledger.record(key, report.delivered, datetime.now(UTC))
-        if report.gone:
-            self._forget(report.gone)
-        metrics.add_metric(name="PushDelivered", unit=MetricUnit.Count, value=len(report.delivered))
-        metrics.add_metric(name="PushGone", unit=MetricUnit.Count, value=len(report.gone))
-        metrics.add_metric(name="PushFailed", unit=MetricUnit.Count, value=len(report.failed))
+        unrecorded: list[str] = []  # reached, not yet in the ledger: at most `record_every`
+        delivered = 0
+        gone: list[str] = []
+        failed_sample: dict[str, str] = {}  # the first few failures, for the error message
+        failures = 0
+        try:
+            for connection_id, outcome, reason in self._pusher.posts(targets, encode(change.message())):
+                if outcome == PostResult.DELIVERED:
+                    delivered += 1
+                    unrecorded.append(connection_id)
+                    if len(unrecorded) >= self._record_every:
+                        self._record(key, unrecorded)
+                elif outcome == PostResult.GONE:
+                    gone.append(connection_id)
+                else:
+                    failures += 1
+                    if len(failed_sample) < FAILURE_SAMPLE:
+                        failed_sample[connection_id] = reason
+        finally:
+            self._record(key, unrecorded)  # before raising for the failed ones, or for anything else
+        if gone:
+            self._forget(tuple(gone))
+        metrics.add_metric(name="PushDelivered", unit=MetricUnit.Count, value=delivered)
+        metrics.add_metric(name="PushGone", unit=MetricUnit.Count, value=len(gone))
+        metrics.add_metric(name="PushFailed", unit=MetricUnit.Count, value=failures)
         logger.info("broadcast", extra={"signal_id": change.signal.signal_id, "type": change.event_name,
                                         "targets": len(targets), "already_delivered": len(done),
-                                        "delivered": len(report.delivered),
-                                        "gone": len(report.gone), "failed": len(report.failed)})
-        if report.failed:
-            sample = dict(list(report.failed.items())[:5])
-            raise BroadcastFailed(f"{len(report.failed)} of {len(targets)} posts failed for "
-                                  f"{change.signal.signal_id}, e.g. {sample}")
-        return report
+                                        "delivered": delivered, "gone": len(gone), "failed": failures})
+        if failures:
+            raise BroadcastFailed(f"{failures} of {len(targets)} posts failed for "
+                                  f"{change.signal.signal_id}, e.g. {failed_sample}")
+        return BroadcastOutcome(len(targets), len(done), delivered, tuple(gone), failures)
+
+    def _record(self, key: str | None, unrecorded: list[str]) -> None:
+        """Add the connections just reached to the ledger, then forget them here."""
+        if self._ledger is not None and key and unrecorded:
+            self._ledger.record(key, unrecorded, datetime.now(UTC))
+        unrecorded.clear()
 
     def connections(self) -> list[Connection]:
         """The open connections, read once per batch (one Scan of a small table)."""
