@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import io
+import json
 import multiprocessing
 import os
 import sys
@@ -107,14 +108,22 @@ class ClonedModels:
         return self._bundled.get(f"{base}/USDT", timeframe)
 
 
-class NullLog:
-    """A log that serialises what it is given (that CPU is part of the tick) and keeps nothing."""
+class MemoryLog:
+    """A log that serialises what it is given (that CPU is part of the tick) and keeps the bytes in memory,
+    so a claim-check hand-off (over 200 KB, e.g. 1,000 markets) is redeemed from it as from S3."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
 
     def write(self, kind: str, tick_time: datetime, records: list[Any]) -> str:
         from traderai.adapters.logs import log_key, to_json_lines
 
-        to_json_lines(records)
-        return log_key(kind, tick_time)
+        key = log_key(kind, tick_time)
+        self.objects[key] = to_json_lines(records)
+        return key
+
+    def read(self, key: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.objects[key].decode().splitlines() if line]
 
 
 class MemoryRepository:
@@ -207,8 +216,9 @@ async def _tick(markets: dict[str, Candles], concurrency: int, exchange: FakeExc
     predict_module.fetch_markets = functools.partial(fetch_markets, concurrency=concurrency)
     try:
         wall, cpu = time.perf_counter(), time.process_time()
-        result = await run_tick(settings, source, models, NullLog(), tick_time, now)
-        process_handoff(result.handoff(), settings.strategy, MemoryRepository(), NullLog(), now)
+        log = MemoryLog()
+        result = await run_tick(settings, source, models, log, tick_time, now)
+        process_handoff(result.handoff(), settings.strategy, MemoryRepository(), log, now)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
         predict_module.fetch_markets = original
@@ -245,8 +255,9 @@ def compute_cpu_per_market(markets: dict[str, Candles], repeats: int = 3) -> tup
     for _ in range(repeats):
         loop = asyncio.new_event_loop()
         wall, cpu = time.perf_counter(), time.process_time()
-        result = loop.run_until_complete(run_tick(settings, source, models, NullLog(), tick_time, now))
-        process_handoff(result.handoff(), settings.strategy, MemoryRepository(), NullLog(), now)
+        log = MemoryLog()
+        result = loop.run_until_complete(run_tick(settings, source, models, log, tick_time, now))
+        process_handoff(result.handoff(), settings.strategy, MemoryRepository(), log, now)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         loop.close()
         assert len(result.predictions) == len(markets), result.failures
