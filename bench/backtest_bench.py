@@ -12,14 +12,13 @@ the summary tables. Target: <= 2 s. Without --data it uses the bundled 180 days 
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
-from traderai.market.csv import bundled_candles_path, load_candles_csv
+from traderai.market.csv import bundled_candles_path, load_candles_csv, symbol_from_file_name
 from traderai.research.backtest import backtest_market, report_tables
 from traderai.research.walkforward import MarketFrame, WalkForwardConfig, prepare_market, walk_forward
 from traderai.settings import Strategy
@@ -39,8 +38,7 @@ def main() -> int:
         print("note: /work/shared data not found; using the bundled 180 days (not a full year)")
     else:
         path = args.data
-        match = re.match(r"^([A-Za-z0-9]+)_([A-Za-z0-9]+)-", path.name)
-        symbol = f"{match[1]}/{match[2]}" if match else "SOL/USDT"
+        symbol = symbol_from_file_name(path) or "SOL/USDT"
     candles = load_candles_csv(path, symbol)
     tick = time.perf_counter()
     frame = prepare_market(candles, labelings=("direction",))

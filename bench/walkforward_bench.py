@@ -11,13 +11,12 @@ numpy allocations, and the process's maximum resident set size (getrusage). Targ
 from __future__ import annotations
 
 import argparse
-import re
 import resource
 import time
 import tracemalloc
 from pathlib import Path
 
-from traderai.market.csv import bundled_candles_path, load_candles_csv
+from traderai.market.csv import bundled_candles_path, load_candles_csv, symbol_from_file_name
 from traderai.research.walkforward import WalkForwardConfig, prepare_market, walk_forward
 
 DEFAULT = Path("/work/shared/data/BTC_USDT-15m.csv.gz")
@@ -55,8 +54,7 @@ def main() -> int:
         print("note: /work/shared data not found; using the bundled 180 days")
     else:
         path = args.data
-        match = re.match(r"^([A-Za-z0-9]+)_([A-Za-z0-9]+)-", path.name)
-        symbol = f"{match[1]}/{match[2]}" if match else "BTC/USDT"
+        symbol = symbol_from_file_name(path) or "BTC/USDT"
     run(path, symbol, WalkForwardConfig(families=("logistic",), labelings=("direction",), calibrations=("isotonic",),
                                         threads=args.threads), "shipped recipe (direction, logistic+isotonic)")
     run(path, symbol, WalkForwardConfig(threads=args.threads),

@@ -58,18 +58,11 @@ def _add_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(func=_run_train)
 
 
-def _symbol_from_file(path: Path) -> str | None:
-    import re
-
-    match = re.match(r"^([A-Za-z0-9]+)_([A-Za-z0-9]+)-", path.name)
-    return f"{match[1].upper()}/{match[2].upper()}" if match else None
-
-
 def _run_train(args: argparse.Namespace) -> int:
     import json
     from datetime import UTC, datetime
 
-    from traderai.market.csv import bundled_candles_path, load_candles_csv
+    from traderai.market.csv import bundled_candles_path, load_candles_csv, symbol_from_file_name
     from traderai.model.train import TrainConfig, train, write_local
     from traderai.settings import normalize_symbol
 
@@ -82,7 +75,7 @@ def _run_train(args: argparse.Namespace) -> int:
         fallback = args.symbol[0] if args.symbol and len(args.symbol) == 1 else None
         files = []
         for path in args.data:
-            symbol = _symbol_from_file(path) or fallback
+            symbol = symbol_from_file_name(path) or fallback
             if symbol is None:
                 print(f"error: cannot tell the market of {path}; name it BASE_QUOTE-tf.csv[.gz] or pass "
                       f"one --symbol", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -17,6 +18,12 @@ from traderai.market import BadCandlesError, Candles
 from traderai.settings import normalize_symbol
 
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
+
+
+def symbol_from_file_name(path: str | Path) -> str | None:
+    """The market a candle file is named after (`BTC_USDT-15m.csv.gz` -> `BTC/USDT`), or None."""
+    match = re.match(r"^([A-Za-z0-9]+)_([A-Za-z0-9]+)-", Path(path).name)
+    return f"{match[1].upper()}/{match[2].upper()}" if match else None
 
 
 def bundled_candles_path(symbol: str, timeframe: str = "15m") -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -72,10 +71,12 @@ def add_backtest_parser(subparsers: argparse._SubParsersAction[argparse.Argument
 
 
 def _symbol_of(path: Path) -> str:
-    match = re.match(r"^([A-Za-z0-9]+)_([A-Za-z0-9]+)-", path.name)
-    if not match:
+    from traderai.market.csv import symbol_from_file_name
+
+    symbol = symbol_from_file_name(path)
+    if symbol is None:
         raise SystemExit(f"error: cannot tell the market of {path}; name it BASE_QUOTE-tf.csv[.gz]")
-    return f"{match[1].upper()}/{match[2].upper()}"
+    return symbol
 
 
 def load_frames(args: argparse.Namespace, progress: _Progress) -> tuple[list[Any], list[str]]:
