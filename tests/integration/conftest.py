@@ -17,6 +17,7 @@ from traderai import runtime
 from traderai.infra import load_template
 from traderai.local.aws import LocalAws
 from traderai.testing.connections_server import ConnectionsServer
+from traderai.testing.handlers import load_handler
 from traderai.testing.serving import ServingTables, serving_tables
 
 BUCKET = "traderai-data-test"
@@ -60,6 +61,15 @@ def aws(template: dict[str, Any]) -> Iterator[Aws]:
         local = LocalAws(s3, dynamodb, template, {"DataBucket": BUCKET, "SignalsTable": SIGNALS_TABLE,
                                                   "ConnectionsTable": CONNECTIONS_TABLE}).provision()
         yield Aws(s3=s3, dynamodb=dynamodb, template=template, local=local)
+
+
+@pytest.fixture
+def signal(function_env: Callable[..., dict[str, str]], sample_clock: Callable[[], None]) -> Callable[..., Any]:
+    """The SignalFunction handler with the template's environment, deciding on the sample events' clock."""
+    function_env("SignalFunction")
+    handler = load_handler("signal").handler
+    sample_clock()
+    return handler
 
 
 @pytest.fixture

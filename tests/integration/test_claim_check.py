@@ -17,21 +17,13 @@ from traderai.contracts import Prediction
 from traderai.core.features import FEATURE_NAMES
 from traderai.events import HANDOFF_INLINE_LIMIT_BYTES, EventError, Handoff, parse_handoff, reply_size
 from traderai.services.predict import TickResult
-from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
+from traderai.testing.handlers import FakeLambdaContext, load_event
 
 Aws = object  # the fixture's type lives in conftest.py; annotations here are for the reader
 
 TICK = datetime(2025, 4, 7, 14, 0, tzinfo=UTC)
 TICK_KEY = "predictions/dt=2025-04-07/20250407T140000Z.jsonl"
 LAMBDA_DESTINATION_LIMIT_BYTES = 256 * 1024
-
-
-@pytest.fixture
-def signal(function_env, sample_clock):
-    function_env("SignalFunction")
-    handler = load_handler("signal").handler
-    sample_clock()
-    return handler
 
 
 def destination_envelope(reply: dict[str, Any]) -> dict[str, Any]:

@@ -29,14 +29,6 @@ def predict(function_env):
     return load_handler("predict").handler
 
 
-@pytest.fixture
-def signal(function_env, sample_clock):
-    function_env("SignalFunction")
-    handler = load_handler("signal").handler
-    sample_clock()
-    return handler
-
-
 def destination_envelope(reply: dict) -> dict:
     """What Lambda's on-success destination delivers to SignalFunction."""
     envelope = copy.deepcopy(load_event("signal_destination.json"))

@@ -47,18 +47,18 @@ class EmbeddedPipeline:
         expiries follow the replayed time. Returns (predict reply, signal summary or None).
         """
         from traderai import runtime
-        from traderai.testing.handlers import FakeLambdaContext, load_event
+        from traderai.local.scheduler import destination_envelope, scheduled_event
+        from traderai.testing.handlers import FakeLambdaContext
 
         runtime.signal_runtime().clock = lambda: tick_time + decided_after
-        event = {**load_event("predict_schedule.json"), "time": f"{tick_time:%Y-%m-%dT%H:%M:05Z}"}
+        event = scheduled_event(tick_time, "PredictFunctionTick")
         # CloudWatch EMF metric lines are printed to stdout even with metrics disabled: keep them off
         # a terminal where this module's callers print their own summary.
         with contextlib.redirect_stdout(io.StringIO()):
             reply = self.predict(event, FakeLambdaContext())
             if not reply["count"]:  # inline or a claim check, the reply counts its predictions
                 return reply, None
-            envelope = {**load_event("signal_destination.json"), "responsePayload": reply}
-            return reply, self.signal(envelope, FakeLambdaContext())
+            return reply, self.signal(destination_envelope(event, reply, "PredictFunction"), FakeLambdaContext())
 
 
 @contextmanager
