@@ -22,7 +22,7 @@ from traderai.local.command import READY_LINE
 CHROMIUM_PATH = "/usr/bin/chromium"  # Debian's package; Playwright never downloads a browser here
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-STARTUP_TIMEOUT = 20.0
+STARTUP_TIMEOUT = 60.0  # ready in ~5 s alone; a loaded 2-core machine (CI beside other jobs) has taken 19 s
 STOP_TIMEOUT = 15.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
