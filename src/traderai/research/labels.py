@@ -13,6 +13,10 @@ Two labelings are compared in the walk-forward evaluation:
 
 A candle that touches both a take-profit and the stop of the same setup counts as the stop
 first (the conservative assumption the backtest uses too).
+
+The outcome model (issue 12) is trained on ``outcome_labels``: for one side, which of the five
+outcomes of the whole traded bracket (SL 1, TP 2 / 3.5 / 6 ATR, 96 candles) happens first, exactly
+as the live tracker (`core.outcome.advance`) would play it, and where each tranche left at expiry.
 """
 
 from __future__ import annotations
@@ -108,3 +112,94 @@ def make_labels_for(labeling: str, high: np.ndarray, low: np.ndarray, close: np.
     if labeling == "triple_barrier":
         return triple_barrier_labels(high, low, close, atr)
     raise ValueError(f"labeling must be one of {LABELINGS}, got {labeling!r}")
+
+
+# --- First-touch outcome labels of the bracket that is traded (issue 12) ---------------------------
+
+OUTCOMES = ("stop", "tp1_stop", "tp2_stop", "tp3", "expiry")
+"""The five mutually exclusive outcomes of a signal's bracket within its life, in class-index order:
+the stop before TP1; TP1 then the stop; TP2 then the stop; TP3 (all targets); the life ended open."""
+UNLABELLED = -1
+OUTCOME_SL_ATR = 1.0  # the default Strategy's bracket (settings.Strategy)
+OUTCOME_TP_ATR = (2.0, 3.5, 6.0)
+OUTCOME_LIFE_CANDLES = 96  # SIGNAL_TTL_HOURS 24 at 15m
+
+
+class OutcomeLabels:
+    """One side's first-touch outcome of every candle t's bracket (entry close[t], ATR[t]).
+
+    - ``outcome[t]``: index into OUTCOMES, or UNLABELLED (-1) where the outcome is not known from the
+      data: fewer than `life` candles after t, an unknown or non-positive ATR, or (when times are given)
+      a hole in the candle times inside the life (the tracker counts time, the labels count candles).
+    - ``targets_hit[t]``: TPs filled strictly before the stop's candle (0..3).
+    - ``exit_atr[t, k]``: where tranche k left, in ATR units in the trade's favour: TP_k's multiplier if
+      it filled, -sl if the stop closed it, else the last close's excursion at expiry
+      ``(close[t + life] - close[t]) * direction / ATR[t]``; NaN where unlabelled.
+    """
+
+    __slots__ = ("exit_atr", "long", "outcome", "targets_hit")
+
+    def __init__(self, outcome: np.ndarray, targets_hit: np.ndarray, exit_atr: np.ndarray, long: bool) -> None:
+        self.outcome, self.targets_hit, self.exit_atr, self.long = outcome, targets_hit, exit_atr, long
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return self.outcome != UNLABELLED
+
+
+def outcome_labels(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr: np.ndarray, *, long: bool,
+                   sl_atr: float = OUTCOME_SL_ATR, tp_atr: tuple[float, float, float] = OUTCOME_TP_ATR,
+                   life: int = OUTCOME_LIFE_CANDLES, open_time_ms: np.ndarray | None = None,
+                   step_ms: int | None = None) -> OutcomeLabels:
+    """First-touch labels of one side's bracket, exactly the tracker's rule (`core.outcome.advance`).
+
+    From entry ``close[t]``, candles t+1 .. t+life are played in order: the stop (``-sl_atr × ATR[t]``
+    against the trade) closes what is left; TP_k (``+tp_atr[k] × ATR[t]``) closes its tranche; several
+    TPs may fill in one candle; a candle reaching the stop and a not-yet-filled TP counts as the stop
+    (OHLC cannot tell the order), so a TP counts only if first touched strictly before the stop's
+    candle. Reads only candles t+1 .. t+life and ATR[t] (known at t's close). Vectorised with numpy.
+    """
+    high, low, close, atr = (np.asarray(a, dtype=np.float64) for a in (high, low, close, atr))
+    if not (len(tp_atr) == 3 and list(tp_atr) == sorted(tp_atr) and min(tp_atr) > 0 and sl_atr > 0 and life >= 1):
+        raise ValueError("need 0 < tp1 <= tp2 <= tp3, sl > 0 and life >= 1")
+    n = close.shape[0]
+    rows = np.arange(n)
+    direction = 1.0 if long else -1.0
+    favourable, adverse = (high, low) if long else (low, high)
+    with np.errstate(invalid="ignore"):
+        tp_hit = np.vstack([first_touch(favourable, rows, close + direction * m * atr, life, above=long)
+                            for m in tp_atr])
+        sl_hit = first_touch(adverse, rows, close - direction * sl_atr * atr, life, above=not long)
+    reached = (tp_hit <= life) & (tp_hit < sl_hit[None, :])
+    targets_hit = reached.sum(axis=0)
+    stopped = (targets_hit < 3) & (sl_hit <= life)
+    outcome = np.where(targets_hit == 3, 3, np.where(stopped, targets_hit, 4)).astype(np.int64)
+
+    ok = np.isfinite(atr) & (atr > 0) & np.isfinite(close) & (rows + life <= n - 1)
+    if open_time_ms is not None:
+        if step_ms is None:
+            raise ValueError("step_ms is needed with open_time_ms")
+        times = np.asarray(open_time_ms, dtype=np.int64)
+        end = np.minimum(rows + life, n - 1)
+        ok &= times[end] - times == life * step_ms
+    outcome[~ok] = UNLABELLED
+
+    last = close[np.minimum(rows + life, n - 1)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        excursion = np.where(stopped, -sl_atr, (last - close) * direction / atr)
+    exit_atr = np.where(reached, np.asarray(tp_atr, dtype=np.float64)[:, None], excursion[None, :]).T.copy()
+    exit_atr[~ok] = np.nan
+    return OutcomeLabels(outcome, np.where(ok, targets_hit, 0), exit_atr, long)
+
+
+def expiry_exit_atr(labels: OutcomeLabels, rows: np.ndarray | None = None) -> list[float]:
+    """[e1, e2, e3]: the mean over `rows` (default all) whose outcome is `expiry` of each tranche's exit
+    distance in ATR units (CONTRACT-12 `expiry_exit_atr`); zeros when there is no such row."""
+    chosen = labels.outcome == OUTCOMES.index("expiry")
+    if rows is not None:
+        mask = np.zeros_like(chosen)
+        mask[rows] = True
+        chosen &= mask
+    if not chosen.any():
+        return [0.0, 0.0, 0.0]
+    return [float(v) for v in labels.exit_atr[chosen].mean(axis=0)]
