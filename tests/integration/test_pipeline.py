@@ -191,6 +191,53 @@ def test_a_failing_market_is_logged_and_the_others_still_predict(
     assert [r["symbol"] for r in records] == ["BTC/USDT"]
 
 
+def test_a_market_with_no_published_model_is_model_missing_and_the_others_predict(
+    aws: Aws, predict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws.s3.delete_object(Bucket=aws.bucket, Key="models/SOL_USDT/15m/latest.json")  # never published
+
+    reply = predict(load_event("predict_schedule.json"), FakeLambdaContext())
+
+    assert [(f["symbol"], f["reason"]) for f in reply["failures"]] == [("SOL/USDT", "model_missing")]
+    assert "no model published for SOL/USDT 15m" in reply["failures"][0]["detail"]
+    assert sorted(p["symbol"] for p in reply["predictions"]) == ["BNB/USDT", "BTC/USDT", "ETH/USDT"]
+    # EMF on stdout: the per-reason count, and the total MarketFailuresAlarm watches (dimension service only)
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    failures = {tuple(sorted(d for dims in m["_aws"]["CloudWatchMetrics"][0]["Dimensions"] for d in dims)):
+                m["MarketFailures"] for m in emitted if "MarketFailures" in m}
+    assert failures == {("reason", "service"): [1.0], ("service",): [1.0]}
+
+
+@pytest.mark.parametrize("bug", [KeyError("feature_quantiles"), IndexError("index 18 is out of bounds")])
+def test_a_lookup_bug_in_a_model_fails_the_tick_loudly_instead_of_model_missing(
+    aws: Aws, predict, bug: LookupError
+) -> None:
+    """A KeyError/IndexError is a bug: recording it as model_missing would let every tick 'succeed'."""
+    from traderai.runtime import predict_runtime
+
+    runtime = predict_runtime()
+    registry = runtime.models
+
+    class BrokenModel:  # the served model with a lookup bug in its arithmetic
+        def __init__(self, served) -> None:
+            self._served = served
+
+        def __getattr__(self, name: str):
+            return getattr(self._served, name)
+
+        def predict_proba(self, _features):
+            raise bug
+
+    class Registry:
+        def get(self, symbol: str, timeframe: str):
+            return BrokenModel(registry.get(symbol, timeframe))
+
+    runtime.models = Registry()
+    with pytest.raises(type(bug)):
+        predict(load_event("predict_schedule.json"), FakeLambdaContext())
+    assert aws.objects("predictions/") == []  # nothing logged as if the tick had gone well
+
+
 def test_an_event_that_is_not_a_schedule_fails_naming_what_is_wrong(aws: Aws, predict) -> None:
     with pytest.raises(EventError, match="EventBridge scheduled event"):
         predict(load_event("predict_not_a_schedule.json"), FakeLambdaContext())

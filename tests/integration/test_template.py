@@ -516,3 +516,35 @@ def test_moto_connections_table_has_the_ttl_attribute(sam_template: dict) -> Non
 
 def test_template_path_points_into_the_checkout() -> None:
     assert Path(__file__).resolve().parents[2] / "infra" / "template.yaml" == TEMPLATE_PATH
+
+
+@pytest.mark.parametrize("timeframe", ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"])
+def test_a_market_failing_on_every_candle_alarms_and_one_bad_candle_does_not(cfn: dict, timeframe: str) -> None:
+    """MarketFailures (the per-tick total) over the alarm's own periods, simulated over two days of ticks."""
+    from traderai.settings import TIMEFRAME_SECONDS
+
+    alarm = cfn["Resources"]["MarketFailuresAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("TraderAI", "MarketFailures", "Sum")
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "traderai"}]  # the total, every reason
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert {"Ref": "AlarmTopic"} in alarm["AlarmActions"]
+    mapping, key, attribute = alarm["Period"]["Fn::FindInMap"]
+    assert key == {"Ref": "Timeframe"}
+    period = cfn["Mappings"][mapping][timeframe][attribute]
+    evaluation, datapoints = alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]
+    assert period % 60 == 0 and period * evaluation <= (86_400 if period < 3600 else 7 * 86_400)
+    candle = TIMEFRAME_SECONDS[timeframe]
+    horizon = max(2 * 86_400, 6 * candle)
+    ticks = range(0, horizon, 300)  # the schedule; a tick predicts on a candle that closed in (t-300, t]
+    closes = [t for t in ticks if t % candle < 300]
+
+    def alarms(failed_at: set[int]) -> bool:
+        sums = [sum(1 for t in failed_at if start <= t < start + period) for start in range(0, horizon, period)]
+        return any(sum(total > alarm["Threshold"] for total in sums[i:i + evaluation]) >= datapoints
+                   for i in range(len(sums) - evaluation + 1))
+
+    assert alarms(set(closes))  # e.g. model_missing: counted on each tick that predicts, i.e. each close
+    assert alarms(set(ticks))  # e.g. a delisted symbol: the fetch fails on every tick
+    assert not alarms({closes[len(closes) // 2]})  # one bad candle
+    assert not alarms(set(closes[10:12]))  # two in a row
+

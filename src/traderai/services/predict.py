@@ -21,6 +21,7 @@ from traderai.core.features import FEATURE_NAMES, atr, compute_features
 from traderai.events import Handoff
 from traderai.market import Candles, MarketDataError, MarketInfo
 from traderai.market.fetch import fetch_markets
+from traderai.model.serving import ModelNotFoundError
 from traderai.observability import logger, metrics
 from traderai.settings import Settings
 
@@ -142,9 +143,12 @@ async def run_tick(settings: Settings, source, models: ModelProvider, log: JsonL
             model = models.get(symbol, settings.timeframe)
             predictions.append(predict_market(candles.tail(settings.candle_limit), snapshots[symbol].info,
                                               model, settings, tick_time, now))
-        except (MarketDataError, LookupError) as exc:
-            reason = getattr(exc, "reason", "model_missing")
-            failures.append(MarketFailure(symbol, reason, str(exc)))
+        except ModelNotFoundError as exc:  # the registry's "nothing published": this market only
+            failures.append(MarketFailure(symbol, "model_missing", str(exc)))
+        except MarketDataError as exc:
+            failures.append(MarketFailure(symbol, exc.reason, str(exc)))
+        # Anything else (a KeyError or IndexError is a bug, not a missing model) fails the tick loudly:
+        # the invocation errors, Lambda retries, and the dead-letter queue and Errors alarm see it.
     for failure in failures:
         logger.warning(f"Prediction failed for {failure.symbol}: {failure.detail}",
                        extra={"reason": failure.reason, "symbol": failure.symbol})
@@ -160,6 +164,8 @@ def next_tick_after(moment: datetime, tick_seconds: int) -> datetime:
 
 def _count(predictions: list[Prediction], failures: list[MarketFailure]) -> None:
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(predictions))
+    # The total (every tick, 0 when healthy) is what MarketFailuresAlarm watches; by reason says which.
+    metrics.add_metric(name="MarketFailures", unit=MetricUnit.Count, value=len(failures))
     by_reason: dict[str, int] = {}
     for failure in failures:
         by_reason[failure.reason] = by_reason.get(failure.reason, 0) + 1
