@@ -40,6 +40,11 @@ BASELINES = ("base_rate", "persistence")
 CALIBRATIONS = ("isotonic", "sigmoid")
 QUOTE_VOLUME_WINDOW = 96  # candles in 24 h of 15m candles
 
+
+def quote_volume_window(timeframe: str) -> int:
+    """Candles in 24 h of this timeframe (96 at 15m, 24 at 1h, 6 at 4h): the liquidity filter's window."""
+    return max(1, 86_400 // TIMEFRAME_SECONDS[timeframe])
+
 Progress = Callable[[str], None]
 
 
@@ -54,7 +59,7 @@ class MarketFrame:
     candles: Candles
     features: np.ndarray  # (n, k)
     atr: np.ndarray  # Wilder ATR(14), price units
-    quote_volume_24h: np.ndarray  # sum of close x volume over the last 96 candles (incl. t); NaN before
+    quote_volume_24h: np.ndarray  # sum of close x volume over the last 24 h of candles (incl. t); NaN before
     labels: dict[str, np.ndarray]
 
     @property
@@ -68,8 +73,9 @@ def prepare_market(candles: Candles, labelings: Sequence[str] = LABELINGS) -> Ma
     quote = np.asarray(candles.close) * np.asarray(candles.volume)
     cumulative = np.concatenate([[0.0], np.cumsum(quote)])
     volume_24h = np.full(len(candles), np.nan)
-    if len(candles) >= QUOTE_VOLUME_WINDOW:
-        volume_24h[QUOTE_VOLUME_WINDOW - 1:] = cumulative[QUOTE_VOLUME_WINDOW:] - cumulative[:-QUOTE_VOLUME_WINDOW]
+    window = quote_volume_window(candles.timeframe)
+    if len(candles) >= window:
+        volume_24h[window - 1:] = cumulative[window:] - cumulative[:-window]
     labels = {name: make_labels_for(name, candles.high, candles.low, candles.close, atr_values)
               for name in labelings}
     return MarketFrame(candles=candles, features=compute_features(candles), atr=atr_values,
