@@ -58,6 +58,28 @@ class RejectReason(StrEnum):
     MODEL_EXPIRED = "model_expired"
 
 
+class PaperReason(StrEnum):
+    """Why an accepted signal is paper (`tradeable: false`): stable strings in `paper_reasons`.
+
+    A paper signal passed every rule of the seed and is stored and tracked like any other, but it
+    claims no edge: its expected value is below MIN_EXPECTED_VALUE_PCT, the model's out-of-sample
+    evidence for (market, side) does not prove one, or a protection locks the market.
+    """
+
+    NEGATIVE_EXPECTED_VALUE = "negative_expected_value"
+    NO_PROVEN_EDGE = "no_proven_edge"
+    PROTECTION_STOPLOSS_GUARD = "protection_stoploss_guard"
+    PROTECTION_LOW_PROFIT = "protection_low_profit"
+
+
+OUTCOMES = ("stop", "tp1_stop", "tp2_stop", "tp3", "expiry")
+"""The five mutually exclusive outcomes of a signal's bracket within its life (the tracker's rule):
+stop before TP1; TP1 then the stop; TP2 then the stop; TP3; the life ended open."""
+
+SIDES = (Side.LONG.value, Side.SHORT.value)
+EDGE_EVIDENCE_KEYS = ("n", "mean_net_pct", "se_pct")
+
+
 def iso_utc(moment: datetime) -> str:
     """ISO-8601 UTC with a `Z`, second precision: the one time format of every record."""
     if moment.tzinfo is None:
@@ -80,6 +102,86 @@ def _finite(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ContractError(f"{name}: expected a number, got {type(value).__name__}")
     return float(value)
+
+
+def _per_side(value: Any, name: str) -> dict[str, Any]:
+    """An object keyed by side (LONG and/or SHORT, at least one), else ContractError naming the field."""
+    if not isinstance(value, dict) or not value:
+        raise ContractError(f"{name}: expected an object keyed by LONG and/or SHORT")
+    unknown = sorted(str(k) for k in value if k not in SIDES)
+    if unknown:
+        raise ContractError(f"{name}: unknown side(s) {', '.join(unknown)} (expected LONG and/or SHORT)")
+    return value
+
+
+def _numbers(value: Any, count: int, name: str) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)) or len(value) != count:
+        raise ContractError(f"{name}: expected a list of {count} numbers")
+    return tuple(_finite(v, name) for v in value)
+
+
+def parse_outcome_probabilities(value: Any, name: str = "prediction.outcome_probabilities"
+                                ) -> dict[str, dict[str, float]] | None:
+    """`{side: {outcome: p}}` with exactly the five OUTCOMES per side, or None.
+
+    Only the shape is checked: NaN, negative or not-summing-to-1 probabilities are data that the
+    signal step rejects as `invalid_prediction` (logged), like a NaN `probability`.
+    """
+    if value is None:
+        return None
+    parsed: dict[str, dict[str, float]] = {}
+    for side, outcomes in _per_side(value, name).items():
+        if not isinstance(outcomes, dict) or set(outcomes) != set(OUTCOMES):
+            raise ContractError(f"{name}.{side}: expected exactly the outcomes {', '.join(OUTCOMES)}")
+        parsed[side] = {o: _finite(outcomes[o], f"{name}.{side}.{o}") for o in OUTCOMES}
+    return parsed
+
+
+def _parse_expiry_exit_atr(value: Any) -> dict[str, tuple[float, float, float]] | None:
+    if value is None:
+        return None
+    name = "prediction.expiry_exit_atr"
+    return {side: _numbers(exits, 3, f"{name}.{side}")  # type: ignore[misc]
+            for side, exits in _per_side(value, name).items()}
+
+
+def _parse_bracket(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    name = "prediction.bracket"
+    if not isinstance(value, dict) or not {"sl_atr", "tp_atr", "life_candles"} <= set(value):
+        raise ContractError(f"{name}: expected an object with sl_atr, tp_atr, life_candles")
+    life = value["life_candles"]
+    if isinstance(life, bool) or not isinstance(life, int) or life < 1:
+        raise ContractError(f"{name}.life_candles: expected a positive integer")
+    return {"sl_atr": _finite(value["sl_atr"], f"{name}.sl_atr"),
+            "tp_atr": list(_numbers(value["tp_atr"], 3, f"{name}.tp_atr")),
+            "life_candles": life}
+
+
+def _parse_edge_evidence(value: Any) -> dict[str, dict[str, float]] | None:
+    """Keep each side's `n`, `mean_net_pct`, `se_pct` when well formed; drop the rest.
+
+    Never a ContractError: missing or malformed evidence means *unproven* (a paper signal), so a side
+    whose entry is malformed (not an object, n not a non-negative integer, a non-finite mean or a
+    negative / non-finite SE) is left out, exactly as if the manifest had none. Extra keys of the
+    manifest's evidence (e.g. `ev_buckets`) are not carried into the prediction log.
+    """
+    if not isinstance(value, dict):
+        return None
+    kept: dict[str, dict[str, float]] = {}
+    for side in SIDES:
+        entry = value.get(side)
+        if not isinstance(entry, dict):
+            continue
+        n, mean, se = (entry.get(k) for k in EDGE_EVIDENCE_KEYS)
+        numbers = (mean, se)
+        if (isinstance(n, bool) or not isinstance(n, int) or n < 0
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in numbers)
+                or not all(math.isfinite(v) for v in numbers) or se < 0):
+            continue
+        kept[side] = {"n": n, "mean_net_pct": float(mean), "se_pct": float(se)}
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +207,12 @@ class Prediction:
     price_step: float | None = None
     drift_score: float | None = None
     features: dict[str, float] = field(default_factory=dict)
+    # Issue 12 (docs: README "Signal math"): the outcome model's view of the bracket actually traded.
+    # None when the serving model has none (then no expected value: the signal can only be paper).
+    outcome_probabilities: dict[str, dict[str, float]] | None = None  # {LONG|SHORT: {outcome: p}}
+    expiry_exit_atr: dict[str, tuple[float, float, float]] | None = None  # {side: mean exit per tranche, ATR}
+    bracket: dict[str, Any] | None = None  # {"sl_atr", "tp_atr": [3], "life_candles"} the model was trained for
+    edge_evidence: dict[str, dict[str, float]] | None = None  # {side: {n, mean_net_pct, se_pct}} out of sample
 
     @staticmethod
     def side_of(probability: float) -> str:
@@ -118,6 +226,8 @@ class Prediction:
         record = asdict(self)
         if not with_features:
             record.pop("features")
+        if self.expiry_exit_atr is not None:
+            record["expiry_exit_atr"] = {side: list(exits) for side, exits in self.expiry_exit_atr.items()}
         return record
 
     @classmethod
@@ -125,7 +235,9 @@ class Prediction:
         """Build from a JSON object; missing or mistyped fields raise ContractError naming them.
 
         NaN probability or a non-positive ATR are *not* refused here: they are data the signal
-        step must reject with a reason code and log, not a malformed event.
+        step must reject with a reason code and log, not a malformed event. The same holds for
+        outcome probabilities that are NaN, negative or do not sum to 1: their *shape* is checked
+        here, their values by the signal step. Malformed `edge_evidence` is kept out, never refused.
         """
         if not isinstance(record, dict):
             raise ContractError(f"prediction: expected a JSON object, got {type(record).__name__}")
@@ -161,6 +273,10 @@ class Prediction:
             side=str(record.get("side") or cls.side_of(probability)),
             horizon=horizon,
             features={str(k): float(v) for k, v in features.items()},
+            outcome_probabilities=parse_outcome_probabilities(record.get("outcome_probabilities")),
+            expiry_exit_atr=_parse_expiry_exit_atr(record.get("expiry_exit_atr")),
+            bracket=_parse_bracket(record.get("bracket")),
+            edge_evidence=_parse_edge_evidence(record.get("edge_evidence")),
             **optional,
         )
 
@@ -209,17 +325,33 @@ class Signal:
     realised_net_pct: float | None = None  # exits taken so far, costs charged by the weight exited
     time_in_trade_seconds: float | None = None  # created_at -> closed_at (or the latest hit while open)
     updated_at: str | None = None  # when the tracker last changed the status
+    # Issue 12: what the signal is worth in expectation, and whether it claims an edge. None on items
+    # stored before signals recorded them (those were all published as tradeable).
+    expected_value_pct: float | None = None  # sum over outcomes of p * payoff - costs, % of notional
+    expected_r: float | None = None  # expected_value_pct / (sl_pct + costs_pct): EV in stop-out losses
+    outcome_probabilities: dict[str, float] | None = None  # the side's five OUTCOMES -> p (sum 1), or None
+    tradeable: bool | None = None  # False: a paper signal (tracked, claims no edge); see paper_reasons
+    paper_reasons: tuple[str, ...] | None = None  # PaperReason values; empty when tradeable
 
     def __post_init__(self) -> None:
         # JSON and DynamoDB hand the weights back as a list: hold them as a tuple, so a signal read back
         # equals the one written (and stays hashable like the frozen record it is).
         if self.tp_weights is not None and not isinstance(self.tp_weights, tuple):
             object.__setattr__(self, "tp_weights", tuple(self.tp_weights))
+        if self.paper_reasons is not None and not isinstance(self.paper_reasons, tuple):
+            object.__setattr__(self, "paper_reasons", tuple(self.paper_reasons))
+
+    @property
+    def is_tradeable(self) -> bool:
+        """Tradeable unless marked paper: items stored before the edge gate were all published as tradeable."""
+        return self.tradeable is not False
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
         if self.tp_weights is not None:
             record["tp_weights"] = list(self.tp_weights)
+        if self.paper_reasons is not None:
+            record["paper_reasons"] = list(self.paper_reasons)
         return record
 
     @classmethod
@@ -241,6 +373,18 @@ class Signal:
             raise ContractError("signal.tp_weights: expected a list of three numbers")
         if weights is not None:
             record = record | {"tp_weights": tuple(_finite(w, "signal.tp_weights") for w in weights)}
+        tradeable = record.get("tradeable")
+        if tradeable is not None and not isinstance(tradeable, bool):
+            raise ContractError("signal.tradeable: expected true, false or null")
+        paper = record.get("paper_reasons")
+        if paper is not None and (not isinstance(paper, (list, tuple)) or not all(isinstance(r, str) for r in paper)):
+            raise ContractError("signal.paper_reasons: expected a list of reason codes")
+        outcomes = record.get("outcome_probabilities")
+        if outcomes is not None:
+            if not isinstance(outcomes, dict) or set(outcomes) != set(OUTCOMES):
+                raise ContractError(f"signal.outcome_probabilities: expected exactly {', '.join(OUTCOMES)}")
+            record = record | {"outcome_probabilities": {
+                o: _finite(outcomes[o], f"signal.outcome_probabilities.{o}") for o in OUTCOMES}}
         return cls(**{name: record[name] for name in cls.field_names() if name in record})
 
 
@@ -274,9 +418,16 @@ class Decision:
     expected_net_profit_pct: float | None
     sl_pct: float | None
     signal_id: str | None = None
+    # Issue 12: None on rejections decided before the expected value could be computed.
+    expected_value_pct: float | None = None
+    expected_r: float | None = None
+    outcome_probabilities: dict[str, float] | None = None  # the chosen side's five OUTCOMES, or None
+    tradeable: bool | None = None  # accepted: True, or False for a paper signal; None when rejected
+    paper_reasons: tuple[str, ...] = ()  # PaperReason values of a paper signal (also logged under `warn`)
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
         record["reasons"] = list(self.reasons)
+        record["paper_reasons"] = list(self.paper_reasons)
         # JSON has no NaN: a NaN from a broken prediction is logged as null, with its reason code.
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}

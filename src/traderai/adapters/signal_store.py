@@ -14,7 +14,15 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, get_args, get_origin, get_type_hints
 
-from pynamodb.attributes import ListAttribute, NumberAttribute, UnicodeAttribute, VersionAttribute
+from pynamodb.attributes import (
+    Attribute,
+    BooleanAttribute,
+    ListAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
+from pynamodb.constants import MAP
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -83,6 +91,18 @@ class _IntAttribute(NumberAttribute):
         return int(value)
 
 
+class _FloatMapAttribute(Attribute[dict[str, float]]):
+    """A map of name -> number (`outcome_probabilities`), read back as a plain dict of floats."""
+
+    attr_type = MAP
+
+    def serialize(self, value: Mapping[str, float]) -> dict[str, dict[str, str]]:
+        return {str(k): {"N": NumberAttribute().serialize(float(v))} for k, v in value.items()}
+
+    def deserialize(self, value: Mapping[str, Mapping[str, str]]) -> dict[str, float]:
+        return {k: float(v["N"]) for k, v in value.items()}
+
+
 class _ByIndexMeta:
     projection = AllProjection()
 
@@ -100,8 +120,14 @@ def _attribute_for(name: str, hint: Any) -> UnicodeAttribute | NumberAttribute |
     """The pynamodb attribute of a Signal field; `X | None` fields (lifecycle, `tp_weights`) may be absent."""
     kinds = set(get_args(hint)) or {hint}
     optional = type(None) in kinds
-    if any(get_origin(kind) is tuple for kind in kinds):  # tp_weights: a list of numbers, read back as floats
-        return ListAttribute(of=_FloatAttribute, null=optional)
+    for kind in kinds:
+        if get_origin(kind) is tuple:  # tp_weights: numbers, read back as floats; paper_reasons: strings
+            element = get_args(kind)[0]
+            return ListAttribute(of=UnicodeAttribute if element is str else _FloatAttribute, null=optional)
+        if get_origin(kind) is dict:  # outcome_probabilities
+            return _FloatMapAttribute(null=optional)
+    if bool in kinds:
+        return BooleanAttribute(null=optional)
     if name in _INT_FIELDS or int in kinds:
         return _IntAttribute(null=optional)
     if float in kinds:

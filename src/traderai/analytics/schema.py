@@ -33,7 +33,8 @@ def partition_keys(template: Mapping[str, Any], table: str) -> dict[str, str]:
 
 
 def duckdb_type(hive_type: str) -> str:
-    """`map<string,double>` -> `MAP(VARCHAR, DOUBLE)`, `array<string>` -> `VARCHAR[]`, `double` -> `DOUBLE`."""
+    """`map<string,double>` -> `MAP(VARCHAR, DOUBLE)`, `array<string>` -> `VARCHAR[]`, `double` -> `DOUBLE`,
+    `struct<a:int,b:array<double>>` -> `STRUCT(a INTEGER, b DOUBLE[])`."""
     text = hive_type.strip().lower()
     if text in _SCALARS:
         return _SCALARS[text]
@@ -41,4 +42,19 @@ def duckdb_type(hive_type: str) -> str:
         return f"{duckdb_type(match.group(1))}[]"
     if match := re.fullmatch(r"map<([a-z]+)\s*,\s*(.+)>", text):
         return f"MAP({duckdb_type(match.group(1))}, {duckdb_type(match.group(2))})"
+    if match := re.fullmatch(r"struct<(.+)>", text):
+        members = (member.split(":", 1) for member in _split_top_level(match.group(1)))
+        return "STRUCT(" + ", ".join(f"{name.strip()} {duckdb_type(kind)}" for name, kind in members) + ")"
     raise ValueError(f"{hive_type!r}: no DuckDB equivalent known")
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split `a:int,b:array<double>` on the commas outside any `<...>`."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth += {"<": 1, ">": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return parts
