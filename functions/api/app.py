@@ -9,8 +9,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -21,10 +19,12 @@ from traderai.contracts import Side, Signal, SignalStatus
 from traderai.core.text_format import signal_text
 from traderai.events import require_fields
 from traderai.observability import logger, metrics, tracer
-from traderai.services import api, performance, wiring
+from traderai.services import api, chart, http_errors, performance, wiring
 
 app = APIGatewayHttpResolver(enable_validation=True)
 app.include_router(performance.router)  # GET /performance
+app.include_router(chart.router)  # GET /signals/{signal_id}/candles: served by ChartFunction, documented here
+http_errors.install(app)
 app.configure_openapi(title="TraderAI API", version=__version__,
                       description="Crypto trading signals: list, fetch, and the service's health.")
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -68,33 +68,6 @@ def health() -> dict[str, str]:
 @app.get("/openapi.json", include_in_schema=False)
 def openapi() -> Response[str]:
     return Response(200, content_types.APPLICATION_JSON, app.get_openapi_json_schema())
-
-
-@app.exception_handler(api.ApiError)
-def domain_error(error: api.ApiError) -> Response:
-    return _error(error.status_code, error.code, str(error))
-
-
-@app.exception_handler(RequestValidationError)
-def invalid_request(error: RequestValidationError) -> Response:
-    details = [{"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]} for e in error.errors()]
-    return _error(400, "bad_request", api.validation_message(list(error.errors())), details)
-
-
-@app.not_found
-def no_route(_: NotFoundError) -> Response:
-    return _error(404, "not_found", f"no route {app.current_event.http_method} {app.current_event.path}")
-
-
-@app.exception_handler(Exception)
-def unexpected(error: Exception) -> Response:
-    logger.exception("Unhandled error")
-    return _error(500, "internal_error", "internal error; the request id is in the logs")
-
-
-def _error(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
-    body = api.ErrorBody(error=code, message=message, details=details).model_dump(exclude_none=True)
-    return Response(status, content_types.APPLICATION_JSON, body)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

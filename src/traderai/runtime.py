@@ -116,7 +116,25 @@ def track_runtime() -> TrackRuntime:
     return TrackRuntime(settings, make_source(settings), store=SignalStore(settings.signals_table))
 
 
+@dataclass
+class ChartRuntime:
+    """A signal chart's candle history (the market source MARKET_SOURCE names) and its event loop."""
+
+    history: Any  # traderai.market.CandleHistory
+    source: str  # "exchange" or "replay": said in the reply
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+
+
+@lru_cache(maxsize=1)
+def chart_runtime() -> ChartRuntime:
+    """GET /signals/{id}/candles: the same market source as predict and track (ccxt or the replay)."""
+    from traderai.market.fetch import make_source
+
+    settings = Settings.from_env()
+    return ChartRuntime(make_source(settings), "replay" if settings.market_source == "replay" else "exchange")
+
+
 def clear() -> None:
     """Forget every built runtime (tests, and the local stack when it changes the environment)."""
-    for cached in (predict_runtime, signal_runtime, track_runtime, s3_client):
+    for cached in (predict_runtime, signal_runtime, track_runtime, chart_runtime, s3_client):
         cached.cache_clear()

@@ -102,6 +102,79 @@ def test_performance_over_a_window_per_symbol_and_overall(call: Callable[..., Re
     assert (eth["signals"], eth["open"], eth["expiry_rate"], eth["tp1_hit_rate"]) == (2, 1, 1.0, 0.0)
 
 
+def test_the_track_record_figures_of_the_window(call: Callable[..., Reply]) -> None:
+    # Given November's closed signals: #1 -0.32 (TP1 then stop), #2 +2.5 (all targets), #4 +0.2 (expiry)
+    report = body(call("api_get_performance_window.json"))
+    overall = report["overall"]
+    assert overall["exits"] == {"tp1": 2, "tp2": 1, "tp3": 1, "stop": 1, "expiry": 1, "unpriced": 0}
+    assert (overall["wins"], overall["losses"]) == (2, 1)
+    assert overall["profit_factor"] == pytest.approx(2.7 / 0.32, abs=1e-4)
+    assert overall["expectancy_pct"] == pytest.approx(2.38 / 3, abs=1e-6)
+    # in close order (#1 Nov 3, #2 Nov 4, #4 Nov 11): -0.32 from the start's 0 is the deepest fall
+    assert overall["max_drawdown_pct"] == pytest.approx(0.32, abs=1e-6)
+    # R: realised / (stop distance 700/62800 % + 0.32 % costs)
+    risk = 700 / 62800 * 100 + 0.32
+    assert overall["expectancy_r"] == pytest.approx((-0.32 + 2.5 + 0.2) / risk / 3, abs=1e-6)
+    assert report["definitions"]["win_rate"].startswith("wins / closed priced signals; a win is a realised net")
+    # Every stored signal predates the `tradeable` mark: all tradeable, the curve is theirs
+    assert (overall["tradeable"], overall["paper"], report["paper"]["overall"]["signals"]) == (5, 0, 0)
+    curve = report["tradeable"]["equity_curve"]
+    assert [(p["signal_id"][-4:], p["cumulative_net_pct"]) for p in curve] == [
+        ("0001", -0.32), ("0002", 2.18), ("0004", 2.38)]
+    assert report["tradeable"]["overall"] == overall
+
+
+@pytest.mark.parametrize(("window", "signals"), [("7d", 1), ("30d", 5), ("90d", 5), ("all", 5)])
+def test_named_windows_end_at_the_functions_clock(call: Callable[..., Reply], window: str, signals: int) -> None:
+    # Given the functions' clock at 2024-11-30 12:00 UTC (the local stack sets its replay clock here)
+    from datetime import UTC, datetime
+
+    wiring.use_clock(lambda: datetime(2024, 11, 30, 12, tzinfo=UTC))
+    report = body(call("api_get_performance.json", {"window": window}))
+    # Then the window ends then: 7d holds only #5 (Nov 29); "all" has no start but stops before December's #6
+    assert report["overall"]["signals"] == signals and report["window"] == window
+    assert report["until"] == "2024-11-30T12:00:00Z"
+    assert report["since"] == {"7d": "2024-11-23T12:00:00Z", "30d": "2024-10-31T12:00:00Z",
+                               "90d": "2024-09-01T12:00:00Z", "all": None}[window]
+
+
+def test_the_default_window_follows_the_functions_clock_too(call: Callable[..., Reply]) -> None:
+    from datetime import UTC, datetime
+
+    wiring.use_clock(lambda: datetime(2024, 12, 6, tzinfo=UTC))
+    assert body(call("api_get_performance.json"))["overall"]["signals"] == 4  # Nov 10 .. Dec 5
+
+
+def test_paper_signals_are_reported_apart() -> None:
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True, slots=True)
+    class Marked(Signal):  # the `tradeable` mark as signals will carry it
+        tradeable: bool = True
+
+    paper = Marked(**(HISTORY[1].to_dict() | {"signal_id": "paper_1", "tp_weights": None}), tradeable=False)
+    kept = Marked(**(HISTORY[0].to_dict() | {"tp_weights": None}), tradeable=True)
+    report = performance.performance_report([kept, paper, HISTORY[3]], None, "2024-12-01T00:00:00Z",
+                                            computed_at=performance.wiring.now())
+    assert (report.overall.signals, report.overall.paper, report.overall.tradeable) == (3, 1, 2)
+    assert report.paper.overall.total_realised_net_pct == 2.5
+    assert report.tradeable.overall.total_realised_net_pct == pytest.approx(-0.12)
+    assert [p.signal_id for p in report.paper.equity_curve] == ["paper_1"]
+
+
+def test_a_long_equity_curve_is_thinned_but_keeps_its_drawdown_and_its_end() -> None:
+    # Given 5,000 closed signals alternating +1/-0.5, then a run of ten -1 losses in the middle
+    results = [1.0 if i % 2 == 0 else -0.5 for i in range(5000)]
+    results[2500:2510] = [-1.0] * 10
+    signals = [Signal(**(HISTORY[0].to_dict() | {"signal_id": f"s{i:05d}", "closed_at": f"2024-11-03T{i:05d}",
+                                                 "realised_net_pct": r})) for i, r in enumerate(results)]
+    curve, thinned = performance.equity_curve(signals)
+    assert thinned and len(curve) <= performance.MAX_CURVE_POINTS
+    assert curve[-1].cumulative_net_pct == pytest.approx(sum(results))
+    ids = {p.signal_id for p in curve}
+    assert {"s02498", "s02509", "s04999"} <= ids  # the peak and trough of the deepest fall, and the last point
+
+
 def test_an_unpriced_expiry_is_counted_as_closed_but_left_out_of_the_profit_figures() -> None:
     # Given the three closed signals of November and one whose market vanished after TP1 (no exit price)
     unpriced = signal(7, "ETH/USDT", "EXPIRED", "2024-11-12T08:00:05Z", tp1_hit_at="2024-11-12T10:00:00Z",
@@ -157,6 +230,9 @@ def test_performance_reads_by_query_never_scan(call: Callable[..., Reply], monke
     ("api_get_performance.json", {"symbol": "BTC/USDT"}, "unknown query parameter"),
     ("api_get_performance.json", {"since": "yesterday"}, "since"),
     ("api_get_performance.json", {"since": "0001-01-01T00:00:00+01:00", "until": "0001-01-05T00:00:00Z"}, "since"),
+    ("api_get_performance.json", {"window": "1y"}, "window"),
+    ("api_get_performance.json", {"window": "7d", "since": "2024-11-01T00:00:00Z"}, "window or since"),
+    ("api_get_performance.json", {"window": "7d", "until": "0001-01-03T00:00:00Z"}, "too early"),
 ])
 def test_bad_windows_are_refused_with_400(call: Callable[..., Reply], event_file: str,
                                           query: dict[str, str] | None, message: str) -> None:

@@ -33,7 +33,7 @@ from traderai.testing.sam import translated_template
 
 ROOT = TEMPLATE_PATH.parents[1]
 FUNCTIONS = ("PredictFunction", "SignalFunction", "ApiFunction", "WebSocketFunction", "BroadcastFunction",
-             "TrackFunction", "CompactFunction")
+             "TrackFunction", "CompactFunction", "ChartFunction")
 # Read by Powertools or the push adapter rather than by traderai.settings.
 NON_SETTINGS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL",
                     "WEBSOCKET_ENDPOINT", "TOKEN_SECRET",
@@ -244,10 +244,12 @@ def test_broadcast_reads_inserts_and_modifies_with_partial_batch_failures(cfn: d
 
 def test_http_api_routes_reach_the_api_function(cfn: dict) -> None:
     paths = cfn["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
-    assert set(paths) == {"/signals", "/signals/{signal_id}", "/performance", "/health", "/openapi.json"}
+    assert set(paths) == {"/signals", "/signals/{signal_id}", "/performance", "/health", "/openapi.json",
+                          "/signals/{signal_id}/candles"}
     for path, operations in paths.items():
         assert set(operations) == {"get"}, path
-        assert "${ApiFunction.Arn}" in operations["get"]["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+        function = "ChartFunction" if path.endswith("/candles") else "ApiFunction"  # the chart reads the market
+        assert f"${{{function}.Arn}}" in operations["get"]["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
 
 
 def test_websocket_routes_all_reach_the_websocket_function(cfn: dict) -> None:
@@ -272,7 +274,7 @@ def test_websocket_routes_all_reach_the_websocket_function(cfn: dict) -> None:
 def test_functions_run_python312_on_arm64_with_their_layers(cfn: dict) -> None:
     layer_names = {lid: spec["Properties"]["LayerName"]
                    for lid, spec in _resources(cfn, "AWS::Lambda::LayerVersion").items()}
-    candle_readers = ("PredictFunction", "TrackFunction")
+    candle_readers = ("PredictFunction", "TrackFunction", "ChartFunction")
     expected = {f: ["CoreLayer", "PredictDepsLayer"] for f in candle_readers} | {
         f: ["CoreLayer", "ApiDepsLayer"] for f in FUNCTIONS if f not in candle_readers}
     for function, layers in expected.items():

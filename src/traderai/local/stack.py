@@ -34,7 +34,7 @@ from traderai.local.scheduler import ReplayClock, StreamMapping, StreamPoller, T
 DEFAULT_START = "2025-04-06T18:00:00Z"  # unseen by the bundled models; see docs/demo.md
 DEFAULT_SPEED = 300.0  # replay seconds per wall second: one 5-minute tick per second
 FUNCTIONS = ("PredictFunction", "SignalFunction", "TrackFunction", "ApiFunction", "WebSocketFunction",
-             "BroadcastFunction", "AuthorizerFunction")
+             "BroadcastFunction", "AuthorizerFunction", "ChartFunction")
 DEV_KEY_NAME = "local demo (development key)"
 
 
@@ -213,6 +213,12 @@ class LocalStack:
         assert self.clock is not None
         runtime.predict_runtime()
         runtime.signal_runtime().clock = self.clock.now
+        # The API's "now" (GET /performance windows, a signal's chart) is the replay clock too; a report is
+        # cached for 2 wall seconds (10 replay minutes at 300x), not a minute (5 replay hours).
+        from traderai.services import performance, wiring
+
+        wiring.use_clock(self.clock.now)
+        performance.CACHE.ttl = 2.0
 
     def _create_dev_key(self) -> str:
         from traderai.adapters.api_keys import api_key_store

@@ -101,3 +101,13 @@ class MarketDataSource(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class CandleHistory(Protocol):
+    """Candles of a past stretch (a signal's chart). Both market sources implement it; a candle archive that
+    stores what the exchange served can too, and then takes their place for the charts."""
+
+    async def fetch_candles_between(self, symbol: str, timeframe: str, start_ms: int, end_ms: int,
+                                    now: datetime) -> Candles:
+        """Closed candles opened in [start_ms, end_ms), oldest first; none that closed after `now`."""
+        ...

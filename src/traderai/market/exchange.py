@@ -216,6 +216,24 @@ class CcxtSource:
             )
         return candles
 
+    async def fetch_candles_between(self, symbol: str, timeframe: str, start_ms: int, end_ms: int,
+                                    now: datetime) -> Candles:
+        """Closed candles opened in [start_ms, end_ms) (one request from `start_ms`, at most 1,000 candles)."""
+        timeframe_seconds = ccxt.Exchange.parse_timeframe(timeframe)
+        wanted = max(1, min(1000, -(-(end_ms - start_ms) // (timeframe_seconds * 1000))))
+        rows = await self._call(
+            f"fetch_ohlcv {symbol} {timeframe} since {start_ms}",
+            lambda: self._exchange.fetch_ohlcv(symbol, timeframe, since=start_ms, limit=wanted),
+        )
+        if not isinstance(rows, list):
+            raise BadCandlesError(
+                f"{symbol}: fetch_ohlcv returned {type(rows).__name__}, not a list of candles"
+            )
+        inside = [row for row in closed_only(rows, timeframe_seconds, now)
+                  if isinstance(row, (list, tuple)) and row and isinstance(row[0], (int, float))
+                  and start_ms <= row[0] < end_ms]
+        return candles_from_rows(symbol, timeframe, inside)
+
     async def market_info(self, symbol: str, now: datetime) -> MarketInfo:
         """Amount/price steps from the loaded market, 24h quote volume from the ticker."""
         markets = await self._markets()

@@ -105,6 +105,19 @@ class ReplaySource:
         validate_candles(window, now, TIMEFRAME_SECONDS[REPLAY_TIMEFRAME])
         return window
 
+    async def fetch_candles_between(self, symbol: str, timeframe: str, start_ms: int, end_ms: int,
+                                    now: datetime) -> Candles:
+        """Recorded candles opened in [start_ms, end_ms) and closed by `now`: never one from the replay's future."""
+        if timeframe != REPLAY_TIMEFRAME:
+            raise PermanentMarketError(
+                f"{symbol}: the replay serves {REPLAY_TIMEFRAME} candles, not {timeframe!r}"
+            )
+        candles = self._recorded(symbol)
+        first = int(np.searchsorted(candles.open_time_ms, start_ms, side="left"))
+        stop = min(int(np.searchsorted(candles.open_time_ms, end_ms, side="left")),
+                   self._closed_count(candles, now))
+        return candles.slice(first, max(first, stop))
+
     async def market_info(self, symbol: str, now: datetime) -> MarketInfo:
         """Steps from the default table; 24h quote volume = Σ close×volume of the last 24h's candles."""
         candles = self._recorded(symbol)

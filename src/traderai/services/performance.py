@@ -7,6 +7,14 @@ by the window as asked, so a page polling it costs one Query a minute. Rates are
 closed without market data (`closed_reason` no_market_data: the rest of its position has no exit price)
 is closed, but its outcome is not known either: it is counted as `unpriced` and left out of the win rate
 and the profit figures.
+
+Windows: `?window=7d|30d|90d|all` ends at `until` (default: now), or `since`/`until` as before (default:
+the last 30 days). "Now" is the functions' clock (`wiring.now`): the wall clock on AWS, the replay clock
+in the local stack, so the demo's windows cover the replayed days. The arithmetic (win rate, expectancy,
+profit factor, drawdown) is the pure `core.track_record`; its definitions travel in the report.
+
+Tradeable and paper signals are reported apart (`tradeable`, `paper`): a signal without the `tradeable`
+field (stored before it existed) counts as tradeable.
 """
 
 from __future__ import annotations
@@ -15,8 +23,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -24,6 +32,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from traderai.adapters.signal_store import SignalStore
 from traderai.contracts import ClosedReason, Signal, SignalStatus, iso_utc
+from traderai.core.track_record import DEFINITIONS, drawdown_span, r_multiple, summarise
 from traderai.services import api, wiring
 
 CACHE_SECONDS = 60.0
@@ -31,42 +40,104 @@ CACHE_ENTRIES = 64
 DEFAULT_WINDOW = timedelta(days=30)
 MAX_WINDOW = timedelta(days=366)
 MAX_SIGNALS = 20_000  # reads per computation; beyond it the report says `truncated`
-PARAMETERS = frozenset({"since", "until"})
+MAX_CURVE_POINTS = 2_000  # equity-curve points per group; beyond, thinned (the drawdown's ends always kept)
+PARAMETERS = frozenset({"since", "until", "window"})
+WINDOWS: dict[str, timedelta | None] = {"7d": timedelta(days=7), "30d": timedelta(days=30),
+                                        "90d": timedelta(days=90), "all": None}
 CLOSED = (SignalStatus.TP3_HIT, SignalStatus.STOPPED, SignalStatus.EXPIRED)
 
 
+class Exits(BaseModel):
+    """How the closed signals left: a signal that hit TP1 then its stop counts under tp1 and stop."""
+
+    tp1: int = Field(description="closed signals that exited a part at TP1")
+    tp2: int
+    tp3: int = Field(description="closed with all three targets")
+    stop: int = Field(description="the rest left at the stop (STOPPED)")
+    expiry: int = Field(description="the rest left at the market at expiry (EXPIRED, priced)")
+    unpriced: int = Field(description="EXPIRED without market data: the rest never priced")
+
+
 class Stats(BaseModel):
-    """Counts and outcome rates of a set of signals; rates and averages are over closed signals (null: none)."""
+    """Counts and outcome figures of a set of signals; rates and averages are over closed signals (null: none)."""
 
     signals: int
     open: int = Field(description="ACTIVE, TP1_HIT or TP2_HIT: still in play")
     closed: int = Field(description="TP3_HIT, STOPPED or EXPIRED")
     unpriced: int = Field(description="closed without market data to price the rest (exit_price null): "
                                       "left out of win_rate and the profit figures")
+    tradeable: int = Field(description="signals marked tradeable (or stored before the mark existed)")
+    paper: int = Field(description="paper signals: published for the record, not meant to be traded")
     by_status: dict[str, int]
+    exits: Exits
     tp1_hit_rate: float | None = Field(description="closed signals that reached TP1 / closed")
     tp2_hit_rate: float | None
     tp3_hit_rate: float | None
     stop_rate: float | None
     expiry_rate: float | None
-    win_rate: float | None = Field(description="closed signals with realised net profit > 0 / closed "
-                                                "(unpriced ones excluded)")
-    avg_realised_net_pct: float | None = Field(description="mean realised net profit % (costs included) "
-                                                           "over closed signals, unpriced ones excluded")
+    wins: int = Field(description="closed priced signals with realised net profit > 0")
+    losses: int = Field(description="closed priced signals with realised net profit < 0")
+    win_rate: float | None = Field(description=DEFINITIONS["win_rate"])
+    avg_realised_net_pct: float | None = Field(description=DEFINITIONS["avg_realised_net_pct"])
+    avg_win_pct: float | None = Field(description="mean realised net of the wins, %")
+    avg_loss_pct: float | None = Field(description="mean realised net of the losses, % (negative)")
+    expectancy_pct: float | None = Field(description=DEFINITIONS["expectancy_pct"])
+    expectancy_r: float | None = Field(description=DEFINITIONS["expectancy_r"])
+    profit_factor: float | None = Field(description=DEFINITIONS["profit_factor"])
+    max_drawdown_pct: float = Field(description=DEFINITIONS["max_drawdown_pct"])
     total_realised_net_pct: float = Field(description="sum of realised net profit % over closed signals, "
                                                       "unpriced ones excluded")
     avg_time_in_trade_hours: float | None
 
 
-class PerformanceReport(BaseModel):
-    """The track record of the signals created in [since, until]."""
+class EquityPoint(BaseModel):
+    """One closed priced signal on the equity curve, in the order of `closed_at`."""
 
-    since: str
-    until: str
-    computed_at: str
-    truncated: bool = Field(description=f"true if the window held more than {MAX_SIGNALS} signals")
+    closed_at: str
+    signal_id: str
+    realised_net_pct: float
+    cumulative_net_pct: float = Field(description="sum of realised_net_pct up to and including this signal")
+
+
+class TrackRecord(BaseModel):
+    """Stats overall and per market, and the equity curve, of one group of signals (tradeable or paper)."""
+
     overall: Stats
     by_symbol: dict[str, Stats]
+    equity_curve: list[EquityPoint]
+    equity_curve_thinned: bool = Field(description=f"true if more than {MAX_CURVE_POINTS} points were thinned "
+                                                   "for drawing (every figure is computed on all of them)")
+
+
+class PerformanceReport(BaseModel):
+    """The track record of the signals created in [since, until] (since null: all time)."""
+
+    window: str | None = Field(description="7d, 30d, 90d or all when asked by name; null for since/until")
+    since: str | None
+    until: str
+    computed_at: str
+    truncated: bool = Field(description=f"true if the window held more than {MAX_SIGNALS} signals "
+                                        "(the newest are reported)")
+    definitions: dict[str, str]
+    overall: Stats = Field(description="every signal of the window, tradeable and paper")
+    by_symbol: dict[str, Stats]
+    tradeable: TrackRecord
+    paper: TrackRecord
+
+
+def is_paper(signal: Signal) -> bool:
+    """A paper signal says so (`tradeable` false); one stored before the field existed is tradeable."""
+    return getattr(signal, "tradeable", None) is False
+
+
+def _priced_in_close_order(signals: Iterable[Signal]) -> list[Signal]:
+    closed = [s for s in signals if s.status in CLOSED and s.closed_reason != ClosedReason.NO_MARKET_DATA
+              and s.realised_net_pct is not None]
+    return sorted(closed, key=lambda s: (s.closed_at or s.updated_at or s.created_at, s.signal_id))
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def stats_of(signals: Iterable[Signal]) -> Stats:
@@ -77,41 +148,100 @@ def stats_of(signals: Iterable[Signal]) -> Stats:
         by_status[signal.status] = by_status.get(signal.status, 0) + 1
     closed = [s for s in signals if s.status in CLOSED]
 
-    priced = [s for s in closed if s.closed_reason != ClosedReason.NO_MARKET_DATA]
+    priced = _priced_in_close_order(closed)
+    unpriced = [s for s in closed if s.closed_reason == ClosedReason.NO_MARKET_DATA]
 
-    def rate(predicate: Callable[[Signal], bool], among: list[Signal] = closed) -> float | None:
-        return round(sum(1 for s in among if predicate(s)) / len(among), 6) if among else None
+    def rate(predicate: Callable[[Signal], bool]) -> float | None:
+        return round(sum(1 for s in closed if predicate(s)) / len(closed), 6) if closed else None
 
-    profits = [s.realised_net_pct for s in priced if s.realised_net_pct is not None]
+    results = [s.realised_net_pct or 0.0 for s in priced]
+    summary = summarise(results)
+    r_multiples = [r for r in (r_multiple(s.realised_net_pct or 0.0, abs(s.entry_price - s.sl_price)
+                                          / s.entry_price * 100.0, s.costs_pct) for s in priced) if r is not None]
     hours = [s.time_in_trade_seconds / 3600 for s in closed if s.time_in_trade_seconds is not None]
+    paper = sum(1 for s in signals if is_paper(s))
     return Stats(
-        signals=len(signals), open=len(signals) - len(closed), closed=len(closed),
-        unpriced=len(closed) - len(priced), by_status=by_status,
+        signals=len(signals), open=len(signals) - len(closed), closed=len(closed), unpriced=len(unpriced),
+        tradeable=len(signals) - paper, paper=paper, by_status=by_status,
+        exits=Exits(tp1=sum(1 for s in closed if s.tp1_hit_at), tp2=sum(1 for s in closed if s.tp2_hit_at),
+                    tp3=sum(1 for s in closed if s.tp3_hit_at),
+                    stop=sum(1 for s in closed if s.status == SignalStatus.STOPPED),
+                    expiry=sum(1 for s in closed if s.status == SignalStatus.EXPIRED) - len(unpriced),
+                    unpriced=len(unpriced)),
         tp1_hit_rate=rate(lambda s: s.tp1_hit_at is not None),
         tp2_hit_rate=rate(lambda s: s.tp2_hit_at is not None),
         tp3_hit_rate=rate(lambda s: s.tp3_hit_at is not None),
         stop_rate=rate(lambda s: s.status == SignalStatus.STOPPED),
         expiry_rate=rate(lambda s: s.status == SignalStatus.EXPIRED),
-        win_rate=rate(lambda s: (s.realised_net_pct or 0.0) > 0, priced),
-        avg_realised_net_pct=round(sum(profits) / len(profits), 6) if profits else None,
-        total_realised_net_pct=round(sum(profits), 6),
+        wins=summary.wins, losses=summary.losses,
+        win_rate=_round(summary.win_rate),
+        avg_realised_net_pct=_round(summary.avg_net_pct),
+        avg_win_pct=_round(summary.avg_win_pct), avg_loss_pct=_round(summary.avg_loss_pct),
+        expectancy_pct=_round(summary.expectancy_pct),
+        expectancy_r=_round(sum(r_multiples) / len(r_multiples)) if r_multiples else None,
+        profit_factor=_round(summary.profit_factor, 4),
+        max_drawdown_pct=round(summary.max_drawdown_pct, 6),
+        total_realised_net_pct=round(summary.total_net_pct, 6),
         avg_time_in_trade_hours=round(sum(hours) / len(hours), 4) if hours else None,
     )
 
 
-def performance_report(signals: list[Signal], since: str, until: str, computed_at: datetime,
-                       truncated: bool = False) -> PerformanceReport:
-    """Pure: overall and per-symbol Stats of the signals of a window."""
+def equity_curve(signals: Iterable[Signal], max_points: int = MAX_CURVE_POINTS) -> tuple[list[EquityPoint], bool]:
+    """Pure: the cumulative realised net of the closed priced signals in close order; thinned past
+    `max_points` (evenly, always keeping the last point and the maximum drawdown's peak and trough)."""
+    priced = _priced_in_close_order(signals)
+    total, points = 0.0, []
+    for s in priced:
+        total += s.realised_net_pct or 0.0
+        points.append(EquityPoint(closed_at=s.closed_at or s.updated_at or s.created_at, signal_id=s.signal_id,
+                                  realised_net_pct=round(s.realised_net_pct or 0.0, 6),
+                                  cumulative_net_pct=round(total, 6)))
+    if len(points) <= max_points:
+        return points, False
+    keep = set(range(0, len(points), -(-len(points) // (max_points - 3)))) | {len(points) - 1}
+    span = drawdown_span([p.realised_net_pct for p in points])
+    if span is not None:
+        keep |= {i for i in span if i >= 0}
+    return [points[i] for i in sorted(keep)], True
+
+
+def track_record(signals: list[Signal]) -> TrackRecord:
+    """Pure: overall and per-market Stats, and the equity curve, of one group of signals."""
+    curve, thinned = equity_curve(signals)
+    return TrackRecord(overall=stats_of(signals), by_symbol=_by_symbol(signals), equity_curve=curve,
+                       equity_curve_thinned=thinned)
+
+
+def _by_symbol(signals: list[Signal]) -> dict[str, Stats]:
     symbols = sorted({s.symbol for s in signals})
+    return {symbol: stats_of(s for s in signals if s.symbol == symbol) for symbol in symbols}
+
+
+def performance_report(signals: list[Signal], since: str | None, until: str, computed_at: datetime,
+                       truncated: bool = False, window: str | None = None) -> PerformanceReport:
+    """Pure: overall and per-symbol Stats of the signals of a window, tradeable and paper apart."""
+    paper = [s for s in signals if is_paper(s)]
+    tradeable = [s for s in signals if not is_paper(s)]
     return PerformanceReport(
-        since=since, until=until, computed_at=iso_utc(computed_at), truncated=truncated,
-        overall=stats_of(signals),
-        by_symbol={symbol: stats_of(s for s in signals if s.symbol == symbol) for symbol in symbols})
+        window=window, since=since, until=until, computed_at=iso_utc(computed_at), truncated=truncated,
+        definitions=DEFINITIONS, overall=stats_of(signals), by_symbol=_by_symbol(signals),
+        tradeable=track_record(tradeable), paper=track_record(paper))
 
 
-def window_of(since: datetime | None, until: datetime | None, now: datetime) -> tuple[str, str]:
-    """[since, until] as stored-precision ISO strings: default the last 30 days, at most 366 days."""
+def window_of(since: datetime | None, until: datetime | None, now: datetime,
+              window: str | None = None) -> tuple[str | None, str]:
+    """[since, until] as stored-precision ISO strings (since None: all time): a named window ending at
+    `until`, else since/until (default the last 30 days, at most 366 days)."""
+    if window is not None and since is not None:
+        raise api.BadRequest("window: give window or since, not both")
+    if window is not None and window not in WINDOWS:
+        raise api.BadRequest(f"window: {window!r} is not one of {', '.join(WINDOWS)}")
     until = until or now
+    if window is not None:
+        length = WINDOWS[window]
+        if length is None:  # all time: no lower bound on created_at
+            return None, api.signal_filters(until=until).until or iso_utc(until)
+        since = _minus(until, length)
     try:
         since = since or until - DEFAULT_WINDOW
     except OverflowError:  # e.g. until=0001-01-01T00:00:00Z (found by the API fuzzer)
@@ -124,12 +254,19 @@ def window_of(since: datetime | None, until: datetime | None, now: datetime) -> 
     return filters.since or iso_utc(since), filters.until or iso_utc(until)
 
 
+def _minus(until: datetime, length: timedelta) -> datetime:
+    try:
+        return until - length
+    except OverflowError:
+        raise api.BadRequest(f"until: {until.isoformat()} is too early for a {length.days}-day window") from None
+
+
 class PerformanceCache:
     """Reports per asked window, kept `ttl` seconds in this warm container (bounded, thread-safe)."""
 
     def __init__(self, ttl: float = CACHE_SECONDS, entries: int = CACHE_ENTRIES,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._ttl, self._entries, self._clock = ttl, entries, clock
+        self.ttl, self._entries, self._clock = ttl, entries, clock
         self._reports: OrderedDict[tuple[str | None, str | None], tuple[float, PerformanceReport]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -142,7 +279,7 @@ class PerformanceCache:
                 return hit[1]
         report = compute()
         with self._lock:
-            self._reports[key] = (now + self._ttl, report)
+            self._reports[key] = (now + self.ttl, report)
             self._reports.move_to_end(key)
             while len(self._reports) > self._entries:
                 self._reports.popitem(last=False)
@@ -157,17 +294,17 @@ CACHE = PerformanceCache()
 
 
 def performance(store: SignalStore, since: datetime | None, until: datetime | None, now: datetime,
-                cache: PerformanceCache = CACHE) -> PerformanceReport:
+                cache: PerformanceCache = CACHE, window: str | None = None) -> PerformanceReport:
     """The report of the window, from the cache when a fresh one exists (key: the window as asked)."""
-    window = window_of(since, until, now)
+    bounds = window_of(since, until, now, window)
     # The bounds as stored-precision text (since rounds up): an absent bound stays None, so "the last 30
     # days" is one entry rather than one per second of `now`.
-    key = (window[0] if since else None, window[1] if until else None)
+    key = (window or (bounds[0] if since else None), bounds[1] if until else None)
 
     def compute() -> PerformanceReport:
-        signals = store.created_between(*window, limit=MAX_SIGNALS + 1)
-        return performance_report(signals[:MAX_SIGNALS], *window, computed_at=now,
-                                  truncated=len(signals) > MAX_SIGNALS)
+        signals = store.created_between(*bounds, limit=MAX_SIGNALS + 1)
+        return performance_report(signals[:MAX_SIGNALS], *bounds, computed_at=now,
+                                  truncated=len(signals) > MAX_SIGNALS, window=window)
 
     return cache.get(key, compute)
 
@@ -178,13 +315,15 @@ router = Router()
 _plus = BeforeValidator(lambda v: v.replace(" ", "+") if isinstance(v, str) else v)  # an unescaped '+'
 
 
-@router.get("/performance", summary="Track record: hit rates, realised profit, counts by status",
+@router.get("/performance", summary="Track record: win rate, exits, realised profit, expectancy, drawdown",
             responses={400: {"description": "Invalid parameter",
                              "content": {"application/json": {"model": api.ErrorBody}}}})
 def get_performance(
     since: Annotated[AwareDatetime | None, _plus, Query(description="created_at >= since (default: until - 30d)")
                      ] = None,
     until: Annotated[AwareDatetime | None, _plus, Query(description="created_at <= until (default: now)")] = None,
+    window: Annotated[Literal["7d", "30d", "90d", "all"] | None,
+                      Query(description="the named window ending at until (instead of since)")] = None,
 ) -> PerformanceReport:
     api.reject_unknown_parameters(router.current_event.query_string_parameters, PARAMETERS)
-    return performance(wiring.signal_store(), since, until, datetime.now(UTC))
+    return performance(wiring.signal_store(), since, until, wiring.now(), window=window)

@@ -7,6 +7,8 @@ setting fails that invocation naming its environment variable; warm invocations 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from traderai.adapters.connections import ConnectionStore
@@ -15,6 +17,24 @@ from traderai.adapters.push import Pusher
 from traderai.adapters.signal_store import SignalStore
 from traderai.services.api import PageTokens
 from traderai.settings import Settings, SettingsError
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+_clock: Callable[[], datetime] = wall_clock
+
+
+def now() -> datetime:
+    """The functions' "now": the wall clock on AWS; the local stack sets its replay clock (`use_clock`)."""
+    return _clock()
+
+
+def use_clock(clock: Callable[[], datetime]) -> None:
+    """Make `now()` read this clock (the local stack's replay clock) until `clear()`."""
+    global _clock
+    _clock = clock
 
 
 def required_env(name: str) -> str:
@@ -59,3 +79,4 @@ def clear() -> None:
     """Forget every built adapter (tests, and the local demo when it changes the environment)."""
     for cached in (signal_store, connection_store, page_tokens, pusher, delivery_ledger):
         cached.cache_clear()
+    use_clock(wall_clock)
