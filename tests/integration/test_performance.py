@@ -146,14 +146,8 @@ def test_the_default_window_follows_the_functions_clock_too(call: Callable[..., 
 
 
 def test_paper_signals_are_reported_apart() -> None:
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True, slots=True)
-    class Marked(Signal):  # the `tradeable` mark as signals will carry it
-        tradeable: bool = True
-
-    paper = Marked(**(HISTORY[1].to_dict() | {"signal_id": "paper_1", "tp_weights": None}), tradeable=False)
-    kept = Marked(**(HISTORY[0].to_dict() | {"tp_weights": None}), tradeable=True)
+    paper = Signal(**(HISTORY[1].to_dict() | {"signal_id": "paper_1", "tradeable": False}))
+    kept = Signal(**(HISTORY[0].to_dict() | {"tradeable": True}))
     report = performance.performance_report([kept, paper, HISTORY[3]], None, "2024-12-01T00:00:00Z",
                                             computed_at=performance.wiring.now())
     assert (report.overall.signals, report.overall.paper, report.overall.tradeable) == (3, 1, 2)

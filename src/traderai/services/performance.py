@@ -127,7 +127,7 @@ class PerformanceReport(BaseModel):
 
 def is_paper(signal: Signal) -> bool:
     """A paper signal says so (`tradeable` false); one stored before the field existed is tradeable."""
-    return getattr(signal, "tradeable", None) is False
+    return not signal.is_tradeable
 
 
 def _priced_in_close_order(signals: Iterable[Signal]) -> list[Signal]:
