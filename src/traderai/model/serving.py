@@ -11,6 +11,12 @@ fitted scikit-learn model as numbers and this module replays exactly the same ar
   with out_of_bounds="clip" is linear interpolation between them, i.e. ``np.interp``); ``sigmoid``
   (Platt) as ``p = 1 / (1 + exp(-(a * logit(p_raw) + b)))``.
 
+- optional ``outcome`` (issue 12): per side, the probabilities of the five outcomes of the traded
+  bracket (``OUTCOMES``): StandardScaler then multinomial LogisticRegression,
+  ``p = softmax(((x - mean) / scale) @ coef.T + intercept)``, then the calibration's shrink toward
+  the class base rates ``p' = (1 - weight) * p + weight * prior``; with the ``bracket`` it was trained
+  for and each side's ``expiry_exit_atr``.
+
 A unit test pins the served probabilities to scikit-learn's `predict_proba` (|diff| <= 1e-9).
 """
 
@@ -27,6 +33,8 @@ import numpy as np
 ARTIFACT_FORMAT = "traderai.model/1"
 MODEL_KINDS = ("logistic", "gbdt")
 CALIBRATION_KINDS = ("isotonic", "sigmoid")
+OUTCOMES = ("stop", "tp1_stop", "tp2_stop", "tp3", "expiry")  # = research.labels.OUTCOMES (a test pins it)
+OUTCOME_SIDES = ("LONG", "SHORT")
 _LOGIT_EPS = 1e-12
 
 
@@ -39,7 +47,8 @@ def apply_calibration(calibration: Mapping[str, Any] | None, probability: np.nda
         raw = np.clip(probability, _LOGIT_EPS, 1.0 - _LOGIT_EPS)
         logit = np.log(raw) - np.log1p(-raw)
         return 1.0 / (1.0 + np.exp(-(calibration["a"] * logit + calibration["b"])))
-    return np.interp(probability, calibration["x"], calibration["y"])
+    # NaN (an incomplete feature row) stays NaN: np.interp over a single point would map it to that point.
+    return np.where(np.isnan(probability), np.nan, np.interp(probability, calibration["x"], calibration["y"]))
 
 
 class ModelError(ValueError):
@@ -97,6 +106,45 @@ class ServedModel:
             for tree in self._params["trees"]:
                 logit += _walk(tree, matrix, rows)
         return apply_calibration(self._params.get("calibration"), 1.0 / (1.0 + np.exp(-logit)))
+
+    @property
+    def has_outcomes(self) -> bool:
+        return self._params.get("outcome") is not None
+
+    @property
+    def bracket(self) -> dict[str, Any] | None:
+        """{"sl_atr", "tp_atr": [3], "life_candles"} the outcome model was trained for; None without one."""
+        outcome = self._params.get("outcome")
+        return None if outcome is None else dict(outcome["bracket"])
+
+    @property
+    def expiry_exit_atr(self) -> dict[str, list[float]] | None:
+        """Per side, each tranche's mean exit distance (ATR units) when the life ends open; None without one."""
+        outcome = self._params.get("outcome")
+        return None if outcome is None else {s: list(v["expiry_exit_atr"]) for s, v in outcome["sides"].items()}
+
+    def predict_outcomes(self, features: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Per side, (n, 5) probabilities of OUTCOMES for each row (None when the model has no outcome part).
+
+        Each row sums to 1 (a softmax, then a convex mix with a distribution); NaN features give NaN rows.
+        """
+        outcome = self._params.get("outcome")
+        if outcome is None:
+            return None
+        matrix = np.asarray(features, dtype=np.float64)
+        if matrix.ndim == 1:
+            matrix = matrix[None, :]
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
+            raise ModelError(f"{self.model_id}: expected rows of {len(self.feature_names)} features, "
+                             f"got shape {np.shape(features)}")
+        result = {}
+        for side, p in outcome["sides"].items():
+            logits = ((matrix - p["mean"]) / p["scale"]) @ p["coef"].T + p["intercept"]
+            logits = logits - logits.max(axis=1, keepdims=True)
+            exp = np.exp(logits)
+            softmax = exp / exp.sum(axis=1, keepdims=True)
+            result[side] = (1.0 - p["weight"]) * softmax + p["weight"] * p["prior"]
+        return result
 
     def is_expired(self, now: datetime) -> bool:
         """True once `now` (UTC-aware) is past the manifest's expires_at: time to retrain."""
@@ -239,6 +287,7 @@ def load_model(artifact: Mapping[str, Any], manifest: Mapping[str, Any]) -> Serv
                   "trees": tuple(_parse_tree(t, i, n_features) for i, t in enumerate(trees))}
 
     params["calibration"] = _parse_calibration(artifact.get("calibration"))
+    params["outcome"] = _parse_outcome(artifact.get("outcome"), n_features)
 
     required = ("model_id", "symbol", "timeframe", "horizon", "feature_names", "expires_at")
     missing = [k for k in required if k not in manifest]
@@ -277,6 +326,55 @@ def _parse_calibration(raw: Any) -> dict[str, Any] | None:
     if (x < 0).any() or (x > 1).any() or (y < 0).any() or (y > 1).any():
         raise _fail("calibration", "points must lie in [0, 1]")
     return {"kind": "isotonic", "x": x, "y": y}
+
+
+def _parse_outcome(raw: Any, n_features: int) -> dict[str, Any] | None:
+    """None (no outcome model) or both sides' softmax parameters, shrink and expiry exits, validated."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise _fail("outcome", "expected an object")
+    if raw.get("classes") != list(OUTCOMES):
+        raise _fail("outcome.classes", f"expected {list(OUTCOMES)}")
+    bracket = raw.get("bracket")
+    if not isinstance(bracket, dict):
+        raise _fail("outcome.bracket", "expected an object with sl_atr, tp_atr, life_candles")
+    sl = _number(bracket.get("sl_atr"), "outcome.bracket.sl_atr")
+    tp = _vector(bracket.get("tp_atr"), "outcome.bracket.tp_atr", 3)
+    life = bracket.get("life_candles")
+    if isinstance(life, bool) or not isinstance(life, int) or life < 1 or sl <= 0 or (tp <= 0).any():
+        raise _fail("outcome.bracket", "expected sl_atr > 0, three tp_atr > 0 and a positive integer life_candles")
+    sides = raw.get("sides")
+    if not isinstance(sides, dict) or sorted(sides) != sorted(OUTCOME_SIDES):
+        raise _fail("outcome.sides", f"expected exactly {list(OUTCOME_SIDES)}")
+    k = len(OUTCOMES)
+    parsed = {}
+    for side in OUTCOME_SIDES:
+        where = f"outcome.sides.{side}"
+        entry = sides[side]
+        if not isinstance(entry, dict) or not isinstance(entry.get("scaler"), dict):
+            raise _fail(where, "expected an object with scaler, coef, intercept, calibration, expiry_exit_atr")
+        coef = entry.get("coef")
+        if not isinstance(coef, list) or len(coef) != k:
+            raise _fail(f"{where}.coef", f"expected {k} rows")
+        scale = _vector(entry["scaler"].get("scale"), f"{where}.scaler.scale", n_features)
+        if (scale <= 0).any():
+            raise _fail(f"{where}.scaler.scale", "every scale must be positive")
+        calibration = entry.get("calibration")
+        if not isinstance(calibration, dict) or calibration.get("kind") != "shrink":
+            raise _fail(f"{where}.calibration", "expected {\"kind\": \"shrink\", \"weight\", \"prior\"}")
+        weight = _number(calibration.get("weight"), f"{where}.calibration.weight")
+        prior = _vector(calibration.get("prior"), f"{where}.calibration.prior", k)
+        if not 0.0 <= weight <= 1.0 or (prior < 0).any() or abs(prior.sum() - 1.0) > 1e-9:
+            raise _fail(f"{where}.calibration", "weight must be in [0, 1] and prior a distribution")
+        parsed[side] = {
+            "mean": _vector(entry["scaler"].get("mean"), f"{where}.scaler.mean", n_features), "scale": scale,
+            "coef": np.vstack([_vector(row, f"{where}.coef[{i}]", n_features) for i, row in enumerate(coef)]),
+            "intercept": _vector(entry.get("intercept"), f"{where}.intercept", k),
+            "weight": weight, "prior": prior,
+            "expiry_exit_atr": [float(v) for v in _vector(entry.get("expiry_exit_atr"),
+                                                          f"{where}.expiry_exit_atr", 3)]}
+    return {"bracket": {"sl_atr": sl, "tp_atr": [float(v) for v in tp], "life_candles": life}, "sides": parsed}
 
 
 def check_features(model: ServedModel, feature_names: Sequence[str]) -> None:

@@ -57,6 +57,9 @@ class TrainConfig:
     labeling: str = "direction"  # or "triple_barrier" (research/labels.py); sets what probability means
     calibration: str | None = "isotonic"  # or "sigmoid"; fitted on `calibration_fraction` of the pre-test stretch
     calibration_fraction: float = 0.2
+    outcome: bool = True  # also fit the outcome model (model/outcome.py) and the manifest's edge evidence
+    outcome_c: float = 1.0
+    min_expected_value_pct: float | None = None  # the EV filter the evidence applies; None: the Strategy's
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -113,7 +116,7 @@ def calibrate_with(calibrator: Any | None, raw_probability: np.ndarray) -> np.nd
     """Apply a fitted scikit-learn calibrator (see `fit_calibrator`) to raw probabilities."""
     if calibrator is None:
         return raw_probability
-    if hasattr(calibrator, "X_thresholds_"):
+    if isinstance(calibrator, BinnedIsotonic):
         return calibrator.predict(raw_probability)
     return calibrator.predict_proba(_logit(raw_probability))[:, 1]
 
@@ -139,6 +142,8 @@ class TrainingResult:
     estimator: Any  # the fitted scikit-learn object (for tests and research)
     test_features: np.ndarray
     test_labels: np.ndarray
+    outcome_model: Any = None  # model.outcome.OutcomeModel (scikit-learn reference), None without one
+    outcome_test_features: np.ndarray | None = None
 
 
 Progress = Callable[[str], None]
@@ -217,17 +222,56 @@ def _fit(config: TrainConfig, features: np.ndarray, labels: np.ndarray) -> Any:
 
 
 CALIBRATION_BOUNDS = (0.01, 0.99)  # a calibrated probability never claims certainty
+MIN_CALIBRATION_STEP_ROWS = 1000
+"""No isotonic step rests on fewer calibration rows than this. A step's level is the up-rate of its rows,
+a proportion near 0.5 whose standard error is √(0.25 / n): 0.016 at 1,000 rows, so a level of 0.55
+(the default MIN_CONFIDENCE) sits ~3 standard errors from 0.5 and noise alone cannot carry a step across
+the confidence threshold. (The shipped map used to send raw ≥ 0.74 to 0.99 on 2 rows: s.e. 0.35.)"""
 
 
-def fit_calibrator(kind: str, raw_probability: np.ndarray, labels: np.ndarray) -> Any:
-    """Fit a calibrator on held-out rows: isotonic (step map, bounded to CALIBRATION_BOUNDS) or
-    sigmoid (Platt scaling: a logistic regression on the raw logit, effectively unregularised)."""
+def _isotonic_bins(raw_probability: np.ndarray, labels: np.ndarray,
+                   min_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean raw, mean label, rows) of consecutive quantile bins of raw probability, each of >= min_rows rows
+    (one bin with every row when there are fewer than `min_rows`)."""
+    order = np.argsort(raw_probability, kind="stable")
+    groups = np.array_split(order, max(1, raw_probability.shape[0] // min_rows))
+    return (np.array([raw_probability[g].mean() for g in groups]), np.array([labels[g].mean() for g in groups]),
+            np.array([g.shape[0] for g in groups], dtype=np.int64))
+
+
+@dataclass(frozen=True, slots=True)
+class BinnedIsotonic:
+    """An IsotonicRegression fitted on quantile-bin means (weights = bin rows), and the calibration rows
+    behind each of its steps (a step = a run of equal levels; PAV only ever merges whole bins)."""
+
+    regression: Any
+    bin_x: np.ndarray
+    bin_rows: np.ndarray
+
+    def predict(self, raw_probability: np.ndarray) -> np.ndarray:
+        return self.regression.predict(raw_probability)
+
+    def step_rows(self) -> dict[float, int]:
+        """Level -> calibration rows it rests on."""
+        rows: dict[float, int] = {}
+        for level, count in zip(self.regression.predict(self.bin_x).tolist(), self.bin_rows.tolist(), strict=True):
+            rows[level] = rows.get(level, 0) + count
+        return rows
+
+
+def fit_calibrator(kind: str, raw_probability: np.ndarray, labels: np.ndarray,
+                   min_step_rows: int = MIN_CALIBRATION_STEP_ROWS) -> Any:
+    """Fit a calibrator on held-out rows: isotonic (a step map bounded to CALIBRATION_BOUNDS, fitted on
+    quantile bins of >= `min_step_rows` rows so that no step rests on fewer) or sigmoid (Platt scaling: a
+    logistic regression on the raw logit, effectively unregularised)."""
     labels = labels.astype(np.float64)
     if kind == "isotonic":
         from sklearn.isotonic import IsotonicRegression
 
-        return IsotonicRegression(y_min=CALIBRATION_BOUNDS[0], y_max=CALIBRATION_BOUNDS[1], increasing=True,
-                                  out_of_bounds="clip").fit(raw_probability, labels)
+        x, y, rows = _isotonic_bins(np.asarray(raw_probability, dtype=np.float64), labels, min_step_rows)
+        regression = IsotonicRegression(y_min=CALIBRATION_BOUNDS[0], y_max=CALIBRATION_BOUNDS[1], increasing=True,
+                                        out_of_bounds="clip").fit(x, y, sample_weight=rows.astype(np.float64))
+        return BinnedIsotonic(regression, x, rows)
     if kind == "sigmoid":
         from sklearn.linear_model import LogisticRegression
 
@@ -236,10 +280,14 @@ def fit_calibrator(kind: str, raw_probability: np.ndarray, labels: np.ndarray) -
 
 
 def calibration_document(calibrator: Any) -> dict[str, Any]:
-    """The fitted calibrator as the artifact's plain-JSON calibration (`serving.apply_calibration`)."""
-    if hasattr(calibrator, "X_thresholds_"):
-        return {"kind": "isotonic", "x": [float(v) for v in calibrator.X_thresholds_],
-                "y": [float(v) for v in calibrator.y_thresholds_]}
+    """The fitted calibrator as the artifact's plain-JSON calibration (`serving.apply_calibration`).
+
+    Isotonic: interpolation points x/y plus, per point, the calibration rows its step rests on."""
+    if isinstance(calibrator, BinnedIsotonic):
+        regression, steps = calibrator.regression, calibrator.step_rows()
+        y = [float(v) for v in regression.y_thresholds_]
+        return {"kind": "isotonic", "x": [float(v) for v in regression.X_thresholds_], "y": y,
+                "rows": [int(steps[v]) for v in y]}
     return {"kind": "sigmoid", "a": float(calibrator.coef_[0, 0]), "b": float(calibrator.intercept_[0])}
 
 
@@ -354,6 +402,7 @@ def train(markets: Sequence[Candles], publish_for: Sequence[str], timeframe: str
     data = build_dataset(markets, config.horizon, config.labeling)
     train_mask, test_mask, cut = time_split(data.open_time_ms, purge, timeframe, config.test_fraction)
     calibration_mask = np.zeros_like(train_mask)
+    _, _, calibration_cut = time_split(data.open_time_ms[train_mask], purge, timeframe, config.calibration_fraction)
     if config.calibration:
         # The calibration slice is the last part of the pre-test stretch; the model is fitted before it.
         before_cut = train_mask
@@ -393,6 +442,12 @@ def train(markets: Sequence[Candles], publish_for: Sequence[str], timeframe: str
     artifact = export_estimator(raw_estimator, config.kind, FEATURE_NAMES)
     if calibrator is not None:
         artifact["calibration"] = calibration_document(calibrator)
+    outcome_part: OutcomePart | None = None
+    if config.outcome:
+        outcome_part = _train_outcome(markets, data, p_test, test_mask, calibration_cut, cut, timeframe, config,
+                                      progress)
+        artifact["outcome"] = outcome_part.document
+        metrics["outcome"] = outcome_part.metrics
     digest = hashlib.sha256(json.dumps(artifact, sort_keys=True).encode()).hexdigest()
     train_times, test_times = data.open_time_ms[train_mask], data.open_time_ms[test_mask]
     common = {
@@ -425,15 +480,138 @@ def train(markets: Sequence[Candles], publish_for: Sequence[str], timeframe: str
         own = (data.market == data.symbols.index(symbol) if symbol in data.symbols
                else np.ones_like(train_mask))
         quantile_rows = data.features[train_mask & own]
+        evidence = (outcome_part.evidence.get(symbol) if outcome_part is not None else None) or {}
         manifests[symbol] = {"model_id": model_id_for(symbol, timeframe, trained_at), "symbol": symbol,
                              **common,
+                             # Out-of-sample evidence of THIS market (CONTRACT-12); None = unproven.
+                             "edge_evidence": evidence.get("edge_evidence"),
+                             "evidence_details": evidence.get("evidence_details"),
+                             "ev_buckets": evidence.get("ev_buckets"),
                              "feature_quantiles": {"levels": list(QUANTILE_LEVELS),
                                                    "source": symbol if symbol in data.symbols else "pooled",
                                                    "values": _quantiles(quantile_rows)}}
     progress(f"test AUC {metrics['test']['auc']:.4f}, Brier {metrics['test']['brier']:.5f} "
              f"(baseline {metrics['baseline']['brier']:.5f})")
     return TrainingResult(artifact=artifact, manifests=manifests, metrics=metrics, estimator=estimator,
-                          test_features=x_test, test_labels=y_test)
+                          test_features=x_test, test_labels=y_test,
+                          outcome_model=outcome_part.model if outcome_part is not None else None,
+                          outcome_test_features=outcome_part.test_features if outcome_part is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomePart:
+    """What `_train_outcome` adds: the artifact section, metrics, per-market evidence, the reference model."""
+
+    document: dict[str, Any]
+    metrics: dict[str, Any]
+    evidence: dict[str, dict[str, Any]]  # symbol -> market_evidence(...)
+    model: Any  # model.outcome.OutcomeModel
+    test_features: np.ndarray
+
+
+def _outcome_metrics(probability: np.ndarray, outcome: np.ndarray, base: np.ndarray) -> dict[str, Any]:
+    from traderai.model.outcome import brier, class_rates, log_loss
+
+    base_p = np.broadcast_to(base, probability.shape)
+    model_brier, base_brier = brier(probability, outcome), brier(base_p, outcome)
+    return {"rows": int(outcome.shape[0]), "brier": model_brier, "base_brier": base_brier,
+            "brier_skill": 1.0 - model_brier / base_brier if base_brier > 0 else None,
+            "log_loss": log_loss(probability, outcome), "base_log_loss": log_loss(base_p, outcome),
+            "class_rates": [float(v) for v in class_rates(outcome)],
+            "mean_predicted": [float(v) for v in probability.mean(axis=0)]}
+
+
+def _train_outcome(markets: Sequence[Candles], data: Dataset, p_test: np.ndarray, test_mask: np.ndarray,
+                   calibration_cut: int, cut: int, timeframe: str, config: TrainConfig,
+                   progress: Progress) -> OutcomePart:
+    """Fit both sides' outcome models on the fit slice, shrink them on the calibration slice, measure them
+    and the manifest evidence on the unseen test stretch; slices purged by the bracket's life."""
+    from traderai.model.outcome import (
+        SIDES,
+        Bracket,
+        OutcomeModel,
+        OutcomeSide,
+        class_rates,
+        export_outcome,
+        fit_outcome_estimator,
+        fit_shrink,
+        outcome_rows,
+    )
+    from traderai.research.evidence import market_evidence
+    from traderai.research.labels import OUTCOMES
+    from traderai.research.walkforward import prepare_market
+    from traderai.settings import Strategy
+
+    strategy = Strategy()
+    bracket = Bracket.of_strategy(strategy, timeframe)
+    rows = outcome_rows(markets, bracket)
+    step_ms = TIMEFRAME_SECONDS[timeframe] * 1000
+    known = rows.open_time_ms + (bracket.life_candles + 1) * step_ms
+    fit_slice, calibration_slice = known <= calibration_cut, (rows.open_time_ms >= calibration_cut) & (known <= cut)
+    test_slice = rows.open_time_ms >= cut
+    sides, metrics = {}, {"bracket": bracket.to_dict(), "classes": list(OUTCOMES), "test": {}, "per_symbol": {},
+                          "calibration": {}}
+    for side in SIDES:
+        y = rows.outcome[side]
+        fit, cal, test = (mask & (y >= 0) for mask in (fit_slice, calibration_slice, test_slice))
+        if fit.sum() < 500 or cal.sum() < 100 or test.sum() < 100:
+            raise ValueError(f"too few rows for the {side} outcome model ({int(fit.sum())} fit / {int(cal.sum())} "
+                             f"calibration / {int(test.sum())} test)")
+        progress(f"outcome model {side}: fitting on {int(fit.sum()):,} rows, shrink on {int(cal.sum()):,}, "
+                 f"testing on {int(test.sum()):,}")
+        estimator = fit_outcome_estimator(rows.features[fit], y[fit], c=config.outcome_c)
+        prior = class_rates(y[fit | cal])
+        weight = fit_shrink(estimator.predict_proba(rows.features[cal]), y[cal], prior)
+        expiry = fit & (y == OUTCOMES.index("expiry"))
+        exits = tuple(float(v) for v in rows.exit_atr[side][expiry].mean(axis=0)) if expiry.any() else (0.0,) * 3
+        sides[side] = OutcomeSide(estimator, weight, prior, exits)  # type: ignore[arg-type]
+        p = sides[side].predict_proba(rows.features[test])
+        metrics["calibration"][side] = {"kind": "shrink", "weight": weight, "prior": [float(v) for v in prior],
+                                        "rows": int(cal.sum())}
+        metrics["test"][side] = {**_outcome_metrics(p, y[test], prior),
+                                 "uncalibrated": _outcome_metrics(estimator.predict_proba(rows.features[test]),
+                                                                  y[test], prior)}
+        for index, symbol in enumerate(rows.symbols):
+            mine = rows.market[test] == index
+            if mine.sum() >= 100:
+                own = class_rates(y[(fit | cal) & (rows.market == index)])
+                entry = _outcome_metrics(p[mine], y[test][mine], prior)
+                entry["brier_skill_vs_own_rates"] = 1.0 - entry["brier"] / _outcome_metrics(
+                    np.broadcast_to(own, p[mine].shape), y[test][mine], prior)["brier"]
+                metrics["per_symbol"].setdefault(symbol, {})[side] = entry
+        progress(f"outcome model {side}: shrink weight {weight:.3f}, test Brier skill "
+                 f"{metrics['test'][side]['brier_skill']:+.5f}")
+    model = OutcomeModel(sides, bracket)
+
+    min_ev = (config.min_expected_value_pct if config.min_expected_value_pct is not None
+              else float(getattr(strategy, "min_expected_value_pct", 0.0)))
+    evidence = {}
+    for index, candles in enumerate(markets):
+        frame = prepare_market(candles, labelings=())
+        probability = np.full(len(candles), np.nan)
+        mine = data.market[test_mask] == index
+        probability[np.searchsorted(candles.open_time_ms, data.open_time_ms[test_mask][mine])] = p_test[mine]
+        test_rows = test_slice & (rows.market == index)
+        candle_rows = rows.row[test_rows]
+        outcome_probability = {}
+        for side in SIDES:
+            per_candle = np.full((len(candles), len(OUTCOMES)), np.nan)
+            if candle_rows.shape[0]:
+                per_candle[candle_rows] = sides[side].predict_proba(rows.features[test_rows])
+            outcome_probability[side] = per_candle
+        evidence[candles.symbol] = market_evidence(
+            frame, probability, outcome_probability, {s: sides[s].expiry_exit_atr for s in SIDES}, bracket,
+            strategy, min_ev)
+        shown = evidence[candles.symbol]["edge_evidence"]
+        progress(f"evidence {candles.symbol}: " + ", ".join(
+            f"{s} n={shown[s]['n']} mean={_fmt(shown[s]['mean_net_pct'])} se={_fmt(shown[s]['se_pct'])}"
+            for s in SIDES))
+    return OutcomePart(document=export_outcome(model), metrics=metrics, evidence=evidence, model=model,
+                       test_features=rows.features[test_slice])
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
 
 
 def dump_json(document: dict[str, Any]) -> bytes:

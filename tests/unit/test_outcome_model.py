@@ -1,0 +1,185 @@
+"""The outcome model: trained on the tracker's labels, calibrated on a later slice, served = scikit-learn,
+evidence in the manifest, and the isotonic calibration resting on enough rows everywhere."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from functools import cache
+
+import numpy as np
+import pytest
+
+from traderai.market import Candles
+from traderai.market.csv import bundled_candles_path, load_candles_csv
+from traderai.model import serving
+from traderai.model.outcome import (
+    Bracket,
+    brier,
+    expected_value_pct,
+    fit_shrink,
+    newey_west_se,
+    outcome_rows,
+    payoff_atr,
+    shrink,
+)
+from traderai.model.serving import ModelError, ServedModel, load_model
+from traderai.model.train import (
+    MIN_CALIBRATION_STEP_ROWS,
+    TrainConfig,
+    TrainingResult,
+    calibration_document,
+    dump_json,
+    fit_calibrator,
+    train,
+)
+from traderai.research import labels
+from traderai.settings import Strategy
+
+TRAINED_AT = datetime(2025, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@cache
+def markets() -> tuple[Candles, ...]:
+    return tuple(load_candles_csv(bundled_candles_path(s), s).tail(4000) for s in ("SOL/USDT", "ETH/USDT"))
+
+
+@cache
+def trained() -> TrainingResult:
+    return train(markets(), ["SOL/USDT", "ETH/USDT", "XRP/USDT"], "15m", TrainConfig(), TRAINED_AT)
+
+
+def served(symbol: str = "SOL/USDT") -> ServedModel:
+    result = trained()
+    return load_model(json.loads(dump_json(result.artifact)), json.loads(dump_json(result.manifests[symbol])))
+
+
+def test_served_outcome_probabilities_equal_scikit_learn_on_the_unseen_stretch() -> None:
+    result = trained()
+    rows = result.outcome_test_features
+    assert rows is not None and rows.shape[0] > 1000
+    got = served().predict_outcomes(rows)
+    assert got is not None
+    for side in ("LONG", "SHORT"):
+        expected = result.outcome_model.sides[side].predict_proba(rows)
+        np.testing.assert_allclose(got[side], expected, rtol=0, atol=1e-9)
+        assert (got[side] >= 0).all() and np.allclose(got[side].sum(axis=1), 1.0, rtol=0, atol=1e-12)
+
+
+def test_the_artifact_carries_the_bracket_and_expiry_exits_the_strategy_trades() -> None:
+    model = served()
+    strategy = Strategy()
+    assert model.bracket == {"sl_atr": strategy.sl_atr_multiplier, "tp_atr": list(strategy.tp_atr_multipliers),
+                             "life_candles": 96}
+    exits = model.expiry_exit_atr
+    assert exits is not None and set(exits) == {"LONG", "SHORT"}
+    # Expiry exits lie between the stop and TP3 (a tranche that filled left at its TP; the others above the stop).
+    assert all(-1.0 < e < 6.0 for side in exits.values() for e in side)
+    assert serving.OUTCOMES == labels.OUTCOMES
+
+
+def test_slices_are_purged_by_the_bracket_life() -> None:
+    manifest = trained().manifests["SOL/USDT"]
+    outcome = manifest["metrics"]["outcome"]
+    assert outcome["bracket"]["life_candles"] == 96
+    assert outcome["calibration"]["LONG"]["rows"] >= 100
+    # Brier skill is reported per market and side against the pre-test base rates.
+    for side in ("LONG", "SHORT"):
+        entry = outcome["per_symbol"]["SOL/USDT"][side]
+        assert entry["brier_skill"] == pytest.approx(1 - entry["brier"] / entry["base_brier"])
+
+
+def test_the_manifest_carries_evidence_of_its_own_market_and_none_for_an_unseen_one() -> None:
+    result = trained()
+    for symbol in ("SOL/USDT", "ETH/USDT"):
+        evidence = result.manifests[symbol]["edge_evidence"]
+        assert set(evidence) == {"LONG", "SHORT"}
+        for side in evidence.values():
+            assert isinstance(side["n"], int) and side["n"] >= 0
+            assert (side["mean_net_pct"] is None) == (side["n"] == 0)
+        assert result.manifests[symbol]["evidence_details"]["counts"]["predicted"] > 0
+    assert result.manifests["XRP/USDT"]["edge_evidence"] is None  # never seen: unproven
+
+
+def test_malformed_outcome_sections_are_refused() -> None:
+    result = trained()
+    manifest = result.manifests["SOL/USDT"]
+    for change, message in ((lambda o: o["sides"].pop("SHORT"), "outcome.sides"),
+                            (lambda o: o["sides"]["LONG"]["calibration"].update(weight=1.5), "weight must be"),
+                            (lambda o: o["sides"]["LONG"]["coef"].pop(), "outcome.sides.LONG.coef"),
+                            (lambda o: o.update(classes=["stop"]), "outcome.classes"),
+                            (lambda o: o["bracket"].update(life_candles=0), "outcome.bracket")):
+        artifact = json.loads(dump_json(result.artifact))
+        change(artifact["outcome"])
+        with pytest.raises(ModelError, match=message):
+            load_model(artifact, manifest)
+    artifact = json.loads(dump_json(result.artifact))
+    del artifact["outcome"]
+    assert load_model(artifact, manifest).predict_outcomes(np.zeros(18)) is None
+
+
+def test_the_shrink_falls_back_to_the_base_rate_when_the_model_knows_nothing() -> None:
+    rng = np.random.default_rng(0)
+    prior = np.array([0.6, 0.1, 0.1, 0.1, 0.1])
+    outcome = rng.choice(5, size=5000, p=prior)
+    noise = rng.dirichlet(np.ones(5), size=5000)  # confident and meaningless
+    assert fit_shrink(noise, outcome, prior) > 0.95
+    truth = np.full((5000, 5), 0.025)
+    truth[np.arange(5000), outcome] = 0.9  # a model that is right 90 % of the time
+    assert fit_shrink(truth, outcome, prior) < 0.05
+    np.testing.assert_allclose(shrink(noise, prior, 1.0), np.broadcast_to(prior, noise.shape))
+    assert brier(np.broadcast_to(prior, noise.shape), outcome) < brier(noise, outcome)
+
+
+def test_expected_value_is_the_contracts_probability_weighted_payoff() -> None:
+    strategy = Strategy()
+    bracket = Bracket.of_strategy(strategy, "15m")
+    p = np.array([[0.6, 0.1, 0.05, 0.15, 0.1]])
+    exits = (2.0, 0.5, 0.5)
+    # Entry 100, ATR 1: sl 1 %, TPs 2 / 3.5 / 6 %; thirds.
+    payoffs = [-1.0, 2 / 3 - 2 / 3, 2 / 3 + 3.5 / 3 - 1 / 3, (2 + 3.5 + 6) / 3, (2.0 + 0.5 + 0.5) / 3]
+    hand = sum(pi * v for pi, v in zip(p[0], payoffs, strict=True)) - strategy.costs_pct
+    got = expected_value_pct(p, np.array([1.0]), strategy.tp_weights, bracket, exits, strategy.costs_pct)
+    assert got[0] == pytest.approx(hand, abs=1e-12)
+    np.testing.assert_allclose(payoff_atr(strategy.tp_weights, bracket, exits), payoffs, atol=1e-12)
+
+
+def test_newey_west_never_understates_the_naive_error_and_grows_with_serial_correlation() -> None:
+    rng = np.random.default_rng(1)
+    iid = rng.normal(size=2000)
+    naive = iid.std(ddof=1) / np.sqrt(iid.shape[0])
+    assert newey_west_se(iid) >= naive
+    ar = np.empty(2000)
+    ar[0] = 0.0
+    for t in range(1, 2000):
+        ar[t] = 0.7 * ar[t - 1] + iid[t]
+    assert newey_west_se(ar) > 1.5 * ar.std(ddof=1) / np.sqrt(2000)
+    assert np.isnan(newey_west_se(np.array([1.0])))
+
+
+def test_outcome_rows_label_both_sides_with_the_trackers_labels() -> None:
+    candles = markets()[0]
+    rows = outcome_rows([candles])
+    from traderai.core.features import atr
+
+    step = 15 * 60 * 1000
+    expected = labels.outcome_labels(candles.high, candles.low, candles.close,
+                                     atr(candles.high, candles.low, candles.close), long=False,
+                                     open_time_ms=candles.open_time_ms, step_ms=step)
+    np.testing.assert_array_equal(rows.outcome["SHORT"], expected.outcome[rows.row])
+    assert (rows.outcome["LONG"][-96:] == labels.UNLABELLED).all()
+
+
+def test_no_isotonic_step_rests_on_fewer_than_the_minimum_rows() -> None:
+    rng = np.random.default_rng(2)
+    raw = np.clip(rng.normal(0.5, 0.04, 12_345), 0, 1)
+    raw[:2] = [0.8, 0.9]  # two extreme rows, both up: the old map sent them to 0.99 alone
+    up = (rng.random(raw.shape[0]) < 0.5).astype(float)
+    up[:2] = 1.0
+    document = calibration_document(fit_calibrator("isotonic", raw, up))
+    assert min(document["rows"]) >= MIN_CALIBRATION_STEP_ROWS
+    assert sum(dict(zip(document["y"], document["rows"], strict=True)).values()) == raw.shape[0]
+    # The top step is the up-rate of the top rows it rests on, not of the two extreme rows.
+    top = np.argsort(raw, kind="stable")[-document["rows"][-1]:]
+    assert document["y"][-1] == pytest.approx(up[top].mean())
+    assert serving.apply_calibration(document, np.array([0.95]))[0] < 0.6
