@@ -183,3 +183,75 @@ def test_no_isotonic_step_rests_on_fewer_than_the_minimum_rows() -> None:
     top = np.argsort(raw, kind="stable")[-document["rows"][-1]:]
     assert document["y"][-1] == pytest.approx(up[top].mean())
     assert serving.apply_calibration(document, np.array([0.95]))[0] < 0.6
+
+
+def _predict(model: ServedModel):
+    from traderai.market import MarketInfo
+    from traderai.services.predict import predict_market
+    from traderai.settings import Settings
+
+    candles = markets()[0].tail(500)
+    info = MarketInfo(symbol="SOL/USDT", amount_step=0.01, price_step=0.01, quote_volume_24h=2e9)
+    tick = datetime.fromtimestamp(int(candles.open_time_ms[-1]) / 1000 + 900, tz=UTC)
+    return candles, predict_market(candles, info, model, Settings(), tick, tick)
+
+
+def test_every_prediction_carries_the_outcome_fields_of_its_model_and_market() -> None:
+    from traderai.contracts import Prediction
+    from traderai.core.features import compute_features
+
+    model = served()
+    candles, prediction = _predict(model)
+    expected = model.predict_outcomes(compute_features(candles)[-1])
+    assert prediction.outcome_probabilities is not None and expected is not None
+    for side in ("LONG", "SHORT"):
+        got = prediction.outcome_probabilities[side]
+        assert list(got) == list(labels.OUTCOMES)
+        np.testing.assert_allclose(list(got.values()), expected[side][0], rtol=0, atol=0)
+        assert abs(sum(got.values()) - 1.0) <= 1e-9
+    assert prediction.bracket == model.bracket and prediction.expiry_exit_atr == model.expiry_exit_atr
+    # The evidence is the manifest's, reduced to the contract's keys; a side without signals is left out.
+    manifest = model.manifest["edge_evidence"]
+    shown = prediction.edge_evidence or {}
+    for side in ("LONG", "SHORT"):
+        if manifest[side]["n"] >= 2:
+            assert shown[side] == {k: manifest[side][k] for k in ("n", "mean_net_pct", "se_pct")}
+        else:
+            assert side not in shown
+    # The log line round-trips through the contract unchanged.
+    again = Prediction.from_dict(json.loads(json.dumps(prediction.to_dict())))
+    assert again.outcome_probabilities == prediction.outcome_probabilities
+    assert again.bracket == prediction.bracket and again.edge_evidence == prediction.edge_evidence
+
+
+def test_a_model_without_an_outcome_part_or_evidence_predicts_none_of_them() -> None:
+    result = trained()
+    artifact = json.loads(dump_json(result.artifact))
+    del artifact["outcome"]
+    manifest = json.loads(dump_json(result.manifests["SOL/USDT"]))
+    manifest["edge_evidence"] = {"LONG": {"n": 0, "mean_net_pct": None, "se_pct": None}}
+    _, prediction = _predict(load_model(artifact, manifest))
+    assert prediction.outcome_probabilities is None and prediction.bracket is None
+    assert prediction.expiry_exit_atr is None and prediction.edge_evidence is None
+    assert 0.0 <= prediction.probability <= 1.0  # the direction model serves as before
+
+
+def test_outcome_serving_imports_numpy_only(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from traderai.model.train import write_local
+
+    write_local(trained(), tmp_path)
+    code = (
+        "import sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from traderai.adapters.model_registry import BundledModels\n"
+        f"m = BundledModels(Path({str(tmp_path)!r})).get('SOL/USDT', '15m')\n"
+        "p = m.predict_outcomes(np.zeros(18))\n"
+        "assert abs(p['LONG'].sum() - 1) < 1e-9\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas', 'scipy'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from traderai.adapters.logs import PREDICTIONS, JsonLinesLog
-from traderai.contracts import Prediction, iso_utc
+from traderai.contracts import EDGE_EVIDENCE_KEYS, OUTCOMES, SIDES, Prediction, iso_utc
 from traderai.core.drift import drift_score
 from traderai.core.features import FEATURE_NAMES, atr, compute_features
 from traderai.events import Handoff
@@ -33,6 +33,33 @@ class PredictiveModel(Protocol):
     expires_at: datetime | None
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray: ...
+
+
+def outcome_fields(model: PredictiveModel, row: np.ndarray) -> dict[str, Any]:
+    """The prediction's issue-12 fields from the served model (CONTRACT-12): each side's five outcome
+    probabilities for this feature row, the expiry exits and bracket they were trained for, and the
+    manifest's out-of-sample evidence for this market. None for whatever the model does not have (a
+    model without an outcome part, a manifest without evidence: the signal step then keeps it paper)."""
+    predict = getattr(model, "predict_outcomes", None)
+    probabilities = predict(row[None, :]) if predict is not None else None
+    manifest = getattr(model, "manifest", None) or {}
+    return {
+        "outcome_probabilities": None if probabilities is None else {
+            side: dict(zip(OUTCOMES, (float(v) for v in p[0]), strict=True)) for side, p in probabilities.items()},
+        "expiry_exit_atr": getattr(model, "expiry_exit_atr", None) if probabilities is not None else None,
+        "bracket": getattr(model, "bracket", None) if probabilities is not None else None,
+        "edge_evidence": _evidence(manifest.get("edge_evidence")),
+    }
+
+
+def _evidence(raw: Any) -> dict[str, dict[str, float]] | None:
+    """The manifest's evidence reduced to the contract's {side: {n, mean_net_pct, se_pct}}: a side without a
+    figure (no signals on the test stretch) is left out, and no side at all is None (unproven)."""
+    if not isinstance(raw, dict):
+        return None
+    kept = {side: {k: raw[side][k] for k in EDGE_EVIDENCE_KEYS} for side in SIDES
+            if isinstance(raw.get(side), dict) and all(raw[side].get(k) is not None for k in EDGE_EVIDENCE_KEYS)}
+    return kept or None
 
 
 class ModelProvider(Protocol):
@@ -114,6 +141,7 @@ def predict_market(candles: Candles, info: MarketInfo, model: PredictiveModel, s
         price_step=info.price_step,
         drift_score=drift,
         features={name: float(v) for name, v in zip(FEATURE_NAMES, row, strict=True)},
+        **outcome_fields(model, row),
     )
 
 
