@@ -42,6 +42,8 @@
     return Number(v).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
   };
   const pct = (v, digits = 2) => (v === null || v === undefined ? "–" : `${Number(v).toFixed(digits)}%`);
+  const signedPct = (v, digits = 2) => (v === null || v === undefined ? "–" : `${v > 0 ? "+" : ""}${Number(v).toFixed(digits)}%`);
+  const resultClass = (v) => (v === null || v === undefined ? "" : v > 0 ? "gain" : v < 0 ? "loss" : "");
   const now = () => {
     if (!clockBase) return Date.now();
     return clockBase.replay + (Date.now() - clockBase.wall) * clockBase.speed;
@@ -96,6 +98,10 @@
     const status = el("td", { "data-field": "status" });
     status.appendChild(el("span", { class: `status status-${s.status}` }, s.status));
     tr.appendChild(status);
+    const result = s.realised_net_pct === null || s.realised_net_pct === undefined ? "–" : signedPct(s.realised_net_pct);
+    tr.appendChild(el("td", { class: `num ${resultClass(s.realised_net_pct)}`, "data-field": "realised",
+      title: "realised net after costs (exits so far)" }, result));
+    tr.addEventListener("click", () => openChart(s.signal_id));
     tr.appendChild(el("td", { class: "num age", "data-field": "age", "data-created": s.created_at }, age(s.created_at)));
     return tr;
   }
@@ -251,7 +257,195 @@
     refreshAges();
   }
 
+  // ---------------------------------------------------------------- track record (GET /performance)
+
+  const LC = () => window.LightweightCharts;
+  const chartTheme = {
+    layout: { background: { color: "#161c23" }, textColor: "#8a96a3" },
+    grid: { vertLines: { color: "#1e252e" }, horzLines: { color: "#1e252e" } },
+    timeScale: { timeVisible: true, secondsVisible: false, borderColor: "#242c36" },
+    rightPriceScale: { borderColor: "#242c36" },
+  };
+  const track = { window: "30d", group: "tradeable", report: null, chart: null, series: null, points: 0 };
+  window.traderaiCharts = track; // read by the browser tests: the drawn series and their coordinates
+
+  const figure = (name, label, value, text, hint) => {
+    const box = el("div", { "data-figure": name, "data-value": value === null || value === undefined ? "" : String(value) });
+    box.appendChild(el("b", {}, text));
+    box.appendChild(el("span", {}, label));
+    if (hint) box.title = hint;
+    return box;
+  };
+  const hours = (h) => (h === null || h === undefined ? "–" : h >= 48 ? `${(h / 24).toFixed(1)} d` : `${h.toFixed(1)} h`);
+  const number = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
+
+  async function loadTrack() {
+    const response = await fetch(`${config.apiUrl}/performance?window=${track.window}`, { headers: authHeaders() });
+    if (response.status === 401 || response.status === 403) return;
+    if (!response.ok) throw new Error(`GET /performance: HTTP ${response.status}`);
+    track.report = await response.json();
+    renderTrack();
+  }
+
+  function renderTrack() {
+    const report = track.report;
+    if (!report) return;
+    const group = report[track.group];
+    const s = group.overall;
+    const d = report.definitions || {};
+    $("track-window-text").textContent = `${report.since ? report.since.slice(0, 16).replace("T", " ") : "the first signal"} → `
+      + `${report.until.slice(0, 16).replace("T", " ")} UTC (signals created in the window)${report.truncated ? " · truncated" : ""}`;
+    const priced = s.closed - s.unpriced;
+    const empty = $("track-empty");
+    empty.hidden = priced > 0;
+    if (s.signals === 0) {
+      empty.textContent = report.overall.signals === 0
+        ? "No signals in this window yet. Most candles are rejected (see “Why no signals?”); a track record starts with the first accepted signal."
+        : `No ${track.group} signals in this window (${report.overall.signals} ${track.group === "paper" ? "tradeable" : "paper"} ones).`;
+    } else if (priced === 0) {
+      empty.textContent = `${s.signals} signal${s.signals === 1 ? "" : "s"} in this window, none closed yet: a signal closes at TP3, `
+        + "its stop or its expiry, and only closed ones count.";
+    }
+    const ex = s.exits;
+    $("track-figures").replaceChildren(
+      figure("closed", "closed signals", s.closed, `${s.closed}`, `${s.open} still open; ${s.unpriced} closed without market data (not in the figures)`),
+      figure("win_rate", "win rate", s.win_rate, s.win_rate === null ? "–" : pct(s.win_rate * 100, 1), d.win_rate),
+      figure("avg_realised_net_pct", "avg net / signal", s.avg_realised_net_pct, signedPct(s.avg_realised_net_pct), d.avg_realised_net_pct),
+      figure("expectancy_r", "expectancy (R)", s.expectancy_r, number(s.expectancy_r), d.expectancy_r),
+      figure("profit_factor", "profit factor", s.profit_factor, s.profit_factor === null ? (s.wins ? "no loss" : "–") : number(s.profit_factor), d.profit_factor),
+      figure("max_drawdown_pct", "max drawdown", s.max_drawdown_pct, pct(s.max_drawdown_pct), d.max_drawdown_pct),
+      figure("total_realised_net_pct", "total net", s.total_realised_net_pct, signedPct(s.total_realised_net_pct), "sum of realised net %, same notional per signal"),
+      figure("avg_time_in_trade_hours", "avg time in trade", s.avg_time_in_trade_hours, hours(s.avg_time_in_trade_hours)),
+      figure("exits", "exits TP1 / TP2 / TP3 / stop / expiry", null, `${ex.tp1} / ${ex.tp2} / ${ex.tp3} / ${ex.stop} / ${ex.expiry}`,
+        "closed signals that took profit at TP1, TP2, TP3; whose rest left at the stop; at expiry"),
+    );
+    $("track-definitions").textContent = `Win: realised net > 0 after costs. ${d.expectancy_pct || ""}. ${d.max_drawdown_pct || ""}.`;
+    const markets = Object.entries(group.by_symbol);
+    $("track-market-rows").replaceChildren(...markets.map(([symbol, m]) => {
+      const tr = el("tr", { "data-symbol": symbol });
+      for (const [field, text] of [["symbol", symbol], ["signals", String(m.signals)], ["closed", String(m.closed)],
+        ["win_rate", m.win_rate === null ? "–" : pct(m.win_rate * 100, 1)], ["avg", signedPct(m.avg_realised_net_pct)],
+        ["profit_factor", m.profit_factor === null ? "–" : number(m.profit_factor)], ["max_dd", pct(m.max_drawdown_pct)]]) {
+        tr.appendChild(el("td", { class: field === "symbol" ? "" : "num", "data-field": field }, text));
+      }
+      return tr;
+    }));
+    drawEquity(group.equity_curve);
+  }
+
+  function drawEquity(curve) {
+    const box = $("equity-chart");
+    // one point per close time (several signals closing together: the last cumulative value of that second)
+    const byTime = new Map();
+    for (const p of curve) byTime.set(Math.floor(Date.parse(p.closed_at) / 1000), p.cumulative_net_pct);
+    const data = [...byTime.entries()].sort((a, b) => a[0] - b[0]).map(([time, value]) => ({ time, value }));
+    $("equity-empty").hidden = data.length > 0;
+    box.hidden = data.length === 0;
+    if (!LC() || data.length === 0) return;
+    if (!track.chart) {
+      track.chart = LC().createChart(box, { ...chartTheme, height: 220, autoSize: true });
+      track.series = track.chart.addBaselineSeries({ baseValue: { type: "price", price: 0 }, lineWidth: 2,
+        topLineColor: "#2ebd85", bottomLineColor: "#f6465d",
+        topFillColor1: "rgba(46,189,133,0.25)", topFillColor2: "rgba(46,189,133,0.02)",
+        bottomFillColor1: "rgba(246,70,93,0.02)", bottomFillColor2: "rgba(246,70,93,0.25)",
+        priceFormat: { type: "custom", formatter: (v) => `${v.toFixed(2)}%` } });
+    }
+    track.series.setData(data);
+    track.points = data.length;
+    box.dataset.points = String(data.length);
+    box.dataset.last = String(data[data.length - 1].value);
+    track.chart.timeScale().fitContent();
+  }
+
+  for (const button of document.querySelectorAll("#track-window button")) {
+    button.addEventListener("click", () => {
+      track.window = button.dataset.window;
+      for (const b of document.querySelectorAll("#track-window button")) b.classList.toggle("on", b === button);
+      loadTrack().catch(console.error);
+    });
+  }
+  for (const button of document.querySelectorAll("#track-group button")) {
+    button.addEventListener("click", () => {
+      track.group = button.dataset.group;
+      for (const b of document.querySelectorAll("#track-group button")) b.classList.toggle("on", b === button);
+      renderTrack();
+    });
+  }
+
+  // ---------------------------------------------------------------- a signal's chart (GET /signals/{id}/candles)
+
+  const LINES = { entry: ["#3d8bfd", "entry"], tp1: ["#7fd6a4", "TP1"], tp2: ["#2ebd85", "TP2"], tp3: ["#14865a", "TP3"],
+    stop: ["#f6465d", "stop"] };
+  const MARKS = { entry: ["#3d8bfd", "arrowUp", "entry"], tp1: ["#7fd6a4", "circle", "TP1"], tp2: ["#2ebd85", "circle", "TP2"],
+    tp3: ["#14865a", "circle", "TP3"], stop: ["#f6465d", "square", "stop"], expiry: ["#8a96a3", "square", "expiry"] };
+  const signalChart = { chart: null, series: null, lines: [], signalId: null, data: null };
+  window.traderaiSignalChart = signalChart; // read by the browser tests
+
+  async function openChart(signalId) {
+    signalChart.signalId = signalId;
+    const panel = $("chart-panel");
+    panel.hidden = false;
+    panel.dataset.state = "loading";
+    $("chart-error").hidden = true;
+    const signal = signals.get(signalId);
+    $("chart-title").textContent = signal ? `${signal.symbol} ${signal.side} · ${signal.status}` : signalId;
+    $("chart-result").textContent = "loading candles…";
+    panel.scrollIntoView({ block: "nearest" });
+    let chart;
+    try {
+      const response = await fetch(`${config.apiUrl}/signals/${encodeURIComponent(signalId)}/candles`, { headers: authHeaders() });
+      chart = await response.json();
+      if (!response.ok) throw new Error(chart.message || `HTTP ${response.status}`);
+    } catch (error) {
+      if (signalChart.signalId !== signalId) return;
+      panel.dataset.state = "error";
+      $("chart-result").textContent = "";
+      $("chart-error").hidden = false;
+      $("chart-error").textContent = `No chart: ${error.message}`;
+      return;
+    }
+    if (signalChart.signalId !== signalId) return; // another signal was opened meanwhile
+    drawSignal(chart);
+  }
+
+  function drawSignal(chart) {
+    signalChart.data = chart;
+    const closed = ["TP3_HIT", "STOPPED", "EXPIRED"].includes(chart.status);
+    $("chart-title").textContent = `${chart.symbol} ${chart.side} · ${chart.status}`;
+    $("chart-result").textContent = chart.realised_net_pct === null
+      ? `${chart.candles.length} ${chart.timeframe} candles (${chart.source})`
+      : `${closed ? "realised" : "realised so far"} ${signedPct(chart.realised_net_pct)} after costs`
+        + (chart.closed_reason ? ` (${chart.closed_reason.replaceAll("_", " ")})` : "")
+        + ` · ${chart.candles.length} ${chart.timeframe} candles (${chart.source})`;
+    $("chart-legend").textContent = Object.entries(chart.levels).map(([k, v]) => `${LINES[k][1]} ${price(v)}`).join(" · ");
+    const box = $("signal-chart");
+    if (!LC()) return;
+    if (!signalChart.chart) {
+      signalChart.chart = LC().createChart(box, { ...chartTheme, height: 360, autoSize: true });
+      signalChart.series = signalChart.chart.addCandlestickSeries({ upColor: "#2ebd85", downColor: "#f6465d",
+        wickUpColor: "#2ebd85", wickDownColor: "#f6465d", borderVisible: false });
+    }
+    const series = signalChart.series;
+    for (const line of signalChart.lines) series.removePriceLine(line);
+    const step = chart.levels.entry >= 1000 ? 0.01 : chart.levels.entry >= 1 ? 0.0001 : 0.000001;
+    series.applyOptions({ priceFormat: { type: "price", precision: Math.max(0, -Math.log10(step)), minMove: step } });
+    series.setData(chart.candles);
+    signalChart.lines = Object.entries(chart.levels).map(([kind, value]) => series.createPriceLine({
+      price: value, color: LINES[kind][0], lineWidth: 2, lineStyle: 0, axisLabelVisible: true, title: LINES[kind][1] }));
+    series.setMarkers(chart.marks.map((m) => ({ time: m.candle_time, position: m.kind === "entry" ? "belowBar" : "aboveBar",
+      color: MARKS[m.kind][0], shape: MARKS[m.kind][1], text: MARKS[m.kind][2] })).sort((a, b) => a.time - b.time));
+    signalChart.chart.timeScale().fitContent();
+    $("chart-panel").dataset.state = "drawn";
+  }
+
+  $("chart-close").addEventListener("click", () => {
+    $("chart-panel").hidden = true;
+    signalChart.signalId = null;
+  });
+
   showEndpoints();
+  loadTrack().catch(console.error);
+  setInterval(() => loadTrack().catch(console.error), config.statusUrl ? 3000 : 60000); // locally the replay runs 300x
   pollStatus().then(tickClock);
   loadSignals().catch((error) => console.error(error));
   connect();
