@@ -138,6 +138,9 @@ class MemoryRepository:
     def put_new(self, signal: Signal) -> bool:
         return self.signals.setdefault(signal.signal_id, signal) is signal
 
+    def closed_signals(self, symbol: str, created_since: str) -> list[Signal]:
+        return []
+
 
 class PrefetchedSource:
     """Serves snapshots fetched earlier, instantly: a tick over it costs only the work after the fetch."""

@@ -18,6 +18,9 @@ TIMEFRAME_SECONDS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,15}(:[A-Z0-9]{2,15})?$")
 
 
+EDGE_GATES = ("off", "warn", "enforce")
+
+
 class SettingsError(ValueError):
     """A setting is missing or wrong; the message starts with the setting's name."""
 
@@ -43,6 +46,25 @@ class Strategy:
     # A signal decided this long after its candle closed would enter at a stale price (retried hops can
     # add up to ~30 minutes); 0 disables the gate.
     max_signal_delay_seconds: float = 900.0
+    # Issue 12: a signal the seed's rules accept is tradeable only if its expected value (probability-weighted
+    # over the bracket's outcomes, after costs) is at least this. 0 = "does no harm in expectation": a
+    # tradeable signal is expected to at least pay its own costs; anything below 0 is a known loser.
+    min_expected_value_pct: float = 0.0
+    # off: every accepted signal is tradeable (the seed's behaviour); warn: tradeable as before, with the
+    # paper reasons logged; enforce: a signal that fails the EV filter, the edge gate or a protection is paper.
+    edge_gate: str = "enforce"
+    # Protections from the live track record (core/protections.py; README "Protections"). A brake, not a
+    # test: StoplossGuard reacts within a day to a run of stops (4 of them within one signal life, where a
+    # bracket with no edge is stopped 2 times in 3); LowProfit is the slow one: the mean realised net of a
+    # market's last 20 closed signals below -0.5 % (per-signal SD ~1.7 %, so SE ~0.39 %: a market with a
+    # +0.2 % edge trips it ~4 % of the time, one losing 1 % a signal ~90 %). Each locks for one signal life.
+    stoploss_guard_stops: int = 4  # 0 disables
+    stoploss_guard_window_hours: float = 24.0
+    stoploss_guard_cooldown_hours: float = 24.0
+    low_profit_signals: int = 20  # 0 disables
+    low_profit_min_net_pct: float = -0.5
+    low_profit_lookback_hours: float = 168.0
+    low_profit_cooldown_hours: float = 24.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -64,10 +86,28 @@ class Strategy:
             "SIGNAL_TTL_HOURS": self.signal_ttl_hours > 0,
             "MAX_DRIFT_PSI": self.max_drift_psi >= 0,
             "MAX_SIGNAL_DELAY_SECONDS": self.max_signal_delay_seconds >= 0,
+            "MIN_EXPECTED_VALUE_PCT": 0 <= self.min_expected_value_pct < 100,
+            "EDGE_GATE": self.edge_gate in EDGE_GATES,
+            "STOPLOSS_GUARD_STOPS": 0 <= self.stoploss_guard_stops <= 100,
+            "STOPLOSS_GUARD_WINDOW_HOURS": 0 < self.stoploss_guard_window_hours <= 720,
+            "STOPLOSS_GUARD_COOLDOWN_HOURS": 0 < self.stoploss_guard_cooldown_hours <= 720,
+            "LOW_PROFIT_SIGNALS": 0 <= self.low_profit_signals <= 500,
+            "LOW_PROFIT_MIN_NET_PCT": -100 < self.low_profit_min_net_pct < 100,
+            "LOW_PROFIT_LOOKBACK_HOURS": 0 < self.low_profit_lookback_hours <= 2160,
+            "LOW_PROFIT_COOLDOWN_HOURS": 0 < self.low_profit_cooldown_hours <= 720,
         }
         wrong = [name for name, ok in checks.items() if not ok]
         if wrong:
             raise SettingsError(f"{wrong[0]}: value out of range in {self!r}")
+
+    @property
+    def protections(self):  # -> core.protections.ProtectionSettings (imported here: settings stays dependency-free)
+        from traderai.core.protections import ProtectionSettings
+
+        return ProtectionSettings(
+            self.stoploss_guard_stops, self.stoploss_guard_window_hours, self.stoploss_guard_cooldown_hours,
+            self.low_profit_signals, self.low_profit_min_net_pct, self.low_profit_lookback_hours,
+            self.low_profit_cooldown_hours)
 
     @property
     def costs_pct(self) -> float:
@@ -207,6 +247,15 @@ _STRATEGY_ENV = {
     "signal_ttl_hours": ("SIGNAL_TTL_HOURS", float),
     "max_drift_psi": ("MAX_DRIFT_PSI", float),
     "max_signal_delay_seconds": ("MAX_SIGNAL_DELAY_SECONDS", float),
+    "min_expected_value_pct": ("MIN_EXPECTED_VALUE_PCT", float),
+    "edge_gate": ("EDGE_GATE", str.lower),
+    "stoploss_guard_stops": ("STOPLOSS_GUARD_STOPS", int),
+    "stoploss_guard_window_hours": ("STOPLOSS_GUARD_WINDOW_HOURS", float),
+    "stoploss_guard_cooldown_hours": ("STOPLOSS_GUARD_COOLDOWN_HOURS", float),
+    "low_profit_signals": ("LOW_PROFIT_SIGNALS", int),
+    "low_profit_min_net_pct": ("LOW_PROFIT_MIN_NET_PCT", float),
+    "low_profit_lookback_hours": ("LOW_PROFIT_LOOKBACK_HOURS", float),
+    "low_profit_cooldown_hours": ("LOW_PROFIT_COOLDOWN_HOURS", float),
 }
 _ENV_OF = {"bucket_name": "BUCKET_NAME", "signals_table": "SIGNALS_TABLE",
            "connections_table": "CONNECTIONS_TABLE", "replay_data_dir": "REPLAY_DATA_DIR",

@@ -27,7 +27,7 @@ from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from traderai.contracts import OPEN_STATUSES, Signal, iso_utc
+from traderai.contracts import OPEN_STATUSES, Signal, SignalStatus, iso_utc
 
 FEED_ALL = "ALL"
 BY_SYMBOL, BY_STATUS, BY_TIME = "by_symbol", "by_status", "by_time"
@@ -38,6 +38,7 @@ INDEX_KEYS: dict[str, tuple[str, ...]] = {
     BY_TIME: ("signal_id", "feed", "created_at"),
 }
 _INT_FIELDS = frozenset({"leverage"})
+FINAL_SIGNAL_STATUSES = (SignalStatus.TP3_HIT, SignalStatus.STOPPED, SignalStatus.EXPIRED)
 
 
 
@@ -296,6 +297,18 @@ class SignalStore:
                 return False
             raise
         return True
+
+    def closed_signals(self, symbol: str, created_since: str) -> list[Signal]:
+        """The market's final signals (TP3_HIT, STOPPED, EXPIRED) created at or after `created_since`, oldest first.
+
+        What the protections read (core/protections.py): one paginated Query on `by_symbol` with the
+        creation bound as the key condition and the final statuses as a filter, never a Scan. Reads are
+        bounded by the market's signals since `created_since` (the guards' history plus one signal life).
+        """
+        final = self._model.status.is_in(*(s.value for s in FINAL_SIGNAL_STATUSES))
+        results = getattr(self._model, BY_SYMBOL).query(
+            symbol, range_key_condition=self._model.created_at >= created_since, filter_condition=final)
+        return [_to_signal(item) for item in results]
 
     def created_between(self, since: str | None, until: str | None, *, limit: int | None = None) -> list[Signal]:
         """Signals created in [since, until] (inclusive ISO-8601 UTC bounds), newest first, at most `limit`.

@@ -1,8 +1,13 @@
 """Signal math: a prediction becomes a complete trade setup, or a rejection with its reason.
 
-Formulas are DESIGN.md's "Signal math": distances are ATR multiples, gross profit is the
-weighted average of the take-profit distances, net = gross - round-trip costs, and the
-risk/reward ratio is gross / stop distance as the seed computes it.
+Formulas are README's "Signal math": distances are ATR multiples, gross profit is the weighted
+average of the take-profit distances, net = gross - round-trip costs (the best case: every target
+fills), and the risk/reward ratio is gross / stop distance as the seed computes it.
+
+Issue 12: a candidate the seed's rules accept is stored, but it is *tradeable* only when its expected
+value over the bracket's outcomes (core/expected_value.py) is at least MIN_EXPECTED_VALUE_PCT, the
+model's out-of-sample evidence for (market, side) proves an edge (mean - 2 SE > 0), and no protection
+locks the market (core/protections.py). Otherwise it is a *paper* signal with its reasons.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from traderai.contracts import (
     ContractError,
     Decision,
+    PaperReason,
     Prediction,
     RejectReason,
     Side,
@@ -24,6 +30,15 @@ from traderai.contracts import (
     iso_utc,
     parse_iso_utc,
 )
+from traderai.core.expected_value import (
+    bracket_mismatch,
+    edge_verdict,
+    expected_r,
+    expected_value_pct,
+    outcome_payoffs,
+    probabilities_problem,
+)
+from traderai.core.protections import Lock
 from traderai.settings import TIMEFRAME_SECONDS, Strategy
 
 
@@ -155,23 +170,97 @@ def rejection_message(symbol: str, reason: RejectReason, levels: Levels | None,
             return head + str(reason)
 
 
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """The expected value of the chosen side's bracket, or why there is none (`missing`)."""
+
+    expected_value_pct: float | None = None
+    expected_r: float | None = None
+    outcome_probabilities: dict[str, float] | None = None
+    missing: str | None = None  # why no EV: no outcome model, a bracket mismatch, no expiry exits
+
+
+def outcome_problem(prediction: Prediction) -> str | None:
+    """Why the prediction's outcome data are invalid (-> invalid_prediction), or None.
+
+    Every side's probabilities must be finite, >= 0 and sum to 1 within 1e-9; expiry exits must be finite.
+    A wrong shape never gets here (Prediction.from_dict refuses it); these are the model's *values*.
+    """
+    for side, probabilities in (prediction.outcome_probabilities or {}).items():
+        problem = probabilities_problem(probabilities)
+        if problem:
+            return f"{side} {problem}"
+    for side, exits in (prediction.expiry_exit_atr or {}).items():
+        if not all(math.isfinite(e) for e in exits):
+            return f"{side} expiry exits not finite: {list(exits)}"
+    return None
+
+
+def expectation(prediction: Prediction, side: Side, levels: Levels, strategy: Strategy) -> Expectation:
+    """EV of the side's bracket from the prediction's outcome probabilities (valid: see outcome_problem)."""
+    probabilities = (prediction.outcome_probabilities or {}).get(side.value)
+    if probabilities is None:
+        return Expectation(missing=f"the model gives no outcome probabilities for {side.value}")
+    timeframe = TIMEFRAME_SECONDS.get(prediction.timeframe)
+    life = strategy.signal_ttl_hours * 3600 / timeframe if timeframe else math.nan
+    mismatch = bracket_mismatch(prediction.bracket, strategy.sl_atr_multiplier, strategy.tp_atr_multipliers, life)
+    if mismatch:
+        return Expectation(missing=mismatch)
+    exits = (prediction.expiry_exit_atr or {}).get(side.value)
+    if exits is None:
+        return Expectation(missing=f"the model gives no expiry exits for {side.value}")
+    payoffs = outcome_payoffs(levels.tp_pcts, levels.sl_pct, strategy.tp_weights, exits,
+                              prediction.atr / levels.entry * 100.0)
+    ev = expected_value_pct(probabilities, payoffs, levels.costs_pct)
+    return Expectation(ev, expected_r(ev, levels.sl_pct, levels.costs_pct), dict(probabilities))
+
+
+def paper_reasons(prediction: Prediction, side: Side, expected: Expectation, strategy: Strategy,
+                  locks: tuple[Lock, ...]) -> tuple[tuple[PaperReason, str], ...]:
+    """Every reason this accepted candidate claims no edge, each with its sentence (empty: tradeable)."""
+    reasons: list[tuple[PaperReason, str]] = []
+    if expected.expected_value_pct is None:
+        reasons.append((PaperReason.NO_PROVEN_EDGE, f"no expected value: {expected.missing}"))
+    elif expected.expected_value_pct < strategy.min_expected_value_pct:
+        reasons.append((PaperReason.NEGATIVE_EXPECTED_VALUE,
+                        f"expected value {expected.expected_value_pct:+.2f}% < minimum "
+                        f"{strategy.min_expected_value_pct:.2f}%"))
+    verdict = edge_verdict((prediction.edge_evidence or {}).get(side.value), side.value)
+    if not verdict.proven:
+        if reasons and reasons[0][0] is PaperReason.NO_PROVEN_EDGE:
+            reasons[0] = (PaperReason.NO_PROVEN_EDGE, f"{reasons[0][1]}; {verdict.message}")
+        else:
+            reasons.append((PaperReason.NO_PROVEN_EDGE, verdict.message))
+    for lock in locks:
+        reasons.append((PaperReason(lock.protection), lock.message))
+    return tuple(reasons)
+
+
 def decide(prediction: Prediction, strategy: Strategy, *, decided_at: datetime,
-           active: frozenset[tuple[str, str]] = frozenset()) -> tuple[Decision, Signal | None]:
+           active: frozenset[tuple[str, str]] = frozenset(),
+           locks: tuple[Lock, ...] = ()) -> tuple[Decision, Signal | None]:
     """Turn one prediction into a Decision (and its Signal when accepted).
 
     Every filter runs; the headline failure is the reason, all failures are listed. `active`
-    holds (symbol, side) pairs that already have another ACTIVE signal.
+    holds (symbol, side) pairs that already have another ACTIVE signal; `locks` the protections in
+    force on this market at `decided_at`. An accepted signal is tradeable, or paper with its reasons
+    (EDGE_GATE=enforce; `warn` logs the reasons and keeps it tradeable; `off` is the seed's behaviour).
     """
     p, atr, price = prediction.probability, prediction.atr, prediction.price
     valid = all(math.isfinite(x) for x in (p, atr, price)) and 0.0 <= p <= 1.0 and atr > 0 and price > 0
-    if not valid:
-        return _decision(prediction, decided_at, None, None, (RejectReason.INVALID_PREDICTION,),
-                         rejection_message(prediction.symbol, RejectReason.INVALID_PREDICTION, None,
-                                           prediction, strategy, decided_at)), None
+    outcomes_wrong = outcome_problem(prediction) if strategy.edge_gate != "off" else None
+    if not valid or outcomes_wrong:
+        message = rejection_message(prediction.symbol, RejectReason.INVALID_PREDICTION, None, prediction, strategy,
+                                    decided_at)
+        if outcomes_wrong:
+            message = f"Signal rejected for {prediction.symbol}: invalid prediction ({outcomes_wrong})"
+        return _decision(prediction, decided_at, None, None, (RejectReason.INVALID_PREDICTION,), message), None
 
     side = Side.LONG if p >= 0.5 else Side.SHORT
     confidence = max(p, 1.0 - p)
     levels = compute_levels(side, price, atr, strategy)
+    expected = (expectation(prediction, side, levels, strategy) if strategy.edge_gate != "off"
+                else Expectation(missing="EDGE_GATE=off"))
     failing: list[RejectReason] = []
     if confidence < strategy.min_confidence:
         failing.append(RejectReason.LOW_CONFIDENCE)
@@ -193,17 +282,40 @@ def decide(prediction: Prediction, strategy: Strategy, *, decided_at: datetime,
     failing.sort(key=_REASON_ORDER.index)
     if failing:
         message = rejection_message(prediction.symbol, failing[0], levels, prediction, strategy, decided_at)
-        return _decision(prediction, decided_at, side, levels, tuple(failing), message), None
+        return _decision(prediction, decided_at, side, levels, tuple(failing), message, expected=expected), None
 
-    signal = build_signal(prediction, side, levels, strategy, decided_at)
-    message = (f"Signal accepted for {prediction.symbol}: {side.value} entry {signal.entry_price} "
-               f"expected net profit {levels.expected_net_profit_pct:.2f}%")
-    return _decision(prediction, decided_at, side, levels, (), message, signal_id=signal.signal_id), signal
+    paper = paper_reasons(prediction, side, expected, strategy, locks) if strategy.edge_gate != "off" else ()
+    tradeable = strategy.edge_gate != "enforce" or not paper
+    codes = tuple(reason.value for reason, _ in paper)
+    signal = build_signal(prediction, side, levels, strategy, decided_at, expected=expected, tradeable=tradeable,
+                          paper_reasons=codes if not tradeable else ())
+    message = accepted_message(signal, levels, expected, paper, tradeable)
+    return _decision(prediction, decided_at, side, levels, (), message, signal_id=signal.signal_id,
+                     expected=expected, tradeable=tradeable, paper_reasons=codes), signal
+
+
+def accepted_message(signal: Signal, levels: Levels, expected: Expectation,
+                     paper: tuple[tuple[PaperReason, str], ...], tradeable: bool) -> str:
+    """The log sentence of an accepted signal: expected value and P(stop) first, the best case labelled."""
+    head = (f"Signal accepted for {signal.symbol}: {signal.side} entry {signal.entry_price} "
+            f"{'TRADEABLE' if tradeable else 'PAPER'}: ")
+    if expected.expected_value_pct is not None and expected.outcome_probabilities is not None:
+        head += (f"expected value {expected.expected_value_pct:+.2f}% "
+                 f"(P(stop) {expected.outcome_probabilities['stop']:.0%}), ")
+    else:
+        head += "expected value unknown, "
+    head += f"best case {levels.expected_net_profit_pct:+.2f}% if every target fills"
+    if paper:
+        head += ("; paper: " if not tradeable else "; would be paper: ") + "; ".join(
+            f"{reason.value} ({text})" for reason, text in paper)
+    return head
 
 
 def build_signal(prediction: Prediction, side: Side, levels: Levels, strategy: Strategy,
-                 created: datetime) -> Signal:
+                 created: datetime, *, expected: Expectation | None = None, tradeable: bool = True,
+                 paper_reasons: tuple[str, ...] = ()) -> Signal:
     """The stored setup; `created` is the decision time (deterministic per tick, so retries match)."""
+    expected = expected or Expectation()
     step = prediction.price_step
     quantity = round_down_to_step(strategy.position_size_usd / levels.entry, prediction.amount_step)
     tp1, tp2, tp3 = (round_to_step(tp, step) for tp in levels.take_profits)
@@ -234,7 +346,16 @@ def build_signal(prediction: Prediction, side: Side, levels: Levels, strategy: S
         atr=prediction.atr,
         candle_time=prediction.candle_time,
         tp_weights=strategy.tp_weights,  # the tracker realises profit with these, whatever TP_WEIGHTS becomes
+        expected_value_pct=_rounded(expected.expected_value_pct),
+        expected_r=_rounded(expected.expected_r),
+        outcome_probabilities=expected.outcome_probabilities,
+        tradeable=tradeable,
+        paper_reasons=paper_reasons,
     )
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 _REASON_ORDER = [RejectReason.INVALID_PREDICTION, RejectReason.STALE_PREDICTION, RejectReason.LOW_NET_PROFIT,
@@ -243,7 +364,10 @@ _REASON_ORDER = [RejectReason.INVALID_PREDICTION, RejectReason.STALE_PREDICTION,
 
 
 def _decision(prediction: Prediction, decided_at: datetime, side: Side | None, levels: Levels | None,
-              reasons: tuple[RejectReason, ...], message: str, signal_id: str | None = None) -> Decision:
+              reasons: tuple[RejectReason, ...], message: str, signal_id: str | None = None, *,
+              expected: Expectation | None = None, tradeable: bool | None = None,
+              paper_reasons: tuple[str, ...] = ()) -> Decision:
+    expected = expected or Expectation()
     return Decision(
         batch_id=prediction.batch_id, model_id=prediction.model_id, symbol=prediction.symbol,
         candle_time=prediction.candle_time, decided_at=iso_utc(decided_at), accepted=not reasons,
@@ -254,4 +378,6 @@ def _decision(prediction: Prediction, decided_at: datetime, side: Side | None, l
         costs_pct=levels.costs_pct if levels else None,
         expected_net_profit_pct=levels.expected_net_profit_pct if levels else None,
         sl_pct=levels.sl_pct if levels else None, signal_id=signal_id,
+        expected_value_pct=expected.expected_value_pct, expected_r=expected.expected_r,
+        outcome_probabilities=expected.outcome_probabilities, tradeable=tradeable, paper_reasons=paper_reasons,
     )

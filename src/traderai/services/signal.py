@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from traderai.adapters.logs import DECISIONS, JsonLinesLog, LogObjectMissing
-from traderai.contracts import Decision, Prediction, Signal
+from traderai.contracts import Decision, Prediction, Signal, iso_utc
+from traderai.core.protections import Lock, close_of, market_locks
 from traderai.core.signals import decide, signal_id_for
 from traderai.events import EventError, Handoff, parse_predictions
 from traderai.observability import logger, metrics
@@ -29,6 +30,10 @@ class SignalRepository(Protocol):
         """Store unless it exists (conditional put); False means a retry found it already there."""
         ...
 
+    def closed_signals(self, symbol: str, created_since: str) -> list[Signal]:
+        """The market's closed signals created since then (the protections' input)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SignalOutcome:
@@ -42,9 +47,15 @@ class SignalOutcome:
         for decision in self.decisions:
             if decision.reason:
                 rejected[decision.reason] = rejected.get(decision.reason, 0) + 1
+        paper: dict[str, int] = {}
+        for decision in self.decisions:
+            if decision.tradeable is False:
+                for reason in decision.paper_reasons:
+                    paper[reason] = paper.get(reason, 0) + 1
         return {"decisions": len(self.decisions), "accepted": sum(d.accepted for d in self.decisions),
+                "tradeable": sum(d.tradeable is True for d in self.decisions),
                 "stored": len(self.stored), "already_stored": len(self.already_stored),
-                "rejected": rejected, "log_key": self.log_key}
+                "rejected": rejected, "paper": paper, "log_key": self.log_key}
 
 
 def process_handoff(handoff: Handoff, strategy: Strategy, repository: SignalRepository, log: JsonLinesLog,
@@ -61,10 +72,13 @@ def process_handoff(handoff: Handoff, strategy: Strategy, repository: SignalRepo
     active = repository.active_signal_ids({p.symbol for p in predictions}, now)
     decisions: list[Decision] = []
     accepted: list[tuple[Decision, Signal]] = []
+    locks = MarketLocks(repository, strategy, now)
     for prediction in predictions:
         own_id = signal_id_for(prediction)
         blocking = frozenset(pair for pair, ids in active.items() if ids - {own_id})
         decision, signal = decide(prediction, strategy, decided_at=now, active=blocking)
+        if signal is not None and strategy.edge_gate != "off" and (found := locks.of(prediction.symbol)):
+            decision, signal = decide(prediction, strategy, decided_at=now, active=blocking, locks=found)
         decisions.append(decision)
         if signal is None:
             logger.info(decision.message, extra={"reason": decision.reason, "symbol": decision.symbol,
@@ -83,6 +97,29 @@ def process_handoff(handoff: Handoff, strategy: Strategy, repository: SignalRepo
             already.append(signal.signal_id)
     _count(decisions, len(stored))
     return SignalOutcome(tuple(decisions), tuple(stored), tuple(already), key)
+
+
+class MarketLocks:
+    """The protections in force per market at `now`, read only for markets with an accepted candidate.
+
+    Locks are computed at decision time from a Query of the market's recent closed signals (no lock
+    state is stored): the cost is one Query per market per tick *that has a candidate the seed's rules
+    accept* (a few a day per market), and the lock can never disagree with the track record it comes from.
+    """
+
+    def __init__(self, repository: SignalRepository, strategy: Strategy, now: datetime) -> None:
+        self._repository, self._settings, self._now = repository, strategy.protections, now
+        # A signal closed within the guards' history was created at most one signal life before it.
+        self._since = iso_utc(now - timedelta(hours=self._settings.history_hours + strategy.signal_ttl_hours))
+        self._cache: dict[str, tuple[Lock, ...]] = {}
+
+    def of(self, symbol: str) -> tuple[Lock, ...]:
+        if not self._settings.history_hours:
+            return ()
+        if symbol not in self._cache:
+            closes = (close_of(s) for s in self._repository.closed_signals(symbol, self._since))
+            self._cache[symbol] = tuple(market_locks(symbol, (c for c in closes if c), self._now, self._settings))
+        return self._cache[symbol]
 
 
 def redeem_claim_check(handoff: Handoff, log: JsonLinesLog) -> tuple[Prediction, ...]:
@@ -120,6 +157,17 @@ def _put(repository: SignalRepository, signal: Signal) -> bool:
 def _count(decisions: list[Decision], stored: int) -> None:
     metrics.add_metric(name="Decisions", unit=MetricUnit.Count, value=len(decisions))
     metrics.add_metric(name="SignalsAccepted", unit=MetricUnit.Count, value=stored)
+    metrics.add_metric(name="SignalsTradeable", unit=MetricUnit.Count,
+                       value=sum(d.tradeable is True for d in decisions))
+    paper: dict[str, int] = {}
+    for decision in decisions:
+        if decision.tradeable is False:
+            for reason in decision.paper_reasons:
+                paper[reason] = paper.get(reason, 0) + 1
+    for reason, count in sorted(paper.items()):
+        with single_metric(name="SignalsPaper", unit=MetricUnit.Count, value=count,
+                           namespace=metrics.namespace) as metric:
+            metric.add_dimension(name="reason", value=reason)
     reasons: dict[str, int] = {}
     for decision in decisions:
         if decision.reason:
