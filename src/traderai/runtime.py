@@ -80,8 +80,14 @@ def build_predict_runtime(settings: Settings, s3: Any, source: Any = None) -> Pr
     source = source or make_source(settings)
     loop = asyncio.new_event_loop()
     loop.run_until_complete(source.check_settings(settings.markets, settings.timeframe))
-    models = ModelRegistry(settings.bucket_name, settings.model_prefix, lambda: s3)
+    # The pointer is re-read at most every MODEL_REFRESH_SECONDS, so a promoted model serves from the first
+    # tick after that without a redeploy (one small GET per market and minute; docs/retraining.md).
+    models = ModelRegistry(settings.bucket_name, settings.model_prefix, lambda: s3,
+                           refresh_seconds=MODEL_REFRESH_SECONDS)
     return PredictRuntime(settings, source, models, JsonLinesLog(s3, settings.bucket_name), loop=loop)
+
+
+MODEL_REFRESH_SECONDS = 60.0
 
 
 @lru_cache(maxsize=1)
@@ -138,3 +144,27 @@ def clear() -> None:
     """Forget every built runtime (tests, and the local stack when it changes the environment)."""
     for cached in (predict_runtime, signal_runtime, track_runtime, chart_runtime, s3_client):
         cached.cache_clear()
+    retraining_runtime.cache_clear()
+
+
+@dataclass
+class RetrainingRuntime:
+    """The archive and retraining functions' settings, archive and S3 client (built once per container)."""
+
+    settings: Settings
+    retrain: Any  # services.retraining.RetrainSettings
+    archive: Any  # adapters.candle_archive.CandleArchive
+    s3: Any
+    clock: Callable[[], datetime] = wall_clock
+
+
+@lru_cache(maxsize=1)
+def retraining_runtime() -> RetrainingRuntime:
+    from traderai.adapters.candle_archive import CandleArchive
+    from traderai.services.retraining import RetrainSettings
+
+    settings = Settings.from_env().require("bucket_name")
+    retrain = RetrainSettings.from_env()
+    return RetrainingRuntime(settings, retrain, CandleArchive(s3_client(), settings.bucket_name,
+                                                              settings.exchange_id, retrain.archive_prefix),
+                             s3_client())

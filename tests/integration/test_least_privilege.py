@@ -226,3 +226,68 @@ def test_signal_write_and_push_failures_alarm(cfn: dict[str, Any], alarm_id: str
 def test_alarmed_metrics_are_emitted_by_the_code(metric: str) -> None:
     sources = "".join(p.read_text() for p in (REPO_ROOT / "src" / "traderai" / "services").glob("*.py"))
     assert f'name="{metric}"' in sources
+
+
+# ---------------------------------------------------------------- candle archive and retraining
+
+def _s3_grants(cfn: dict[str, Any], function: str) -> dict[str, set[str]]:
+    """{action: resources (as JSON text)} of a function's role."""
+    grants: dict[str, set[str]] = {}
+    for statement in _statements(_function_roles(cfn)[function]):
+        for action in _as_list(statement["Action"]):
+            grants.setdefault(action, set()).update(json.dumps(r) for r in _as_list(statement["Resource"]))
+    return grants
+
+
+def _sub(path: str) -> str:
+    return json.dumps({"Fn::Sub": "${DataBucket.Arn}/" + path})
+
+
+def test_retraining_functions_reach_only_their_prefixes(cfn: dict[str, Any]) -> None:
+    bucket = json.dumps({"Fn::GetAtt": ["DataBucket", "Arn"]})
+    assert _s3_grants(cfn, "ArchiveFunction") == {
+        "s3:GetObject": {_sub("candles/*"), _sub("models/*")}, "s3:PutObject": {_sub("candles/*")},
+        "s3:ListBucket": {bucket},
+        "sqs:SendMessage": {json.dumps({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})}}  # its on-failure destination
+    # the trainer writes a candidate's two files and cannot move a pointer (latest.json matches neither)
+    assert _s3_grants(cfn, "TrainFunction") == {
+        "s3:GetObject": {_sub("candles/*")}, "s3:ListBucket": {bucket},
+        "s3:PutObject": {_sub("models/*/*/*/model.json"), _sub("models/*/*/*/manifest.json")}}
+    assert _s3_grants(cfn, "EvaluateFunction") == {
+        "s3:GetObject": {_sub("candles/*"), _sub("models/*")}, "s3:ListBucket": {bucket}}
+    # only the promotion step moves pointers, and writes nothing but pointers and decision records
+    assert _s3_grants(cfn, "PromoteFunction") == {
+        "s3:GetObject": {_sub("models/*")}, "s3:ListBucket": {bucket},
+        "s3:PutObject": {_sub("models/*/*/latest.json"), _sub("retraining/*")}}
+
+
+def test_candidate_write_patterns_cannot_match_a_pointer() -> None:
+    from fnmatch import fnmatchcase
+
+    pointer, candidate = "models/BTC_USDT/15m/latest.json", "models/BTC_USDT/15m/BTC_USDT_15m_20250413_000000/"
+    for pattern in ("models/*/*/*/model.json", "models/*/*/*/manifest.json"):
+        assert not fnmatchcase(pointer, pattern)
+        assert fnmatchcase(candidate + pattern.rsplit("/", 1)[1], pattern)
+    assert fnmatchcase(pointer, "models/*/*/latest.json")
+    assert not fnmatchcase(candidate + "model.json", "models/*/*/latest.json")
+
+
+def test_the_state_machine_role_invokes_its_three_steps_and_publishes_to_the_alarm_topic(cfn: dict[str, Any]) -> None:
+    machine = _of_type(cfn, "AWS::StepFunctions::StateMachine")["RetrainStateMachine"]
+    role = cfn["Resources"][machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]]
+    assert not role["Properties"].get("ManagedPolicyArns")
+    grants = {}
+    for statement in _statements(role):
+        assert statement["Effect"] == "Allow"
+        for action in _as_list(statement["Action"]):
+            grants.setdefault(action, []).extend(_as_list(statement["Resource"]))
+    assert grants == {
+        "lambda:InvokeFunction": [{"Fn::GetAtt": [f"{step}Function", "Arn"]}
+                                  for step in ("Train", "Evaluate", "Promote")],
+        "sns:Publish": [{"Ref": "AlarmTopic"}]}
+
+
+def test_only_the_training_step_carries_scikit_learn(cfn: dict[str, Any]) -> None:
+    carriers = {lid for lid, spec in _of_type(cfn, "AWS::Lambda::Function").items()
+                if any(layer.get("Ref", "").startswith("TrainingDepsLayer") for layer in spec["Properties"]["Layers"])}
+    assert carriers == {"TrainFunction"}

@@ -192,3 +192,150 @@ def _load_bundled(root: Path, symbol: str, timeframe: str) -> ServedModel:
     artifact = json.loads((root / pointer["key"]).read_bytes())
     manifest = json.loads((root / pointer["manifest_key"]).read_bytes())
     return load_model(artifact, manifest)
+
+
+# ---------------------------------------------------------------- registry operations (retraining, CLI)
+
+class PointerConflictError(ModelError):
+    """The market's pointer moved since it was read (another retraining or operator won): back off."""
+
+
+class UnknownModelError(ModelNotFoundError):
+    """A model id or market the registry does not hold (the message names it)."""
+
+
+def _get(s3_client: Any, bucket: str, key: str) -> tuple[bytes, str] | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        reply = s3_client.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+    return reply["Body"].read(), reply["ETag"]
+
+
+def pointer_key(prefix: str, symbol: str, timeframe: str) -> str:
+    return f"{market_key(prefix, symbol, timeframe)}/{POINTER_NAME}"
+
+
+def write_model(s3_client: Any, bucket: str, prefix: str, artifact: Mapping[str, Any],
+                manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Upload a candidate's model.json and manifest.json WITHOUT moving the pointer; returns where they are.
+
+    Validated with the serving loader first: a pair that does not load is never written.
+    """
+    load_model(artifact, manifest)
+    where = pointer_document(prefix, manifest)
+    for key, document in ((where["key"], artifact), (where["manifest_key"], manifest)):
+        s3_client.put_object(Bucket=bucket, Key=key, Body=_dump(document), ContentType="application/json")
+    return where
+
+
+def read_pointer(s3_client: Any, bucket: str, prefix: str, symbol: str,
+                 timeframe: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the market's pointer, its ETag), or (None, None) when the market has none."""
+    key = pointer_key(prefix, symbol, timeframe)
+    found = _get(s3_client, bucket, key)
+    if found is None:
+        return None, None
+    return _parse_pointer(found[0], f"s3://{bucket}/{key}"), found[1]
+
+
+def load_model_id(s3_client: Any, bucket: str, prefix: str, symbol: str, timeframe: str,
+                  model_id: str) -> ServedModel:
+    """Load one model of a market by id (ModelError if it does not load, UnknownModelError if absent)."""
+    folder = f"{market_key(prefix, symbol, timeframe)}/{model_id}"
+    documents = []
+    for name in ("model.json", "manifest.json"):
+        found = _get(s3_client, bucket, f"{folder}/{name}")
+        if found is None:
+            raise UnknownModelError(f"model {model_id!r} of {symbol} {timeframe}: s3://{bucket}/{folder}/{name} "
+                                    f"does not exist")
+        try:
+            documents.append(json.loads(found[0]))
+        except ValueError as exc:
+            raise ModelError(f"s3://{bucket}/{folder}/{name}: not JSON ({exc})") from exc
+    model = load_model(documents[0], documents[1])
+    if model.model_id != model_id or normalize_symbol(model.symbol) != normalize_symbol(symbol):
+        raise ModelError(f"s3://{bucket}/{folder}/manifest.json names {model.model_id} of {model.symbol}")
+    return model
+
+
+def move_pointer(s3_client: Any, bucket: str, prefix: str, symbol: str, timeframe: str, model_id: str, *,
+                 expected_model_id: str | None, reason: str, moved_at: str) -> dict[str, Any]:
+    """Point the market at `model_id`, only if it still points at `expected_model_id` (None: no pointer).
+
+    The write is conditional on the pointer object's ETag (If-Match) or its absence (If-None-Match), so of
+    two overlapping moves from the same state one wins and the other gets PointerConflictError. The model
+    must load first (a manifest or artifact that does not load is never pointed at). The previous model
+    stays in the registry and is named in the pointer (`previous_model_id`), so a rollback is one move.
+    """
+    from botocore.exceptions import ClientError
+
+    load_model_id(s3_client, bucket, prefix, symbol, timeframe, model_id)
+    current, etag = read_pointer(s3_client, bucket, prefix, symbol, timeframe)
+    current_id = current["model_id"] if current else None
+    if current_id != expected_model_id:
+        raise PointerConflictError(f"{symbol} {timeframe}: pointer names {current_id}, not {expected_model_id}")
+    folder = f"{market_key(prefix, symbol, timeframe)}/{model_id}"
+    pointer = {"model_id": model_id, "key": f"{folder}/model.json", "manifest_key": f"{folder}/manifest.json",
+               "previous_model_id": current_id, "moved_at": moved_at, "reason": reason}
+    condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+    try:
+        s3_client.put_object(Bucket=bucket, Key=pointer_key(prefix, symbol, timeframe), Body=_dump(pointer),
+                             ContentType="application/json", CacheControl="no-cache", **condition)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            raise PointerConflictError(f"{symbol} {timeframe}: pointer changed while moving it "
+                                       f"({exc.response['Error'].get('Code')})") from exc
+        raise
+    logger.info("model pointer moved", extra={"symbol": symbol, "timeframe": timeframe, "model_id": model_id,
+                                              "previous_model_id": current_id, "reason": reason})
+    return pointer
+
+
+def list_model_ids(s3_client: Any, bucket: str, prefix: str, symbol: str, timeframe: str) -> list[str]:
+    """Every model id stored for the market (a folder with a manifest.json), oldest name first."""
+    base = f"{market_key(prefix, symbol, timeframe)}/"
+    ids = set()
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
+        for item in page.get("Contents", []):
+            rest = item["Key"][len(base):]
+            if rest.count("/") == 1 and rest.endswith("/manifest.json"):
+                ids.add(rest.split("/", 1)[0])
+    return sorted(ids)
+
+
+def list_markets(s3_client: Any, bucket: str, prefix: str) -> list[tuple[str, str]]:
+    """(BASE/QUOTE, timeframe) of every market with a pointer."""
+    base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+    found = []
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
+        for item in page.get("Contents", []):
+            parts = item["Key"][len(base):].split("/")
+            if len(parts) == 3 and parts[2] == POINTER_NAME:
+                found.append((parts[0].replace("_", "/", 1), parts[1]))
+    return sorted(found)
+
+
+def rollback(s3_client: Any, bucket: str, prefix: str, symbol: str, timeframe: str, *, moved_at: str,
+             reason: str = "rollback") -> dict[str, Any]:
+    """Point the market back at the model its pointer names as previous: one conditional pointer move.
+
+    Returns the decision record (outcome `rolled_back`) for the retraining log. The model rolled away from
+    becomes the new pointer's previous one, so a second rollback undoes the first.
+    """
+    current, _ = read_pointer(s3_client, bucket, prefix, symbol, timeframe)
+    if current is None:
+        raise UnknownModelError(f"no model published for {symbol} {timeframe} in s3://{bucket}/{prefix}")
+    previous = current.get("previous_model_id")
+    if not previous:
+        raise UnknownModelError(f"{symbol} {timeframe}: the pointer names no previous model to roll back to "
+                                f"(serving {current['model_id']}); use `traderai models promote` with a model id")
+    move_pointer(s3_client, bucket, prefix, symbol, timeframe, previous, expected_model_id=current["model_id"],
+                 reason=reason, moved_at=moved_at)
+    return {"run_id": f"rollback-{moved_at}", "decided_at": moved_at, "symbol": normalize_symbol(symbol),
+            "timeframe": timeframe, "outcome": "rolled_back", "reasons": [reason],
+            "serving_model_id": previous, "champion_model_id": current["model_id"], "challenger_model_id": previous}

@@ -99,12 +99,14 @@ def candles_from_rows(symbol: str, timeframe: str, rows: Sequence[Row]) -> Candl
     )
 
 
-def validate_candles(candles: Candles, now: datetime, timeframe_seconds: int) -> CandleReport:
+def validate_candles(candles: Candles, now: datetime, timeframe_seconds: int, *,
+                     check_stale: bool = True) -> CandleReport:
     """Refuse candles the core must not compute on (BadCandlesError, StaleFeedError); report gaps.
 
     Checks: at least one candle, strictly increasing open times on the timeframe grid, none still
     forming, finite positive prices with low <= open, close <= high, finite non-negative volume, and
-    the newest close no older than two intervals before `now`.
+    (unless `check_stale` is off: history, such as an archive backfill) the newest close no older than
+    two intervals before `now`.
     """
     symbol = candles.symbol
     if len(candles) == 0:
@@ -138,7 +140,7 @@ def validate_candles(candles: Candles, now: datetime, timeframe_seconds: int) ->
     _refuse(symbol, candles, candles.volume < 0, "volume is negative")
 
     newest_close_ms = int(times[-1]) + step_ms
-    if newest_close_ms < now_ms(now) - STALE_AFTER_INTERVALS * step_ms:
+    if check_stale and newest_close_ms < now_ms(now) - STALE_AFTER_INTERVALS * step_ms:
         age_s = (now_ms(now) - newest_close_ms) / 1000
         raise StaleFeedError(
             f"{symbol}: newest closed candle closed at {_iso(newest_close_ms)}, {age_s:.0f}s "
