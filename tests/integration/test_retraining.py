@@ -26,8 +26,8 @@ from traderai.testing.handlers import FakeLambdaContext, load_event, load_handle
 MARKETS = ("BTC/USDT", "ETH/USDT")
 RUN_AT = utc(2025, 4, 27, 2)  # a Sunday 02:00 run: 120 training days end 14 days before it
 BUNDLED_ID = {s: BundledModels().get(s, "15m").model_id for s in MARKETS}
-EVIDENCE = {"BTC/USDT": {"long": {"signals": 40, "mean_net_pct": 0.3, "se_pct": 0.1},
-                         "short": {"signals": 35, "mean_net_pct": -0.1, "se_pct": 0.12}}}
+EVIDENCE = {"LONG": {"n": 40, "mean_net_pct": 0.3, "se_pct": 0.1},  # the manifest's shape (research/evidence.py)
+            "SHORT": {"n": 35, "mean_net_pct": -0.1, "se_pct": 0.12}}
 
 
 def _fill_archive(aws: Any, symbols=MARKETS, until=RUN_AT) -> CandleArchive:
@@ -73,6 +73,8 @@ def test_the_steps_train_evaluate_and_keep_a_champion_when_the_challenger_has_no
         assert _pointer(aws, symbol)["model_id"] == BUNDLED_ID[symbol]
         assert trained["candidates"][symbol] in registry.list_model_ids(aws.s3, aws.bucket, "models", symbol, "15m")
 
+    for symbol in MARKETS:  # a recipe that wrote no evidence
+        _with_evidence(aws, symbol, trained["candidates"][symbol], None)
     evaluated = steps("evaluate", trained)
     for symbol in MARKETS:
         entry = evaluated["markets"][symbol]
@@ -93,10 +95,10 @@ def test_the_steps_train_evaluate_and_keep_a_champion_when_the_challenger_has_no
     assert "KEPT" in decided["message"] and "no_evidence" in decided["message"]
 
 
-def test_a_challenger_with_evidence_and_no_worse_figures_is_promoted_and_the_champion_kept(aws, steps) -> None:
+def test_a_challenger_of_the_shipped_recipe_with_no_worse_figures_is_promoted_and_the_champion_kept(aws, steps) -> None:
     _fill_archive(aws)
     trained = steps("train", {"time": "2025-04-27T02:00:00Z"})
-    _with_evidence(aws, "BTC/USDT", trained["candidates"]["BTC/USDT"])
+    _with_evidence(aws, "ETH/USDT", trained["candidates"]["ETH/USDT"], None)
     evaluated = steps("evaluate", trained)
     btc = evaluated["markets"]["BTC/USDT"]
     assert btc["log_loss"]["passes"] and btc["brier"]["passes"], btc  # the same recipe on newer candles
@@ -215,12 +217,16 @@ def test_not_worse_allows_the_noise_of_the_window_and_no_more(challenger_loss: f
 @pytest.mark.parametrize(("evidence", "require_proven", "passes", "why"), [
     (None, False, False, "no_evidence"),
     ({}, False, False, "no_evidence"),
-    ({"BTC/USDT": {"long": {"note": "no figures"}}}, False, False, "malformed_evidence"),
-    ({"BTC/USDT": {"long": {"signals": 10, "mean_net_pct": float("nan"), "se_pct": 0.1}}}, False, False,
-     "malformed_evidence"),
-    (EVIDENCE, False, True, "proven: edge_evidence.BTC/USDT.long"),
-    ({"BTC/USDT": {"long": {"signals": 40, "mean_net_pct": 0.1, "se_pct": 0.1}}}, True, False, "no_proven_edge"),
-    (EVIDENCE, True, True, "proven"),
+    ({"LONG": {"note": "no figures"}}, False, False, "malformed_evidence"),
+    ({"LONG": {"n": 0, "mean_net_pct": None, "se_pct": None}, "SHORT": {"n": 0}}, False, True,
+     "LONG: 0 out-of-sample signal(s), unproven"),  # what the recipe writes when nothing passed its rules
+    ({"LONG": {"n": 0, "mean_net_pct": None, "se_pct": None}, "SHORT": {"n": 0}}, True, False, "no_proven_edge"),
+    ({"LONG": {"n": 10, "mean_net_pct": float("nan"), "se_pct": 0.1}}, False, False, "malformed_evidence"),
+    ({"LONG": {"n": 10, "mean_net_pct": 0.1, "se_pct": None}}, False, False, "malformed_evidence"),
+    (EVIDENCE, False, True, "out-of-sample LONG: mean net +0.300% - 2 SE (0.100) = +0.100% over 40 signals > 0"),
+    ({"LONG": {"n": 40, "mean_net_pct": 0.1, "se_pct": 0.1}}, False, True, "<= 0"),  # readable, unproven
+    ({"LONG": {"n": 40, "mean_net_pct": 0.1, "se_pct": 0.1}}, True, False, "no_proven_edge"),
+    (EVIDENCE, True, True, "> 0"),
 ])
 def test_evidence_must_be_present_and_readable_by_the_gate(evidence, require_proven, passes, why) -> None:
     manifest = {} if evidence is None else {"edge_evidence": evidence}

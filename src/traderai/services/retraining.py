@@ -193,46 +193,38 @@ def not_worse(challenger: np.ndarray, champion: np.ndarray, horizon: int, z: flo
 
 
 def evidence_check(manifest: Mapping[str, Any], require_proven: bool) -> tuple[bool, str]:
-    """Does the manifest's `edge_evidence` pass the gate's rules? Missing or malformed never passes.
+    """Does the manifest's `edge_evidence` ({LONG|SHORT: {n, mean_net_pct, se_pct}}) pass the gate's rules?
 
-    Read defensively: a mapping whose leaves (per market and side) carry a count, a mean net and its
-    standard error; the gate's bound is mean - 2 SE. Without `require_proven` well-formed evidence
-    passes (the edge gate marks unproven signals as paper at serving time); with it, at least one
-    side of the market must be proven.
+    Missing evidence, or a side not in the contract's shape (n a non-negative integer; with n >= 2 a
+    finite mean and a finite non-negative SE), never passes. Evidence in that shape passes: the edge gate
+    (`core.expected_value.edge_verdict`, quoted in the record) then marks each signal tradeable or paper
+    from these very figures, so an unproven model publishes paper signals only. With REQUIRE_PROVEN_EDGE
+    a side must also be proven (mean - 2 SE > 0).
     """
+    from traderai.contracts import SIDES
+    from traderai.core.expected_value import edge_verdict
+
     evidence = manifest.get("edge_evidence")
     if not isinstance(evidence, Mapping) or not evidence:
         return False, "no_evidence: the manifest has no edge_evidence"
-    entries = list(_evidence_entries(evidence))
-    if not entries:
-        return False, "malformed_evidence: no entry with a count, a mean and a standard error"
-    proven = []
-    for where, count, mean, se in entries:
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                   for v in (count, mean, se)) or count < 0 or se < 0:
-            return False, f"malformed_evidence: {where} has a non-finite or negative figure"
-        if count > 0 and mean - 2 * se > 0:
-            proven.append(where)
+    messages, proven = [], False
+    for side in SIDES:
+        entry = evidence.get(side)
+        n = entry.get("n") if isinstance(entry, Mapping) else None
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            return False, f"malformed_evidence: {side} has no signal count n"
+        if n < 2:
+            messages.append(f"{side}: {n} out-of-sample signal(s), unproven")
+            continue
+        verdict = edge_verdict(entry, side)
+        if verdict.lower_bound_pct is None:
+            return False, f"malformed_evidence: {verdict.message}"
+        proven = proven or verdict.proven
+        messages.append(verdict.message)
+    text = "; ".join(messages)
     if require_proven and not proven:
-        return False, "no_proven_edge: no side's mean - 2 SE is above zero"
-    return True, f"evidence: {len(entries)} entries, proven: {', '.join(proven) or 'none'}"
-
-
-_COUNT_KEYS = ("signals", "count", "n", "trades")
-_MEAN_KEYS = ("mean_net_pct", "mean_net", "mean")
-_SE_KEYS = ("se_pct", "se", "stderr", "standard_error", "mean_net_se_pct")
-
-
-def _evidence_entries(node: Any, where: str = "edge_evidence"):
-    if not isinstance(node, Mapping):
-        return
-    keys = (next((k for k in _COUNT_KEYS if k in node), None), next((k for k in _MEAN_KEYS if k in node), None),
-            next((k for k in _SE_KEYS if k in node), None))
-    if all(keys):
-        yield where, node[keys[0]], node[keys[1]], node[keys[2]]
-        return
-    for key, child in node.items():
-        yield from _evidence_entries(child, f"{where}.{key}")
+        return False, f"no_proven_edge: {text}"
+    return True, f"evidence: {text}"
 
 
 def _last_seen_ms(model: ServedModel) -> int:
