@@ -207,9 +207,14 @@ def evidence_check(manifest: Mapping[str, Any], require_proven: bool) -> tuple[b
     evidence = manifest.get("edge_evidence")
     if not isinstance(evidence, Mapping) or not evidence:
         return False, "no_evidence: the manifest has no edge_evidence"
+    if not any(side in evidence for side in SIDES):
+        return False, f"no_evidence: edge_evidence names neither {' nor '.join(SIDES)}"
     messages, proven = [], False
     for side in SIDES:
         entry = evidence.get(side)
+        if entry is None:  # a side left out is unproven (the contract's rule), not malformed
+            messages.append(f"{side}: no out-of-sample evidence, unproven")
+            continue
         n = entry.get("n") if isinstance(entry, Mapping) else None
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             return False, f"malformed_evidence: {side} has no signal count n"
