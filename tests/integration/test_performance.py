@@ -288,3 +288,24 @@ def test_json_stays_the_default_and_other_formats_are_refused(call: Callable[...
     assert store.put_new(Signal(**(HISTORY[2].to_dict() | {"signal_id": "signal_BTC_USDT_0a1b2c3d4e5f"})))
     assert body(call("api_get_signal_by_id.json"))["signal_id"] == "signal_BTC_USDT_0a1b2c3d4e5f"
     assert call("api_get_signal_text.json", {"format": "csv"})["statusCode"] == 400
+
+
+def test_performance_shows_the_protection_locks_in_force_at_its_clock(call: Callable[..., Reply],
+                                                                       store: SignalStore) -> None:
+    from datetime import UTC, datetime
+
+    # Given four SOL signals stopped at a loss within 24 h (the default guard: 4 stops in 24 h, 24 h lock)
+    for n, hour in enumerate((1, 5, 9, 13)):
+        assert store.put_new(signal(100 + n, "SOL/USDT", "STOPPED", f"2024-12-10T{hour - 1:02d}:00:05Z",
+                                    closed_at=f"2024-12-10T{hour:02d}:00:00Z", closed_reason="stop",
+                                    realised_net_pct=-1.38))
+    # Then /performance lists the lock while it lasts (13:00 + 24 h) and not after
+    wiring.use_clock(lambda: datetime(2024, 12, 11, 12, tzinfo=UTC))
+    locks = body(call("api_get_performance.json"))["locks"]
+    assert locks == [{"symbol": "SOL/USDT", "protection": "protection_stoploss_guard",
+                      "engaged_at": "2024-12-10T13:00:00Z", "until": "2024-12-11T13:00:00Z",
+                      "message": "stoploss_guard: 4 stops within 24 h (limit 4); locked 24 h until "
+                                 "2024-12-11T13:00:00Z"}]
+    performance.CACHE.clear()
+    wiring.use_clock(lambda: datetime(2024, 12, 11, 13, tzinfo=UTC))
+    assert body(call("api_get_performance.json"))["locks"] == []

@@ -298,6 +298,15 @@ class SignalStore:
             raise
         return True
 
+    def closed_signals_of_all(self, created_since: str) -> list[Signal]:
+        """Every market's final signals created at or after `created_since`, newest first (GET /performance's
+        locks): one paginated Query on `by_time`, the final statuses as a filter, never a Scan."""
+        final = self._model.status.is_in(*(s.value for s in FINAL_SIGNAL_STATUSES))
+        results = getattr(self._model, BY_TIME).query(
+            FEED_ALL, range_key_condition=self._model.created_at >= created_since, filter_condition=final,
+            scan_index_forward=False)
+        return [_to_signal(item) for item in results]
+
     def closed_signals(self, symbol: str, created_since: str) -> list[Signal]:
         """The market's final signals (TP3_HIT, STOPPED, EXPIRED) created at or after `created_since`, oldest first.
 

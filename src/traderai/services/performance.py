@@ -15,6 +15,10 @@ profit factor, drawdown) is the pure `core.track_record`; its definitions travel
 
 Tradeable and paper signals are reported apart (`tradeable`, `paper`): a signal without the `tradeable`
 field (stored before it existed) counts as tradeable.
+
+`locks` are the protections in force at the report's `computed_at` (core/protections.py), computed by the
+same pure function the signal step uses, from the closed signals of the guards' history (one more Query
+on `by_time`, cached with the report).
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from traderai.adapters.signal_store import SignalStore
 from traderai.contracts import ClosedReason, Signal, SignalStatus, iso_utc
+from traderai.core.protections import close_of, market_locks
 from traderai.core.track_record import DEFINITIONS, drawdown_span, r_multiple, summarise
 from traderai.services import api, wiring
+from traderai.settings import Strategy
 
 CACHE_SECONDS = 60.0
 CACHE_ENTRIES = 64
@@ -109,6 +115,16 @@ class TrackRecord(BaseModel):
                                                    "for drawing (every figure is computed on all of them)")
 
 
+class LockView(BaseModel):
+    """A market locked by a protection: its candidates are paper until `until`."""
+
+    symbol: str
+    protection: str = Field(description="protection_stoploss_guard | protection_low_profit")
+    engaged_at: str = Field(description="the close that engaged the lock, ISO-8601 UTC")
+    until: str = Field(description="when the lock releases, ISO-8601 UTC")
+    message: str = Field(description="the lock's numbers, as the decision log gives them")
+
+
 class PerformanceReport(BaseModel):
     """The track record of the signals created in [since, until] (since null: all time)."""
 
@@ -123,6 +139,9 @@ class PerformanceReport(BaseModel):
     by_symbol: dict[str, Stats]
     tradeable: TrackRecord
     paper: TrackRecord
+    locks: list[LockView] = Field(default_factory=list, description=(
+        "protections in force at computed_at: while a market is locked its signals are paper "
+        "(protection_stoploss_guard, protection_low_profit), whatever the window"))
 
 
 def is_paper(signal: Signal) -> bool:
@@ -303,10 +322,27 @@ def performance(store: SignalStore, since: datetime | None, until: datetime | No
 
     def compute() -> PerformanceReport:
         signals = store.created_between(*bounds, limit=MAX_SIGNALS + 1)
-        return performance_report(signals[:MAX_SIGNALS], *bounds, computed_at=now,
-                                  truncated=len(signals) > MAX_SIGNALS, window=window)
+        report = performance_report(signals[:MAX_SIGNALS], *bounds, computed_at=now,
+                                    truncated=len(signals) > MAX_SIGNALS, window=window)
+        report.locks = current_locks(store, wiring.strategy(), now)
+        return report
 
     return cache.get(key, compute)
+
+
+def current_locks(store: SignalStore, strategy: Strategy, now: datetime) -> list[LockView]:
+    """The protections in force at `now`, every market: the signal step's rule on the same closed signals."""
+    settings = strategy.protections
+    if not settings.history_hours:
+        return []
+    since = iso_utc(now - timedelta(hours=settings.history_hours + strategy.signal_ttl_hours))
+    closes: dict[str, list] = {}
+    for signal in store.closed_signals_of_all(since):
+        close = close_of(signal)
+        if close is not None:
+            closes.setdefault(signal.symbol, []).append(close)
+    return [LockView(**lock.to_dict()) for symbol in sorted(closes)
+            for lock in market_locks(symbol, closes[symbol], now, settings)]
 
 
 # ---------------------------------------------------------------- HTTP route (included by ApiFunction)

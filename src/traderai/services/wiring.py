@@ -16,7 +16,7 @@ from traderai.adapters.deliveries import DeliveryStore
 from traderai.adapters.push import Pusher
 from traderai.adapters.signal_store import SignalStore
 from traderai.services.api import PageTokens
-from traderai.settings import Settings, SettingsError
+from traderai.settings import Settings, SettingsError, Strategy
 
 
 def wall_clock() -> datetime:
@@ -51,6 +51,12 @@ def signal_store() -> SignalStore:
 
 
 @lru_cache(maxsize=1)
+def strategy() -> Strategy:
+    """The signal rules in force (the protections' settings: GET /performance shows the same locks)."""
+    return Settings.from_env().strategy
+
+
+@lru_cache(maxsize=1)
 def connection_store() -> ConnectionStore:
     settings = Settings.from_env().require("connections_table")
     return ConnectionStore(settings.connections_table)
@@ -77,6 +83,6 @@ def pusher() -> Pusher:
 
 def clear() -> None:
     """Forget every built adapter (tests, and the local demo when it changes the environment)."""
-    for cached in (signal_store, connection_store, page_tokens, pusher, delivery_ledger):
+    for cached in (signal_store, connection_store, page_tokens, pusher, delivery_ledger, strategy):
         cached.cache_clear()
     use_clock(wall_clock)
