@@ -52,6 +52,10 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("--labeling", action="append", choices=("direction", "triple_barrier"), help="default: both")
     parser.add_argument("--report", type=Path, metavar="DIR", help="write evaluation.md, calibration.png, "
                                                                     "evaluation.json here")
+    parser.add_argument("--search", action="store_true",
+                        help="instead: look for an edge over the bounded grid (timeframes 15m/1h/4h x features "
+                             "base/extended x 3 brackets x direction/outcome model), realised net after costs, "
+                             "block s.e., Bonferroni over the configurations; --report writes search.md/json")
     parser.set_defaults(func=run_evaluate)
 
 
@@ -93,10 +97,46 @@ def load_frames(args: argparse.Namespace, progress: _Progress) -> tuple[list[Any
     return frames, [("bundled " if args.bundled else "") + p.name for p, _ in files]
 
 
+def load_candles(args: argparse.Namespace, progress: _Progress) -> tuple[list[Any], list[str]]:
+    """Raw candles of every market given on the command line (the search resamples them itself)."""
+    from traderai.market.csv import bundled_candles_path, load_candles_csv
+
+    files = ([(bundled_candles_path(s, args.timeframe), s) for s in BUNDLED_SYMBOLS] if args.bundled
+             else [(p, _symbol_of(p)) for p in args.data])
+    markets = []
+    for path, symbol in files:
+        progress(f"loading {path.name} as {symbol}")
+        markets.append(load_candles_csv(path, symbol, args.timeframe))
+    return markets, [("bundled " if args.bundled else "") + p.name for p, _ in files]
+
+
+def run_search_command(args: argparse.Namespace) -> int:
+    """`traderai evaluate --search`: the bounded grid; prints the verdict and every configuration (JSON)."""
+    from traderai.research.search import SearchConfig, run_search
+
+    progress = _Progress()
+    if args.timeframe != "15m":
+        print("error: --search resamples 15m candles to 15m/1h/4h; give 15m candles", file=sys.stderr)
+        return 2
+    markets, sources = load_candles(args, progress)
+    result = run_search(markets, SearchConfig(folds=args.folds, test_span=args.test_span), progress=progress)
+    if args.report:
+        from traderai.research.report import write_search_report
+
+        progress(f"wrote {write_search_report(result, args.report, sources)}")
+    print(json.dumps({"configurations": result.config.configurations, "verdict": result.verdict,
+                      "winner": result.winner, "correction": result.correction,
+                      "entries": [{k: v for k, v in e.items() if k not in ("per_market", "ev_calibration")}
+                                  for e in result.entries]}, indent=1))
+    return 0
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the walk-forward and print the overall table (JSON on stdout)."""
     from traderai.research.walkforward import FAMILIES, WalkForwardConfig, walk_forward, winner
 
+    if args.search:
+        return run_search_command(args)
     progress = _Progress()
     frames, sources = load_frames(args, progress)
     config = WalkForwardConfig(folds=args.folds, test_span=args.test_span, timeframe=args.timeframe,
@@ -149,10 +189,23 @@ def run_backtest(args: argparse.Namespace) -> int:
     trades = concat(parts)
     seconds = time.perf_counter() - tick
     tables = report_tables(trades, strategy)
+    edge = _edge(args, frames, strategy, progress)
     path = write_backtest_report(result, args.labeling, args.model, trades, counts, tables, strategy, args.report,
-                                 sources)
+                                 sources, edge)
     progress(f"backtest {seconds:.2f} s for {len(trades)} signals; wrote {path}")
     print(json.dumps({"labeling": args.labeling, "model": args.model, "counts": counts, "overall": tables["overall"],
                       "by_symbol": tables["by_symbol"], "by_confidence": tables["by_confidence"],
                       "backtest_seconds": seconds}, indent=1))
     return 0
+
+
+def _edge(args: argparse.Namespace, frames: list[Any], strategy: Any, progress: _Progress) -> dict[str, Any]:
+    """The expected-value section: the shipped recipe's outcome model on the seed's bracket, gate replayed."""
+    from traderai.research.edge import edge_report
+    from traderai.research.search import SearchConfig, run_panel, signals_of
+
+    config = SearchConfig(timeframes=(args.timeframe,), feature_sets=("base",), geometries=("seed",),
+                          folds=args.folds, test_span=args.test_span)
+    min_ev = float(getattr(strategy, "min_expected_value_pct", 0.0))
+    panel = run_panel([f.candles for f in frames], args.timeframe, "base", config, strategy, progress)
+    return edge_report(panel, "seed", signals_of(panel, "seed", strategy), min_ev)

@@ -183,8 +183,10 @@ SUMMARY_COLUMNS = [("signals", "signals", 0), ("long", "long", 0), ("short", "sh
 
 def write_backtest_report(result: WalkForwardResult, labeling: str, model: str, trades: Trades,
                           counts: dict[str, dict[str, int]], tables: dict[str, Any], strategy: Strategy,
-                          out_dir: Path, sources: list[str]) -> Path:
-    """backtest.md + calibration/equity/expected-vs-realised PNGs + backtest.json; returns the Markdown path."""
+                          out_dir: Path, sources: list[str], edge: dict[str, Any] | None = None) -> Path:
+    """backtest.md + calibration/equity/expected-vs-realised PNGs + backtest.json; returns the Markdown path.
+
+    `edge` (`research.edge.edge_report`) adds the expected-value section and its EV-decile PNG."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_calibration(result, [f"{labeling}/{model}", f"{labeling}/base_rate", f"{labeling}/persistence"],
                      out_dir / "calibration.png")
@@ -227,10 +229,132 @@ def write_backtest_report(result: WalkForwardResult, labeling: str, model: str, 
         "", "## Plots", "", "![calibration](calibration.png)", "", "![equity](equity.png)", "",
         "![expected vs realised](expected_vs_realised.png)", "",
     ]
+    if edge is not None:
+        from traderai.research.edge import plot_ev_deciles
+
+        plot_ev_deciles(edge, out_dir / "ev_deciles.png")
+        lines += edge_section(edge, "ev_deciles.png")
     path = out_dir / "backtest.md"
     path.write_text("\n".join(lines))
     (out_dir / "backtest.json").write_text(json.dumps(
         {"sources": sources, "labeling": labeling, "model": model, "counts": counts, "tables": tables,
-         "folds": result.folds, "calibration_curve": result.curves[f"{labeling}/{model}"]},
+         "folds": result.folds, "calibration_curve": result.curves[f"{labeling}/{model}"], "edge": edge},
         indent=1, default=_json_default))
     return path
+
+
+SEARCH_COLUMNS = [("model", "model", 0), ("timeframe", "tf", 0), ("features", "features", 0),
+                  ("geometry", "bracket", 0), ("seed_signals", "seed signals", 0), ("n", "traded", 0),
+                  ("mean", "realised net % (mean)", 3), ("se", "± block s.e.", 3), ("naive_se", "(naive s.e.)", 3),
+                  ("t", "t", 2), ("blocks", "blocks", 0)]
+
+
+def write_search_report(result: Any, out_dir: Path, sources: list[str]) -> Path:
+    """search.md + search.json of `research.search.run_search`; returns the Markdown path."""
+    from traderai.research.search import GEOMETRIES
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = result.config
+    geometry_lines = [f"- `{name}`: stop {g.sl_atr:g}×ATR, targets {'/'.join(f'{m:g}' for m in g.tp_atr)}×ATR, "
+                      f"life {g.life_hours:g} h" for name, g in GEOMETRIES.items() if name in config.geometries]
+    correction = result.correction or {}
+    winner = result.winner
+    ranked = sorted(result.entries, key=lambda e: -e["t"] if math.isfinite(e["t"]) else math.inf)
+    outcome_rows = [e for e in result.entries if e["model"] == "outcome"]
+    calibration_rows = []
+    for e in outcome_rows:
+        for market, c in e["ev_calibration"].items():
+            if c.get("n"):
+                calibration_rows.append({"config": f"{e['timeframe']} {e['features']} {e['geometry']}",
+                                         "market": market, **{k: c.get(k) for k in (
+                                             "n", "mean_predicted", "mean_realised", "se", "gap_in_se",
+                                             "decile_spearman")}})
+    skill_rows = []
+    for e in outcome_rows:
+        for market, sides in e["brier_skill"].items():
+            skill_rows.append({"config": f"{e['timeframe']} {e['features']} {e['geometry']}", "market": market,
+                               "long": sides.get("LONG"), "short": sides.get("SHORT")})
+    direction_rows = [{"panel": k, **v} for k, v in result.direction_skill.items()]
+    symbols = sorted({s for v in result.direction_skill.values() for s in v})
+    lines = [
+        "# Looking for an edge: the configuration grid", "",
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {', '.join(sources)}.", "",
+        f"**{config.configurations} configurations tried** = {len(config.timeframes)} timeframes "
+        f"({', '.join(config.timeframes)}, resampled from the 15m candles) × {len(config.feature_sets)} feature sets "
+        f"({', '.join(config.feature_sets)}) × {len(config.geometries)} brackets × {len(config.models)} models "
+        f"({', '.join(config.models)}). Walk-forward: {config.folds} expanding folds over the last "
+        f"{config.test_span:.0%} of the calendar, purged by the longest label life of the grid, costs "
+        "always paid. `direction` trades every signal the seed's rules publish; `outcome` trades those of them "
+        f"whose outcome-model EV is ≥ {config.min_ev_pct:g}%. s.e. over calendar blocks of ≥ 2 signal lives.", "",
+        *geometry_lines, "",
+        f"**Verdict: {result.verdict}.**", "",
+    ]
+    if winner:
+        lines += [f"Winner by t: {winner['model']} / {winner['timeframe']} / {winner['features']} / "
+                  f"{winner['geometry']}: {winner['n']} signals, {winner['mean']:+.3f}% ± {winner['se']:.3f} "
+                  f"(t {winner['t']:+.2f}). Bonferroni over {correction.get('configurations')}: one-sided p "
+                  f"{correction.get('p_one_sided', math.nan):.3g}, "
+                  f"adjusted {correction.get('p_adjusted', math.nan):.3g}, "
+                  f"needs t > {correction.get('t_threshold', math.nan):.2f}: "
+                  f"{'survives' if correction.get('survives') else 'does not survive'}.", ""]
+    lines += [
+        "## Every configuration (best t first)", "", markdown_table(ranked, SEARCH_COLUMNS), "",
+        "## Outcome model: predicted EV vs realised, per configuration and market (all seed signals)", "",
+        "Calibrated where |gap| ≤ 2 s.e. (judged from 30 signals); ranks where the decile Spearman ≥ 0.5 "
+        "(judged from 300).", "",
+        markdown_table(calibration_rows, [("config", "configuration", 0), ("market", "market", 0), ("n", "signals", 0),
+                                          ("mean_predicted", "mean predicted EV %", 3),
+                                          ("mean_realised", "mean realised %", 3), ("se", "± s.e.", 3),
+                                          ("gap_in_se", "|gap| / s.e.", 2), ("decile_spearman", "decile Spearman", 2)]),
+        "", "## Outcome model: Brier skill vs the training class frequencies (all labelled OOS candles)", "",
+        markdown_table(skill_rows, [("config", "configuration", 0), ("market", "market", 0), ("long", "LONG", 4),
+                                    ("short", "SHORT", 4)]),
+        "", "## Direction model: Brier skill vs the training up-rate", "",
+        markdown_table(direction_rows, [("panel", "timeframe / features", 0), *((s, s, 4) for s in symbols)]),
+        "", f"Time: {result.seconds:.0f} s.", "",
+    ]
+    path = out_dir / "search.md"
+    path.write_text("\n".join(lines))
+    (out_dir / "search.json").write_text(json.dumps(
+        {"sources": sources, "configurations": config.configurations, "verdict": result.verdict,
+         "winner": winner, "correction": correction, "entries": result.entries,
+         "direction_brier_skill": result.direction_skill, "seconds": result.seconds},
+        indent=1, default=_json_default))
+    return path
+
+
+EDGE_COLUMNS = [("market", "market", 0), ("n", "seed signals", 0), ("mean_predicted", "mean predicted EV %", 3),
+                ("mean_realised", "mean realised %", 3), ("se", "± s.e.", 3), ("gap_in_se", "|gap| / s.e.", 2),
+                ("calibrated", "calibrated (≤ 2 s.e.)", 0), ("decile_spearman", "decile Spearman", 2),
+                ("ranks_ok", "Spearman ≥ 0.5", 0), ("mean_p_stop", "mean P(stop)", 3)]
+GATE_COLUMNS = [("market", "market", 0), ("t_n", "tradeable", 0), ("t_mean", "tradeable net %", 3),
+                ("t_se", "± s.e.", 3), ("p_n", "paper", 0), ("p_mean", "paper net %", 3), ("p_se", "± s.e.", 3),
+                ("reasons", "paper reasons", 0), ("no_harm", "no harm", 0)]
+
+
+def edge_section(report: dict[str, Any], png: str) -> list[str]:
+    """Markdown lines of `research.edge.edge_report`."""
+    markets = report["markets"]
+    calibration = [{"market": m, **{k: v for k, v in r["calibration"].items() if k != "deciles"},
+                    "mean_p_stop": r["mean_p_stop"]} for m, r in markets.items()]
+    gate_rows = [{"market": m, "t_n": r["tradeable"]["n"], "t_mean": r["tradeable"]["mean"],
+                  "t_se": r["tradeable"]["se"], "p_n": r["paper"]["n"], "p_mean": r["paper"]["mean"],
+                  "p_se": r["paper"]["se"],
+                  "reasons": ", ".join(f"{k} {v}" for k, v in sorted(r["paper_reasons"].items())),
+                  "no_harm": r["no_harm"]} for m, r in markets.items()]
+    protections = report["protections"]
+    return [
+        "## Expected value and the edge gate", "",
+        f"Outcome model (multinomial logistic per side on the first-touch labels of the `{report['geometry']}` "
+        f"bracket, {report['features']} features, {report['timeframe']}), out of sample in the same kind of "
+        "walk-forward. Every signal the seed's rules publish is scored: EV = Σ p(outcome) × payoff − costs. "
+        f"Tradeable = EV ≥ {report['min_ev_pct']:g}% AND the (market, side)'s evidence from earlier, already "
+        "closed test blocks has mean − 2 s.e. > 0; everything else is paper. s.e. over calendar blocks of "
+        f"{report['block_days']:g} days.", "",
+        markdown_table(calibration, EDGE_COLUMNS), "",
+        f"![predicted EV vs realised by decile]({png})", "",
+        markdown_table(gate_rows, GATE_COLUMNS), "",
+        "Protection locks: " + ("replayed" if protections["simulated"] else
+                                "**not replayed by this backtest** (they act on the live track record; the "
+                                "figures above do not include them)") + ".", "",
+    ]

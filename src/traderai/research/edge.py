@@ -1,0 +1,128 @@
+"""The expected value and the edge gate replayed on walk-forward signals (`traderai backtest --report`).
+
+For the shipped recipe (direction model for the side, outcome model for the EV, the seed's
+bracket), every signal the seed's rules publish is split as the signal path splits it:
+
+- ``tradeable``: its EV >= MIN_EXPECTED_VALUE_PCT **and** the edge evidence for its (market, side)
+  has ``mean - 2 s.e. > 0``. The evidence is what a manifest would have held at that moment: the
+  realised net of the (market, side)'s EV-passing signals of EARLIER test blocks that had closed
+  before this block started (block s.e.), never the block being traded;
+- ``paper``: everything else, with its reasons (``negative_expected_value``, ``no_proven_edge``).
+
+Protection locks (StoplossGuard-like cool-downs from the live track record) are not replayed here:
+`protection_locks` is the seam, and it reports them as not simulated.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+
+from traderai.research.search import GEOMETRIES, PanelResult, SignalTable
+from traderai.research.stats import BlockMean, block_length_ms, block_mean, calibration_figures
+from traderai.settings import TIMEFRAME_SECONDS
+
+SIDES = {"LONG": True, "SHORT": False}
+
+
+def evidence_passes(evidence: BlockMean | None) -> bool:
+    """The gate's bound: proven only with a finite s.e. and mean - 2 s.e. above zero."""
+    return evidence is not None and math.isfinite(evidence.se) and evidence.mean - 2.0 * evidence.se > 0.0
+
+
+def gate(table: SignalTable, fold_starts_ms: list[int], step_ms: int, block_ms: int,
+         min_ev_pct: float) -> tuple[np.ndarray, list[list[str]]]:
+    """(tradeable mask, reasons per signal): EV filter and the evidence of earlier closed blocks."""
+    n = table.net_pct.shape[0]
+    passes_ev = np.isfinite(table.ev_pct) & (table.ev_pct >= min_ev_pct)
+    closed_ms = table.open_time_ms + (table.exit_offset + 1) * step_ms
+    tradeable = np.zeros(n, dtype=bool)
+    reasons: list[list[str]] = [[] for _ in range(n)]
+    edges = [*fold_starts_ms, np.iinfo(np.int64).max]
+    for start, end in itertools.pairwise(edges):
+        in_block = (table.open_time_ms >= start) & (table.open_time_ms < end)
+        for symbol in set(table.symbol[in_block].tolist()):
+            for long in (True, False):
+                mine = in_block & (table.symbol == symbol) & (table.long == long)
+                past = ((table.symbol == symbol) & (table.long == long) & passes_ev & (closed_ms <= start)
+                        & (table.open_time_ms >= edges[0]))
+                evidence = block_mean(table.net_pct[past], table.open_time_ms[past], block_ms) if past.any() else None
+                proven = evidence_passes(evidence)
+                tradeable[mine] = passes_ev[mine] & proven
+                for i in np.flatnonzero(mine):
+                    if not passes_ev[i]:
+                        reasons[i].append("negative_expected_value")
+                    if not proven:
+                        reasons[i].append("no_proven_edge")
+    return tradeable, reasons
+
+
+def protection_locks() -> dict[str, Any]:
+    """Seam: the protections (stop-loss guard, low-profit pairs) act on the live track record and are
+    not replayed by this backtest yet, so no figure here accounts for them."""
+    return {"simulated": False, "locks": []}
+
+
+def edge_report(panel: PanelResult, geometry: str, table: SignalTable, min_ev_pct: float) -> dict[str, Any]:
+    """Per market: EV calibration (deciles with block s.e.), tradeable vs paper, the issue's figures."""
+    step_ms = TIMEFRAME_SECONDS[panel.timeframe] * 1000
+    block_ms = block_length_ms(GEOMETRIES[geometry].life(panel.timeframe) * step_ms)
+    tradeable, reasons = gate(table, panel.fold_starts_ms, step_ms, block_ms, min_ev_pct)
+    markets: dict[str, Any] = {}
+    for symbol in sorted(set(table.symbol.tolist())):
+        mine = table.symbol == symbol
+        t, p = mine & tradeable, mine & ~tradeable
+        trade_stats = block_mean(table.net_pct[t], table.open_time_ms[t], block_ms)
+        paper_stats = block_mean(table.net_pct[p], table.open_time_ms[p], block_ms)
+        reason_counts: dict[str, int] = {}
+        for i in np.flatnonzero(p):
+            for reason in reasons[i]:
+                reason_counts[reason] = reason_counts.get(reason, 0) + 1
+        no_harm = (trade_stats.n == 0 and reason_counts.get("no_proven_edge", 0) > 0) or (
+            trade_stats.n > 0 and math.isfinite(trade_stats.se) and trade_stats.mean + 2 * trade_stats.se >= 0)
+        markets[symbol] = {
+            "calibration": calibration_figures(table.ev_pct[mine], table.net_pct[mine], table.open_time_ms[mine],
+                                               block_ms),
+            "mean_p_stop": float(np.mean(table.p_stop[mine])) if mine.any() else float("nan"),
+            "tradeable": trade_stats.as_dict(), "paper": paper_stats.as_dict(), "paper_reasons": reason_counts,
+            "no_harm": bool(no_harm)}
+    return {"timeframe": panel.timeframe, "features": panel.feature_set, "geometry": geometry,
+            "min_ev_pct": min_ev_pct, "block_days": block_ms / 86_400_000, "markets": markets,
+            "protections": protection_locks(),
+            "all": calibration_figures(table.ev_pct, table.net_pct, table.open_time_ms, block_ms)}
+
+
+def plot_ev_deciles(report: dict[str, Any], path: Any) -> Any:
+    """One panel per market: realised mean net by predicted-EV decile, error bars 2 block s.e."""
+    from traderai.research.report import _pyplot
+
+    plt = _pyplot()
+    markets = list(report["markets"])
+    cols = min(2, max(1, len(markets)))
+    rows = max(1, math.ceil(len(markets) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False)
+    for ax, symbol in zip(axes.flat, markets, strict=False):
+        calibration = report["markets"][symbol]["calibration"]
+        deciles = calibration.get("deciles", [])
+        x = [d["predicted"] for d in deciles]
+        y = [d["realised"] for d in deciles]
+        err = [2 * d["se"] if math.isfinite(d["se"]) else 0.0 for d in deciles]
+        ax.errorbar(x, y, yerr=err, fmt="o", capsize=3, label="realised mean ± 2 s.e. (blocks)")
+        if x:
+            lo, hi = min(min(x), min(y)), max(max(x), max(y))
+            ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--", linewidth=1, label="predicted = realised")
+        ax.axhline(0, color="black", linewidth=0.6)
+        rho = calibration.get("decile_spearman", float("nan"))
+        ax.set_title(f"{symbol}: {calibration.get('n', 0)} signals, Spearman {rho:+.2f}", fontsize=10)
+        ax.set_xlabel("predicted EV, % of notional (decile mean)")
+        ax.set_ylabel("realised net %")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(markets):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

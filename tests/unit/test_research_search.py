@@ -1,0 +1,167 @@
+"""The edge search: EV arithmetic, out-of-sample outcome models, the gate replay and the verdict."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from traderai.market import Candles
+from traderai.market.csv import bundled_candles_path, load_candles_csv
+from traderai.research.edge import edge_report, evidence_passes, gate
+from traderai.research.labels import OUTCOMES
+from traderai.research.search import (
+    GEOMETRIES,
+    PanelResult,
+    SearchConfig,
+    SignalTable,
+    brier,
+    expected_value_pct,
+    judge,
+    payoffs_atr,
+    run_panel,
+    signals_of,
+)
+from traderai.research.stats import DAY_MS, BlockMean
+from traderai.settings import Strategy
+
+THIRD = (1 / 3, 1 / 3, 1 / 3)
+
+
+def test_payoffs_follow_the_contract_table_by_hand() -> None:
+    # seed bracket: sl 1, TPs 2 / 3.5 / 6 ATR, equal thirds; expiry exits 0.5 / -0.2 / 0.1 ATR.
+    payoff = payoffs_atr(GEOMETRIES["seed"], THIRD, [0.5, -0.2, 0.1])
+    np.testing.assert_allclose(payoff, [-1.0, 2 / 3 - 2 / 3, 2 / 3 + 3.5 / 3 - 1 / 3, (2 + 3.5 + 6) / 3, 0.4 / 3])
+    assert len(payoff) == len(OUTCOMES)
+
+
+def test_expected_value_by_hand() -> None:
+    payoff = payoffs_atr(GEOMETRIES["seed"], THIRD, [0.0, 0.0, 0.0])
+    p = np.array([[0.6, 0.15, 0.1, 0.05, 0.1]])
+    # ATR = 0.8 % of the price; costs 0.32 %.
+    expected = (0.6 * -1.0 + 0.15 * 0.0 + 0.1 * (2 + 3.5 - 1) / 3 + 0.05 * 11.5 / 3 + 0.1 * 0.0) * 0.8 - 0.32
+    np.testing.assert_allclose(expected_value_pct(p, payoff, np.array([0.8]), 0.32), [expected])
+
+
+def test_a_sure_stop_costs_the_stop_plus_costs() -> None:
+    payoff = payoffs_atr(GEOMETRIES["wide_stop"], THIRD, [0.0, 0.0, 0.0])
+    ev = expected_value_pct(np.array([[1.0, 0, 0, 0, 0]]), payoff, np.array([0.5]), 0.32)
+    assert ev[0] == pytest.approx(-2.0 * 0.5 - 0.32)
+
+
+def test_brier_by_hand() -> None:
+    p = np.array([[1.0, 0, 0, 0, 0], [0.5, 0.5, 0, 0, 0]])
+    assert brier(p, np.array([0, 1])) == pytest.approx((0.0 + 0.5) / 2)
+
+
+def _entry(t: float, mean: float, n: int = 100) -> dict:
+    return {"model": "outcome", "timeframe": "15m", "features": "base", "geometry": "seed", "n": n, "mean": mean,
+            "se": abs(mean / t) if t else 1.0, "t": t}
+
+
+def test_the_verdict_needs_a_positive_mean_and_the_bonferroni_threshold() -> None:
+    config = SearchConfig()  # 36 configurations: one-sided threshold z(1 - 0.05/36) = 2.99
+    assert config.configurations == 36
+    winner, correction, verdict = judge([_entry(2.5, 0.7), _entry(-12.0, -0.3)], config)
+    assert winner is not None and winner["t"] == 2.5
+    assert correction is not None and not correction["survives"]
+    assert verdict.startswith("no proven edge") and "2.99" in verdict
+    winner, correction, verdict = judge([_entry(3.2, 0.7), _entry(-12.0, -0.3)], config)
+    assert correction is not None and correction["survives"] and verdict.startswith("edge found")
+    # Too few signals are not ranked at all.
+    winner, _, verdict = judge([_entry(9.0, 2.0, n=10)], config)
+    assert winner is None and "no proven edge" in verdict
+
+
+def test_the_gate_bound_just_above_and_just_below_zero() -> None:
+    assert evidence_passes(BlockMean(100, 50, 0.201, 0.1, 0.1))
+    assert not evidence_passes(BlockMean(100, 50, 0.199, 0.1, 0.1))
+    assert not evidence_passes(BlockMean(100, 1, 5.0, float("nan"), 0.1))
+    assert not evidence_passes(None)
+
+
+def _table(times_days: list[float], nets: list[float], evs: list[float]) -> SignalTable:
+    n = len(nets)
+    return SignalTable(symbol=np.array(["X/USDT"] * n, dtype=object),
+                       open_time_ms=(np.array(times_days) * DAY_MS).astype(np.int64),
+                       long=np.ones(n, dtype=bool), net_pct=np.array(nets), ev_pct=np.array(evs),
+                       p_stop=np.full(n, 0.6), exit_offset=np.full(n, 4, dtype=np.int64))
+
+
+def test_the_gate_uses_only_evidence_of_earlier_closed_blocks() -> None:
+    step = 900_000
+    # Block 1 (days 0..10): strongly positive EV-passing signals; block 2 (days 10..20) the same.
+    days = [*np.arange(0, 10, 0.5), *np.arange(10, 20, 0.5)]
+    nets = [1.0 + 0.1 * (i % 3) for i in range(len(days))]
+    table = _table(days, nets, [0.5] * len(days))
+    tradeable, reasons = gate(table, [0, 10 * DAY_MS], step, DAY_MS, 0.0)
+    first = np.array(days) < 10
+    assert not tradeable[first].any()  # nothing earlier: unproven
+    assert all("no_proven_edge" in r for r, f in zip(reasons, first, strict=True) if f)
+    assert tradeable[~first].all()  # the first block's positive record proves the second
+    # A negative EV is paper whatever the evidence, with its reason.
+    evs = [0.5] * len(days)
+    evs[-1] = -0.1
+    tradeable, reasons = gate(_table(days, nets, evs), [0, 10 * DAY_MS], step, DAY_MS, 0.0)
+    assert not tradeable[-1] and reasons[-1] == ["negative_expected_value"]
+    # Losing evidence keeps the next block paper.
+    losing = gate(_table(days, [-1.0 - 0.1 * (i % 3) for i in range(len(days))], [0.5] * len(days)),
+                  [0, 10 * DAY_MS], step, DAY_MS, 0.0)[0]
+    assert not losing.any()
+
+
+@cache
+def markets() -> tuple[Candles, ...]:
+    return tuple(load_candles_csv(bundled_candles_path(s), s).tail(6000) for s in ("BTC/USDT", "SOL/USDT"))
+
+
+SMALL = SearchConfig(timeframes=("15m",), feature_sets=("base",), geometries=("seed",), folds=2)
+
+
+@cache
+def panel() -> PanelResult:
+    return run_panel(markets(), "15m", "base", SMALL, Strategy())
+
+
+def test_outcome_probabilities_are_out_of_sample_and_sum_to_one() -> None:
+    result = panel()
+    tested = np.isfinite(result.direction)
+    assert tested.sum() > 1000 and not tested.all()
+    for side in ("LONG", "SHORT"):
+        record = result.sides["seed"][side]
+        assert np.isfinite(record.ev_pct[tested]).all() and np.isnan(record.ev_pct[~tested]).all()
+        np.testing.assert_allclose(record.probabilities[tested].sum(axis=1), 1.0, atol=1e-9)
+        assert (record.probabilities[tested] >= 0).all()
+        assert len(record.expiry_exit) == SMALL.folds
+
+
+def test_the_future_of_a_test_block_never_reaches_its_models() -> None:
+    # Given every candle after the first test block scaled (prices and hence labels and features change)
+    result = panel()
+    cut = result.fold_starts_ms[1]
+    changed = []
+    for c in markets():
+        scale = np.where(c.open_time_ms >= cut, np.linspace(1.0, 1.6, len(c)), 1.0)
+        changed.append(Candles(c.symbol, c.timeframe, c.open_time_ms, c.open * scale, c.high * scale,
+                               c.low * scale, c.close * scale, c.volume))
+    other = run_panel(changed, "15m", "base", SMALL, Strategy())
+    # Then the first block's predictions are the same (its models saw nothing after it), the second's differ
+    purge = SMALL.purge("15m") * 900_000
+    first = np.isfinite(result.direction) & (result.rows.open_time_ms < cut - purge)
+    np.testing.assert_array_equal(result.direction[first], other.direction[first])
+    for side in ("LONG", "SHORT"):
+        np.testing.assert_array_equal(result.sides["seed"][side].ev_pct[first], other.sides["seed"][side].ev_pct[first])
+    second = result.rows.open_time_ms >= cut
+    assert not np.allclose(result.sides["seed"]["LONG"].ev_pct[second], other.sides["seed"]["LONG"].ev_pct[second])
+
+
+def test_signals_and_the_edge_report() -> None:
+    result = panel()
+    table = signals_of(result, "seed", Strategy())
+    assert table.net_pct.shape[0] > 20 and np.isfinite(table.ev_pct).all()
+    report = edge_report(result, "seed", table, 0.0)
+    for market in report["markets"].values():
+        assert market["tradeable"]["n"] + market["paper"]["n"] == market["calibration"]["n"]
+        assert sum(market["paper_reasons"].values()) >= market["paper"]["n"]  # every paper signal says why
+    assert report["protections"] == {"simulated": False, "locks": []}
