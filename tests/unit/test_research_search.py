@@ -5,54 +5,29 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
-import pytest
 
 from traderai.market import Candles
 from traderai.market.csv import bundled_candles_path, load_candles_csv
 from traderai.research.edge import edge_report, evidence_passes, gate
-from traderai.research.labels import OUTCOMES
 from traderai.research.search import (
     GEOMETRIES,
     PanelResult,
     SearchConfig,
     SignalTable,
-    brier,
-    expected_value_pct,
     judge,
-    payoffs_atr,
     run_panel,
     signals_of,
 )
 from traderai.research.stats import DAY_MS, BlockMean
 from traderai.settings import Strategy
 
-THIRD = (1 / 3, 1 / 3, 1 / 3)
 
-
-def test_payoffs_follow_the_contract_table_by_hand() -> None:
-    # seed bracket: sl 1, TPs 2 / 3.5 / 6 ATR, equal thirds; expiry exits 0.5 / -0.2 / 0.1 ATR.
-    payoff = payoffs_atr(GEOMETRIES["seed"], THIRD, [0.5, -0.2, 0.1])
-    np.testing.assert_allclose(payoff, [-1.0, 2 / 3 - 2 / 3, 2 / 3 + 3.5 / 3 - 1 / 3, (2 + 3.5 + 6) / 3, 0.4 / 3])
-    assert len(payoff) == len(OUTCOMES)
-
-
-def test_expected_value_by_hand() -> None:
-    payoff = payoffs_atr(GEOMETRIES["seed"], THIRD, [0.0, 0.0, 0.0])
-    p = np.array([[0.6, 0.15, 0.1, 0.05, 0.1]])
-    # ATR = 0.8 % of the price; costs 0.32 %.
-    expected = (0.6 * -1.0 + 0.15 * 0.0 + 0.1 * (2 + 3.5 - 1) / 3 + 0.05 * 11.5 / 3 + 0.1 * 0.0) * 0.8 - 0.32
-    np.testing.assert_allclose(expected_value_pct(p, payoff, np.array([0.8]), 0.32), [expected])
-
-
-def test_a_sure_stop_costs_the_stop_plus_costs() -> None:
-    payoff = payoffs_atr(GEOMETRIES["wide_stop"], THIRD, [0.0, 0.0, 0.0])
-    ev = expected_value_pct(np.array([[1.0, 0, 0, 0, 0]]), payoff, np.array([0.5]), 0.32)
-    assert ev[0] == pytest.approx(-2.0 * 0.5 - 0.32)
-
-
-def test_brier_by_hand() -> None:
-    p = np.array([[1.0, 0, 0, 0, 0], [0.5, 0.5, 0, 0, 0]])
-    assert brier(p, np.array([0, 1])) == pytest.approx((0.0 + 0.5) / 2)
+def test_a_geometry_is_the_outcome_models_bracket_at_each_timeframe() -> None:
+    seed = GEOMETRIES["seed"]
+    assert seed.strategy() == Strategy()  # the seed geometry is the default Strategy's bracket
+    assert seed.bracket("15m").to_dict() == {"sl_atr": 1.0, "tp_atr": [2.0, 3.5, 6.0], "life_candles": 96}
+    assert GEOMETRIES["long_life"].bracket("4h").life_candles == 12
+    assert SearchConfig().purge("15m") == 192  # the longest life of the grid (48 h)
 
 
 def _entry(t: float, mean: float, n: int = 100) -> dict:
@@ -158,7 +133,10 @@ def test_the_future_of_a_test_block_never_reaches_its_models() -> None:
 
 def test_signals_and_the_edge_report() -> None:
     result = panel()
-    table = signals_of(result, "seed", Strategy())
+    # On 6,000 candles the calibrated direction probability stays near 0.5 (its isotonic steps rest on
+    # >= 1,000 rows), so the seed's 0.55 floor passes nothing: open the rules to get signals to score.
+    assert signals_of(result, "seed", Strategy()).net_pct.shape[0] == 0
+    table = signals_of(result, "seed", Strategy(min_confidence=0.5, min_net_profit_pct=0.0))
     assert table.net_pct.shape[0] > 20 and np.isfinite(table.ev_pct).all()
     report = edge_report(result, "seed", table, 0.0)
     for market in report["markets"].values():

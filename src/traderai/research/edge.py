@@ -72,7 +72,7 @@ def edge_report(panel: PanelResult, geometry: str, table: SignalTable, min_ev_pc
     block_ms = block_length_ms(GEOMETRIES[geometry].life(panel.timeframe) * step_ms)
     tradeable, reasons = gate(table, panel.fold_starts_ms, step_ms, block_ms, min_ev_pct)
     markets: dict[str, Any] = {}
-    for symbol in sorted(set(table.symbol.tolist())):
+    for symbol in sorted(panel.rows.symbols):  # every market, also one the rules gave no signal
         mine = table.symbol == symbol
         t, p = mine & tradeable, mine & ~tradeable
         trade_stats = block_mean(table.net_pct[t], table.open_time_ms[t], block_ms)
@@ -81,7 +81,7 @@ def edge_report(panel: PanelResult, geometry: str, table: SignalTable, min_ev_pc
         for i in np.flatnonzero(p):
             for reason in reasons[i]:
                 reason_counts[reason] = reason_counts.get(reason, 0) + 1
-        no_harm = (trade_stats.n == 0 and reason_counts.get("no_proven_edge", 0) > 0) or (
+        no_harm = (trade_stats.n == 0) or (
             trade_stats.n > 0 and math.isfinite(trade_stats.se) and trade_stats.mean + 2 * trade_stats.se >= 0)
         markets[symbol] = {
             "calibration": calibration_figures(table.ev_pct[mine], table.net_pct[mine], table.open_time_ms[mine],

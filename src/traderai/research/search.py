@@ -8,9 +8,10 @@ x bracket geometries (`GEOMETRIES`) x selection models:
   close[t]``; every signal the seed's rules accept (`backtest.accept_mask`, the geometry's own
   SL/TP/life) and the duplicate filter lets through is traded.
 - ``outcome``: the same signals (the side is still the seed's), traded only where the outcome
-  model's expected value of that side is >= `min_ev_pct`. The outcome model is a multinomial
-  logistic regression per side on the first-touch labels of the geometry's bracket
-  (`labels.outcome_labels`, the tracker's rule); EV = sum_o p_o x payoff_o - costs (CONTRACT-12).
+  model's expected value of that side is >= `min_ev_pct`. The outcome model is the shipped recipe
+  (`model.outcome`): per side a multinomial logistic regression on the first-touch labels of the
+  geometry's bracket (`labels.outcome_labels`, the tracker's rule), shrunk toward the class rates
+  by a weight fitted on the calibration slice; EV = sum_o p_o x payoff_o - costs (CONTRACT-12).
 
 Every configuration runs the same expanding walk-forward: the pooled calendar of all markets, the
 last `test_span` cut into `folds` test blocks, a calibration slice before each, purged by the
@@ -36,6 +37,15 @@ from typing import Any
 import numpy as np
 
 from traderai.market import Candles
+from traderai.model.outcome import (
+    Bracket,
+    OutcomeSide,
+    brier,
+    class_rates,
+    expected_value_pct,
+    fit_outcome_estimator,
+    fit_shrink,
+)
 from traderai.research.backtest import backtest_market, life_candles
 from traderai.research.extended import MARKET_FACTOR_SYMBOL, extended_features, resample
 from traderai.research.labels import DIRECTION_HORIZON, OUTCOMES, UNLABELLED, outcome_labels
@@ -68,27 +78,16 @@ class Geometry:
     def life(self, timeframe: str) -> int:
         return life_candles(self.strategy(), timeframe)
 
+    def bracket(self, timeframe: str) -> Bracket:
+        """The outcome model's bracket (`model.outcome.Bracket`) at this timeframe."""
+        return Bracket.of_strategy(self.strategy(), timeframe)
+
 
 GEOMETRIES: dict[str, Geometry] = {
     "seed": Geometry("seed", 1.0, (2.0, 3.5, 6.0), 24.0),  # the default Strategy
     "wide_stop": Geometry("wide_stop", 2.0, (2.0, 3.0, 4.0), 24.0),  # stop as far as TP1: ~1:1 odds
     "long_life": Geometry("long_life", 1.5, (3.0, 5.0, 8.0), 48.0),  # wider and longer
 }
-
-
-def payoffs_atr(geometry: Geometry, weights: Sequence[float], expiry_exit: Sequence[float]) -> np.ndarray:
-    """Payoff of each outcome in OUTCOMES, in ATR units before costs (CONTRACT-12's table / ATR * entry)."""
-    w1, w2, w3 = weights
-    tp1, tp2, tp3 = geometry.tp_atr
-    sl = geometry.sl_atr
-    return np.array([-sl, w1 * tp1 - (w2 + w3) * sl, w1 * tp1 + w2 * tp2 - w3 * sl, w1 * tp1 + w2 * tp2 + w3 * tp3,
-                     sum(w * e for w, e in zip(weights, expiry_exit, strict=True))])
-
-
-def expected_value_pct(probabilities: np.ndarray, payoff_atr: np.ndarray, atr_pct: np.ndarray,
-                       costs_pct: float) -> np.ndarray:
-    """EV in % of notional: sum_o p_o * payoff_o (ATR units) * ATR/entry * 100 - costs."""
-    return (np.asarray(probabilities) @ payoff_atr) * np.asarray(atr_pct) - costs_pct
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +141,9 @@ class SideModel:
     probabilities: np.ndarray  # (n, 5)
     ev_pct: np.ndarray  # (n,)
     outcome: np.ndarray  # (n,) class index, UNLABELLED where unknown
-    base_rate: np.ndarray  # (n, 5) the training class frequencies of each row's fold
+    base_rate: np.ndarray  # (n, 5) the class frequencies before each row's test block
     expiry_exit: list[list[float]] = field(default_factory=list)  # per fold
+    shrink: list[float] = field(default_factory=list)  # per fold: the calibration's weight toward the base rate
 
 
 @dataclass
@@ -160,24 +160,28 @@ class PanelResult:
     seconds: float
 
 
-def _fit_multinomial(features: np.ndarray, classes: np.ndarray) -> Any:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500)).fit(features, classes)
-
-
-def _proba5(model: Any, features: np.ndarray) -> np.ndarray:
-    out = np.zeros((features.shape[0], len(OUTCOMES)))
-    out[:, np.asarray(model.classes_, dtype=np.int64)] = model.predict_proba(features)
-    return out
-
-
 def _stride(mask: np.ndarray, limit: int) -> np.ndarray:
     rows = np.flatnonzero(mask)
     step = max(1, math.ceil(rows.shape[0] / limit))
     return rows[::step]
+
+
+def _fit_side(features: np.ndarray, classes: np.ndarray, exits: np.ndarray, train: np.ndarray, calib: np.ndarray,
+              max_rows: int) -> OutcomeSide | None:
+    """The shipped outcome recipe (`model.train`) on one fold: fit on the train slice (evenly strided to
+    `max_rows`), prior = class rates before the test block, shrink weight fitted on the calibration slice."""
+    labelled = classes != UNLABELLED
+    fit_rows = _stride(train & labelled, max_rows)
+    try:
+        estimator = fit_outcome_estimator(features[fit_rows], classes[fit_rows])
+    except ValueError:
+        return None
+    prior = class_rates(classes[(train | calib) & labelled])
+    cal = calib & labelled
+    weight = fit_shrink(estimator.predict_proba(features[cal]), classes[cal], prior)
+    expiry = fit_rows[classes[fit_rows] == OUTCOMES.index("expiry")]
+    exit_mean = tuple(float(v) for v in exits[expiry].mean(axis=0)) if expiry.shape[0] else (0.0, 0.0, 0.0)
+    return OutcomeSide(estimator, weight, prior, exit_mean)  # type: ignore[arg-type]
 
 
 def run_panel(markets: Sequence[Candles], timeframe: str, feature_set: str, config: SearchConfig,
@@ -220,32 +224,26 @@ def run_panel(markets: Sequence[Candles], timeframe: str, feature_set: str, conf
         calibration = fit_calibration("isotonic", raw_cal, y[calib & known])
         test_rows = np.flatnonzero(test)
         direction[test_rows] = apply_calibration(calibration, estimator.predict_proba(rows.features[test_rows])[:, 1])
-        before_test = train | calib  # every label known before the test block starts (purged)
         for name in config.geometries:
-            geometry = GEOMETRIES[name]
+            bracket = GEOMETRIES[name].bracket(timeframe)
             for side in SIDES:
                 classes, exits = labels[(name, side)]
-                fit_rows = _stride(before_test & (classes != UNLABELLED), config.max_outcome_train_rows)
-                model = _fit_multinomial(rows.features[fit_rows], classes[fit_rows])
-                expiry = classes[fit_rows] == OUTCOMES.index("expiry")
-                exit_mean = exits[fit_rows][expiry].mean(axis=0).tolist() if expiry.any() else [0.0, 0.0, 0.0]
-                p = _proba5(model, rows.features[test_rows])
-                payoff = payoffs_atr(geometry, strategy.tp_weights, exit_mean)
+                fitted = _fit_side(rows.features, classes, exits, train, calib, config.max_outcome_train_rows)
                 record = sides[name][side]
+                record.base_rate[test_rows] = class_rates(classes[(train | calib) & (classes != UNLABELLED)])
+                if fitted is None:  # a class never occurs in the fit slice: no EV for this block
+                    record.expiry_exit.append([math.nan] * 3)
+                    continue
+                p = fitted.predict_proba(rows.features[test_rows])
                 record.probabilities[test_rows] = p
-                record.ev_pct[test_rows] = expected_value_pct(p, payoff, atr_pct[test_rows], strategy.costs_pct)
-                record.base_rate[test_rows] = np.bincount(classes[fit_rows], minlength=5) / fit_rows.shape[0]
-                record.expiry_exit.append(exit_mean)
+                record.ev_pct[test_rows] = expected_value_pct(p, atr_pct[test_rows], strategy.tp_weights, bracket,
+                                                              fitted.expiry_exit_atr, strategy.costs_pct)
+                record.expiry_exit.append(list(fitted.expiry_exit_atr))
+                record.shrink.append(fitted.weight)
         progress(f"{timeframe} {feature_set}: fold {fold.index + 1}/{len(folds)} "
                  f"(train {int((train & known).sum()):,} rows)")
     return PanelResult(timeframe, feature_set, frames, rows, direction, sides,
                        [f.test_start_ms for f in folds], time.perf_counter() - started)
-
-
-def brier(probabilities: np.ndarray, classes: np.ndarray) -> float:
-    """Multi-class Brier score: mean over rows of sum_o (p_o - 1[o])^2."""
-    onehot = np.eye(len(OUTCOMES))[classes]
-    return float(((probabilities - onehot) ** 2).sum(axis=1).mean())
 
 
 @dataclass
@@ -313,7 +311,8 @@ def outcome_brier_skill(panel: PanelResult, geometry: str) -> dict[str, dict[str
         out[symbol] = {}
         for side in SIDES:
             record = panel.sides[geometry][side]
-            ok = (panel.rows.market == index) & (record.outcome != UNLABELLED) & np.isfinite(record.ev_pct)
+            ok = ((panel.rows.market == index) & (record.outcome != UNLABELLED) & np.isfinite(record.ev_pct)
+                  & np.isfinite(record.base_rate).all(axis=1))
             if ok.sum() < 100:
                 continue
             model_brier = brier(record.probabilities[ok], record.outcome[ok])

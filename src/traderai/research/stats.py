@@ -130,8 +130,11 @@ def calibration_figures(predicted: np.ndarray, realised: np.ndarray, times_ms: n
 
     mean predicted vs mean realised, the gap in block s.e. (calibrated: |gap| <= 2 s.e., judged
     where there are >= 30 signals), and the Spearman correlation of the decile means (judged >= 0.5
-    where there are >= 300 signals).
+    where there are >= 300 signals). Signals without a prediction (NaN) are left out.
     """
+    predicted, realised = np.asarray(predicted, dtype=np.float64), np.asarray(realised, dtype=np.float64)
+    scored = np.isfinite(predicted)
+    predicted, realised, times_ms = predicted[scored], realised[scored], np.asarray(times_ms)[scored]
     realised_stats = block_mean(realised, times_ms, block_ms)
     n = realised_stats.n
     if n == 0:
