@@ -136,6 +136,18 @@ def _add_keys(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_keys_parser(subparsers)
 
 
+def _add_models(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from traderai.models_cli import add_models_parser
+
+    add_models_parser(subparsers)
+
+
+def _add_retrain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from traderai.models_cli import add_retrain_parser
+
+    add_retrain_parser(subparsers)
+
+
 def _add_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from traderai.local.command import add_parser
 
@@ -149,6 +161,8 @@ SUBCOMMANDS: dict[str, AddSubcommand] = {
     "keys": _add_keys,
     "evaluate": _add_evaluate,
     "backtest": _add_backtest,
+    "models": _add_models,
+    "retrain": _add_retrain,
 }
 """name -> function adding the subparser (which sets `func`); other subcommands register here."""
 
