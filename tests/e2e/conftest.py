@@ -46,8 +46,12 @@ def chromium() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    """One replay from 2025-04-07 00:00 UTC at 900x (three 5-minute ticks a second) for the module."""
-    running = start_stack("--start", "2025-04-07T00:00:00Z", "--speed", "900")
+    """One replay from 2025-04-07 00:00 UTC at 900x (three 5-minute ticks a second) for the module.
+
+    With MIN_CONFIDENCE 0.5 for this test stack only: the shipped models, calibrated on steps of >= 1,000
+    rows, are never 55 % confident on the bundled candles (docs/demo.md), and these tests exercise the
+    pipeline's plumbing (a signal stored, pushed, served), not the model. Every other filter is the seed's."""
+    running = start_stack("--start", "2025-04-07T00:00:00Z", "--speed", "900", "--param", "MinConfidence=0.5")
     try:
         yield running
     finally:

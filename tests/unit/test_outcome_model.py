@@ -255,3 +255,44 @@ def test_outcome_serving_imports_numpy_only(tmp_path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("symbol", ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT"])
+def test_every_step_of_the_shipped_calibrations_rests_on_enough_rows(symbol: str) -> None:
+    from traderai.adapters.model_registry import BundledModels
+
+    model = BundledModels().get(symbol, "15m")
+    import importlib.resources as resources
+    from pathlib import Path
+
+    root = Path(str(resources.files("traderai") / "data" / "models"))
+    artifact = json.loads((root / symbol.replace("/", "_") / "15m" / model.model_id / "model.json").read_text())
+    calibration = artifact["calibration"]
+    assert calibration["kind"] == "isotonic"
+    assert min(calibration["rows"]) >= MIN_CALIBRATION_STEP_ROWS
+    steps = dict(zip(calibration["y"], calibration["rows"], strict=True))
+    assert sum(steps.values()) == model.manifest["data"]["calibration"]["rows"]
+    assert model.predict_outcomes(np.zeros(18)) is not None and model.manifest["edge_evidence"] is not None
+
+
+def test_ev_calibration_compares_predicted_ev_with_the_brackets_realised_net_on_every_test_candle() -> None:
+    result = trained()
+    figures = result.manifests["SOL/USDT"]["ev_calibration"]
+    rows = outcome_rows([markets()[0]])
+    manifest = result.manifests["SOL/USDT"]
+    cut = manifest["data"]["test"]["from"]
+    from traderai.contracts import parse_iso_utc
+
+    cut_ms = int(parse_iso_utc(cut).timestamp() * 1000)
+    strategy = Strategy()
+    for side in ("LONG", "SHORT"):
+        labelled = (rows.open_time_ms >= cut_ms) & (rows.outcome[side] >= 0)
+        assert figures[side]["n"] == int(labelled.sum()) > 100
+        # Realised net of each candle's bracket, by hand from the labels: thirds at their exit distances.
+        realised = rows.exit_atr[side][labelled].mean(axis=1) * rows.atr_pct[labelled] - strategy.costs_pct
+        assert figures[side]["mean_realised"] == pytest.approx(realised.mean(), abs=1e-9)
+        predicted = expected_value_pct(result.outcome_model.sides[side].predict_proba(rows.features[labelled]),
+                                       rows.atr_pct[labelled], strategy.tp_weights, Bracket(),
+                                       result.outcome_model.sides[side].expiry_exit_atr, strategy.costs_pct)
+        assert figures[side]["mean_predicted"] == pytest.approx(predicted.mean(), abs=1e-9)
+        assert figures[side]["se"] > 0 and len(figures[side]["deciles"]) == 10

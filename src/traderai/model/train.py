@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -487,6 +487,7 @@ def train(markets: Sequence[Candles], publish_for: Sequence[str], timeframe: str
                              "edge_evidence": evidence.get("edge_evidence"),
                              "evidence_details": evidence.get("evidence_details"),
                              "ev_buckets": evidence.get("ev_buckets"),
+                             "ev_calibration": evidence.get("ev_calibration"),
                              "feature_quantiles": {"levels": list(QUANTILE_LEVELS),
                                                    "source": symbol if symbol in data.symbols else "pooled",
                                                    "values": _quantiles(quantile_rows)}}
@@ -583,6 +584,7 @@ def _train_outcome(markets: Sequence[Candles], data: Dataset, p_test: np.ndarray
                  f"{metrics['test'][side]['brier_skill']:+.5f}")
     model = OutcomeModel(sides, bracket)
 
+    calibration = _ev_calibration(rows, sides, test_slice, bracket, strategy, step_ms)
     min_ev = (config.min_expected_value_pct if config.min_expected_value_pct is not None
               else float(getattr(strategy, "min_expected_value_pct", 0.0)))
     evidence = {}
@@ -602,12 +604,50 @@ def _train_outcome(markets: Sequence[Candles], data: Dataset, p_test: np.ndarray
         evidence[candles.symbol] = market_evidence(
             frame, probability, outcome_probability, {s: sides[s].expiry_exit_atr for s in SIDES}, bracket,
             strategy, min_ev)
+        evidence[candles.symbol]["ev_calibration"] = calibration.get(candles.symbol)
         shown = evidence[candles.symbol]["edge_evidence"]
         progress(f"evidence {candles.symbol}: " + ", ".join(
             f"{s} n={shown[s]['n']} mean={_fmt(shown[s]['mean_net_pct'])} se={_fmt(shown[s]['se_pct'])}"
             for s in SIDES))
     return OutcomePart(document=export_outcome(model), metrics=metrics, evidence=evidence, model=model,
                        test_features=rows.features[test_slice])
+
+
+def _ev_calibration(rows: Any, sides: Mapping[str, Any], test_slice: np.ndarray, bracket: Any, strategy: Any,
+                    step_ms: int) -> dict[str, dict[str, Any]]:
+    """Per market and side, on EVERY labelled candle of the unseen test stretch (not only the seed's signals):
+    the EV the model predicts for that side's bracket vs the net that bracket realised (the tracker's rule,
+    costs in), overall and by EV decile, with block standard errors (the brackets of consecutive candles
+    overlap: calendar blocks of two lives are the independent units, research/stats.py)."""
+    from traderai.model.outcome import expected_value_pct
+    from traderai.research.stats import block_length_ms, calibration_figures
+
+    weights = np.asarray(strategy.tp_weights, dtype=np.float64)
+    block_ms = block_length_ms(bracket.life_candles * step_ms)
+    out: dict[str, dict[str, Any]] = {}
+    for side, fitted in sides.items():
+        labelled = test_slice & (rows.outcome[side] >= 0)
+        predicted = expected_value_pct(fitted.predict_proba(rows.features[labelled]), rows.atr_pct[labelled],
+                                       strategy.tp_weights, bracket, fitted.expiry_exit_atr, strategy.costs_pct)
+        realised = (rows.exit_atr[side][labelled] @ weights) * rows.atr_pct[labelled] - strategy.costs_pct
+        market = rows.market[labelled]
+        for index, symbol in enumerate(rows.symbols):
+            mine = market == index
+            if mine.any():
+                out.setdefault(symbol, {})[side] = _json_safe(calibration_figures(
+                    predicted[mine], realised[mine], rows.open_time_ms[labelled][mine], block_ms))
+    return out
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN / infinite figures (e.g. a correlation of too few points) as null: manifests are strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _fmt(value: float | None) -> str:
