@@ -148,6 +148,12 @@ def _add_retrain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     add_retrain_parser(subparsers)
 
 
+def _add_notify(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from traderai.notify_cli import add_notify_parser
+
+    add_notify_parser(subparsers)
+
+
 def _add_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from traderai.local.command import add_parser
 
@@ -159,6 +165,7 @@ SUBCOMMANDS: dict[str, AddSubcommand] = {
     "tick": _add_tick,
     "local": _add_local,
     "keys": _add_keys,
+    "notify": _add_notify,
     "evaluate": _add_evaluate,
     "backtest": _add_backtest,
     "models": _add_models,

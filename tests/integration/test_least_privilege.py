@@ -63,6 +63,8 @@ def test_no_role_allows_a_wildcard_action_or_an_unnamed_resource(cfn: dict[str, 
                 assert resource != "*", function
                 if "*" in text:  # a wildcard only below a resource of this stack (a prefix, an index)
                     named = {ref for ref in re.findall(r"\$\{(\w+)(?:\.\w+)?\}", text) if ref in cfn["Resources"]}
+                    # or below this stack's own name in Secrets Manager (secret ARNs end in a random suffix)
+                    named |= set(re.findall(r":secret:\$\{AWS::StackName\}/\w+/\*", text))
                     assert named, f"{function}: {text} is a wildcard over resources this stack does not name"
 
 
@@ -80,10 +82,34 @@ def test_the_authorizer_can_only_get_one_key_by_id(cfn: dict[str, Any]) -> None:
 
 
 def test_nothing_scans_the_signals_or_keys_tables(cfn: dict[str, Any]) -> None:
+    # Only the small fan-out lists are read whole: open connections (broadcast), subscribers (notify)
+    fan_out_lists = {"BroadcastFunction": "ConnectionsTable", "NotifyFunction": "NotifySubscribersTable"}
     for function, role in _function_roles(cfn).items():
         for statement in _statements(role):
             if "dynamodb:Scan" in _as_list(statement["Action"]):
-                assert _as_list(statement["Resource"]) == [{"Fn::GetAtt": ["ConnectionsTable", "Arn"]}], function
+                assert _as_list(statement["Resource"]) == [{"Fn::GetAtt": [fan_out_lists[function], "Arn"]}], function
+
+
+def test_notify_reads_only_its_subscribers_secrets_and_writes_only_its_ledger_and_queue(cfn: dict[str, Any]) -> None:
+    grants = {(action, json.dumps(resource)) for s in _statements(_function_roles(cfn)["NotifyFunction"])
+              for action in _as_list(s["Action"]) for resource in _as_list(s["Resource"])}
+    secrets = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+                          "${AWS::StackName}/notify/*"}
+    assert grants == {
+        ("dynamodb:Scan", json.dumps({"Fn::GetAtt": ["NotifySubscribersTable", "Arn"]})),
+        ("dynamodb:UpdateItem", json.dumps({"Fn::GetAtt": ["NotifySubscribersTable", "Arn"]})),
+        ("dynamodb:Query", json.dumps({"Fn::GetAtt": ["DeliveriesTable", "Arn"]})),
+        ("dynamodb:UpdateItem", json.dumps({"Fn::GetAtt": ["DeliveriesTable", "Arn"]})),
+        ("secretsmanager:GetSecretValue", json.dumps(secrets)),
+        ("sqs:SendMessage", json.dumps({"Fn::GetAtt": ["NotifyDeadLetterQueue", "Arn"]})),
+    } | {g for g in grants if g[0].startswith(("dynamodb:DescribeStream", "dynamodb:GetRecords",
+                                                "dynamodb:GetShardIterator", "dynamodb:ListStreams"))}
+
+
+def test_the_chart_function_gets_one_signal_by_id(cfn: dict[str, Any]) -> None:
+    (statement,) = _statements(_function_roles(cfn)["ChartFunction"])
+    assert statement["Action"] == "dynamodb:GetItem"
+    assert statement["Resource"] == {"Fn::GetAtt": ["SignalsTable", "Arn"]}
 
 
 def test_every_table_is_encrypted_with_point_in_time_recovery(cfn: dict[str, Any]) -> None:
@@ -116,8 +142,12 @@ def test_every_bucket_is_encrypted_private_and_tls_only(cfn: dict[str, Any]) -> 
 def test_queues_are_encrypted_and_tls_only(cfn: dict[str, Any]) -> None:
     for logical_id, spec in _of_type(cfn, "AWS::SQS::Queue").items():
         assert spec["Properties"]["SqsManagedSseEnabled"] is True, logical_id
-    (policy,) = _of_type(cfn, "AWS::SQS::QueuePolicy").values()
-    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    policies = {json.dumps(p["Properties"]["Queues"]): p for p in _of_type(cfn, "AWS::SQS::QueuePolicy").values()}
+    for logical_id in _of_type(cfn, "AWS::SQS::Queue"):
+        statements = policies[json.dumps([{"Ref": logical_id}])]["Properties"]["PolicyDocument"]["Statement"]
+        assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+                   for s in statements), logical_id
+    statements = policies[json.dumps([{"Ref": "DeadLetterQueue"}])]["Properties"]["PolicyDocument"]["Statement"]
     assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
                for s in statements)
     (events,) = [s for s in statements if s["Effect"] == "Allow"]

@@ -33,10 +33,11 @@ from traderai.testing.sam import translated_template
 
 ROOT = TEMPLATE_PATH.parents[1]
 FUNCTIONS = ("PredictFunction", "SignalFunction", "ApiFunction", "WebSocketFunction", "BroadcastFunction",
-             "TrackFunction", "CompactFunction", "ChartFunction")
+             "TrackFunction", "CompactFunction", "ChartFunction", "NotifyFunction")
 # Read by Powertools or the push adapter rather than by traderai.settings.
 NON_SETTINGS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL",
                     "WEBSOCKET_ENDPOINT", "TOKEN_SECRET",
+                    "SUBSCRIBERS_TABLE", "NOTIFY_DLQ_URL",  # NotifyFunction's own wiring (services.notify_wiring)
                     "ATHENA_WORKGROUP", "ATHENA_DATABASE"}  # CompactFunction's own CompactionSettings
 STRATEGY_ENV = {field.name.upper() for field in fields(Strategy)}
 # AWS managed policies SAM attaches; their "*" resources are what those services require
@@ -48,7 +49,8 @@ ALLOWED_MANAGED_POLICIES = {
 }
 RESOURCE_NAMES = {"DataBucket": "traderai-data", "SignalsTable": "signals", "ConnectionsTable": "connections",
                   "WebSocketApi": "ws123", "AnalyticsWorkGroup": "traderai-analytics", "AnalyticsDatabase": "traderai",
-                  "DeliveriesTable": "deliveries", "ApiKeysTable": "api-keys"}
+                  "DeliveriesTable": "deliveries", "ApiKeysTable": "api-keys",
+                  "NotifySubscribersTable": "subscribers", "NotifyDeadLetterQueue": "https://sqs/notify-dlq"}
 
 
 @pytest.fixture(scope="module")
@@ -225,9 +227,33 @@ def test_signal_sends_failures_to_the_dlq(cfn: dict) -> None:
     assert "sqs:SendMessage" in _actions(cfn, "SignalFunction")
 
 
+def _stream_mapping(cfn: dict, function: str) -> dict:
+    (mapping,) = [m for m in _resources(cfn, "AWS::Lambda::EventSourceMapping").values()
+                  if m["Properties"]["FunctionName"] == {"Ref": function}]
+    return mapping["Properties"]
+
+
+def test_the_signals_stream_has_two_consumers_at_most(cfn: dict) -> None:
+    # a DynamoDB stream serves two readers per shard without throttling: broadcast and notify
+    mappings = _resources(cfn, "AWS::Lambda::EventSourceMapping").values()
+    readers = [m["Properties"]["FunctionName"]["Ref"] for m in mappings
+               if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["SignalsTable", "StreamArn"]}]
+    assert sorted(readers) == ["BroadcastFunction", "NotifyFunction"]
+
+
+def test_notify_reads_the_stream_with_partial_batch_failures_and_its_own_dead_letter_queue(cfn: dict) -> None:
+    props = _stream_mapping(cfn, "NotifyFunction")
+    assert (props["StartingPosition"], props["BatchSize"], props["MaximumRetryAttempts"]) == ("LATEST", 50, 5)
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"] and props["BisectBatchOnFunctionError"]
+    (pattern,) = (json.loads(f["Pattern"]) for f in props["FilterCriteria"]["Filters"])
+    assert pattern == {"eventName": ["INSERT", "MODIFY"]}
+    assert props["DestinationConfig"]["OnFailure"] == {
+        "Destination": {"Fn::GetAtt": ["NotifyDeadLetterQueue", "Arn"]}}
+    assert "sqs:SendMessage" in _actions(cfn, "NotifyFunction")
+
+
 def test_broadcast_reads_inserts_and_modifies_with_partial_batch_failures(cfn: dict) -> None:
-    (mapping,) = _resources(cfn, "AWS::Lambda::EventSourceMapping").values()
-    props = mapping["Properties"]
+    props = _stream_mapping(cfn, "BroadcastFunction")
     assert props["EventSourceArn"] == {"Fn::GetAtt": ["SignalsTable", "StreamArn"]}
     assert props["FunctionName"] == {"Ref": "BroadcastFunction"}
     assert props["StartingPosition"] == "LATEST"

@@ -42,6 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="read the real exchange through ccxt on the wall clock (needs a network)")
     parser.add_argument("--no-track", action="store_true", help="do not run TrackFunction")
     parser.add_argument("--no-auth", action="store_true", help="no authorizer: the APIs need no key")
+    parser.add_argument("--fake-telegram", action="store_true",
+                        help="run a local fake of the Telegram Bot API with a subscribed chat: notifications are "
+                             "printed here (no Telegram account needed)")
+    parser.add_argument("--webhook-receiver", action="store_true",
+                        help="run a local webhook receiver, subscribed: each notification is printed with its "
+                             "signature check")
     parser.add_argument("--log-file", type=Path, help="where the functions' logs go (default: a temp file)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="template parameter override, e.g. --param MinNetProfitPct=1.5 (repeatable)")
@@ -70,7 +76,8 @@ def _serve(args: argparse.Namespace, console: _Console, log_path: Path, paramete
 
     options = LocalOptions(host=args.host, http_port=args.http_port, ws_port=args.ws_port, aws_port=args.aws_port,
                            speed=args.speed, start=args.start, markets=args.markets, data_dir=args.data,
-                           live=args.live, track=not args.no_track, auth=not args.no_auth, parameters=parameters)
+                           live=args.live, track=not args.no_track, auth=not args.no_auth, parameters=parameters,
+                           fake_telegram=args.fake_telegram, webhook_receiver=args.webhook_receiver)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     stack = LocalStack(options, console)
@@ -113,6 +120,8 @@ def _print_urls(console: _Console, stack: object, log_path: Path) -> None:
         f"AWS        {stack.aws_endpoint}   e.g. aws --endpoint-url {stack.aws_endpoint} s3 ls "
         f"s3://{aws.bucket}/predictions/ --recursive",
         f"           tables: {', '.join(sorted(v for k, v in aws.names.items() if k.endswith('Table')))}",
+        f"notify     traderai notify --endpoint-url {stack.aws_endpoint} --table "
+        f"{aws.names.get('NotifySubscribersTable')} --secret-prefix {stack.notify_secret_prefix} list",
         f"logs       {log_path}",
         f"clock      {mode}",
     ]

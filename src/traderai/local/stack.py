@@ -34,7 +34,9 @@ from traderai.local.scheduler import ReplayClock, StreamMapping, StreamPoller, T
 DEFAULT_START = "2025-04-06T18:00:00Z"  # unseen by the bundled models; see docs/demo.md
 DEFAULT_SPEED = 300.0  # replay seconds per wall second: one 5-minute tick per second
 FUNCTIONS = ("PredictFunction", "SignalFunction", "TrackFunction", "ApiFunction", "WebSocketFunction",
-             "BroadcastFunction", "AuthorizerFunction", "ChartFunction")
+             "BroadcastFunction", "AuthorizerFunction", "ChartFunction", "NotifyFunction")
+NOTIFY_SECRET_PREFIX = "traderai-local/notify/"  # noqa: S105 - a name prefix, no secret (stack output NotifySecretPrefix)
+DEMO_CHAT_ID = "100200300"  # the fake Telegram's one chat
 DEV_KEY_NAME = "local demo (development key)"
 
 
@@ -57,6 +59,8 @@ class LocalOptions:
     live: bool = False
     track: bool = True
     auth: bool = True
+    fake_telegram: bool = False  # a local fake of the Bot API, with a subscribed chat: notifications shown
+    webhook_receiver: bool = False  # a local webhook receiver (verifies signatures), subscribed
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
 
 
@@ -100,6 +104,10 @@ class LocalStack:
         self.gateway: LocalGateway | None = None
         self.scheduler: TickScheduler | None = None
         self.poller: StreamPoller | None = None
+        self.notify_poller: StreamPoller | None = None
+        self.telegram: Any = None
+        self.webhook: Any = None
+        self.notify_secret_prefix = NOTIFY_SECRET_PREFIX
         self.functions: LocalFunctions | None = None
         self.clock: ReplayClock | None = None
         self._saved_env: dict[str, str | None] = {}
@@ -133,6 +141,9 @@ class LocalStack:
 
         template = load_template()
         self.aws = LocalAws(boto3.client("s3"), boto3.client("dynamodb"), template).provision()
+        if "NotifyDeadLetterQueue" in template["Resources"]:  # its Ref is the queue URL NotifyFunction sends to
+            self.aws.names["NotifyDeadLetterQueue"] = boto3.client("sqs").create_queue(
+                QueueName="traderai-notify-dlq-local")["QueueUrl"]
         self.clock = self._make_clock()
         names = [f for f in FUNCTIONS if f in template["Resources"] and (options.track or f != "TrackFunction")]
         self.gateway = LocalGateway(self._invoke, http_routes(template), websocket_route_keys(template),
@@ -154,6 +165,12 @@ class LocalStack:
                                    StreamMapping.from_template(template, "BroadcastFunction"), self._invoke,
                                    on_drop=self._stream_record_dropped)
         self.poller.start()
+        if "NotifyFunction" in names:  # the stream's second consumer, with its own iterators
+            self._start_notify_demo()
+            self.notify_poller = StreamPoller(boto3.client("dynamodbstreams"), self.aws.stream_arn("SignalsTable"),
+                                              StreamMapping.from_template(template, "NotifyFunction"), self._invoke,
+                                              on_drop=self._stream_record_dropped)
+            self.notify_poller.start()
         end = None if options.live else replay_end(list(self._markets()), options.data_dir)
         self.scheduler = TickScheduler(self._invoke, self.clock, on_tick=self._report, track="TrackFunction" in names,
                                        end=end, on_end=self._replay_ended)
@@ -190,6 +207,13 @@ class LocalStack:
         merged = merged_environment({name: self.aws.environment(name, overrides) for name in names})
         # What only a deployment knows: where @connections is, and the stack's generated secret.
         merged["WEBSOCKET_ENDPOINT"] = self.gateway.management_endpoint
+        if "NotifyFunction" in names:
+            merged["NOTIFY_ALLOW_LOOPBACK_HTTP"] = "true"  # http:// webhooks to this machine's receivers
+            if self.options.fake_telegram:
+                from traderai.testing.notify_servers import FakeTelegram
+
+                self.telegram = FakeTelegram([self._demo_bot_token()], chats=[DEMO_CHAT_ID]).start()
+                merged["TELEGRAM_API_URL"] = self.telegram.url
         if "TOKEN_SECRET" in merged:
             merged["TOKEN_SECRET"] = secrets.token_urlsafe(48)
         environment: dict[str, str | None] = dict(merged)
@@ -231,6 +255,55 @@ class LocalStack:
     def _invoke(self, logical_id: str, event: Any) -> Any:
         assert self.functions is not None
         return self.functions.invoke(logical_id, event)
+
+    # ------------------------------------------------------------------ notifications (demo receivers)
+
+    @staticmethod
+    def _demo_bot_token() -> str:
+        return "100000001:LOCAL" + "x" * 30
+
+    def _start_notify_demo(self) -> None:
+        """Subscribe the fake Telegram chat and the local webhook receiver (flags), through `notify add`'s code."""
+        import boto3
+
+        from traderai.adapters.subscribers import SecretStore, SubscriberStore
+        from traderai.core.notify import Filters
+        from traderai.services.subscriptions import add_subscriber, new_webhook_secret
+
+        assert self.aws is not None
+        store = SubscriberStore(self.aws.names["NotifySubscribersTable"])
+        secrets = SecretStore(boto3.client("secretsmanager"))
+        if self.telegram is not None:
+            add_subscriber(store, secrets, self.notify_secret_prefix, kind="telegram", target=DEMO_CHAT_ID,
+                           secret=self._demo_bot_token(), filters=Filters(), subscriber_id="demo-telegram",
+                           label="local fake Telegram chat")
+            self.telegram.on_request = self._telegram_received
+        if self.options.webhook_receiver:
+            from traderai.testing.notify_servers import WebhookReceiver
+
+            secret = new_webhook_secret()
+            self.webhook = WebhookReceiver().start()
+            self.webhook.on_request = lambda request: self._webhook_received(request, secret)
+            add_subscriber(store, secrets, self.notify_secret_prefix, kind="webhook",
+                           target=f"{self.webhook.url}/traderai", secret=secret, filters=Filters(),
+                           subscriber_id="demo-webhook", label="local webhook receiver", allow_loopback_http=True)
+
+    def _telegram_received(self, request: Any) -> None:
+        if request.status != 200:
+            return
+        first, *rest = request.json()["text"].splitlines()
+        self.console(f"    > telegram chat {DEMO_CHAT_ID}: {first}" + (f" / {rest[-1]}" if rest else ""))
+
+    def _webhook_received(self, request: Any, secret: str) -> None:
+        from traderai.core.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+
+        timestamp = request.headers.get(TIMESTAMP_HEADER.lower(), "0")
+        valid = timestamp.isdigit() and abs(time.time() - int(timestamp)) <= 300 and secrets.compare_digest(
+            signature(secret, int(timestamp), request.body), request.headers.get(SIGNATURE_HEADER.lower(), ""))
+        body = request.json()
+        data = body.get("data", {})
+        self.console(f"    > webhook {'signature ok' if valid else 'BAD SIGNATURE'}: {body.get('type')} "
+                     f"{data.get('symbol')} {data.get('side')} {data.get('status')}")
 
     # ------------------------------------------------------------------ progress
 
@@ -291,6 +364,7 @@ class LocalStack:
                 "rejected": dict(totals.rejected), "status_changes": totals.advanced,
                 "last_tick": iso_utc(totals.last_tick) if totals.last_tick else None,
                 "broadcast_records": self.poller.delivered if self.poller else 0,
+                "notify_records": self.notify_poller.delivered if self.notify_poller else 0,
                 "connections": self.gateway.connection_count if self.gateway else 0,
                 "invocations": {name: stats.invocations for name, stats in self.functions.stats.items()}}
 
@@ -332,6 +406,8 @@ class LocalStack:
     def stop(self) -> None:
         """Stop ticking, stop polling, close every socket and port, stop moto; restore the environment."""
         for stop in (self.scheduler.stop if self.scheduler else None, self.poller.stop if self.poller else None,
+                     self.notify_poller.stop if self.notify_poller else None,
+                     self.telegram.stop if self.telegram else None, self.webhook.stop if self.webhook else None,
                      self.gateway.stop if self.gateway else None, self._moto.stop if self._moto else None):
             if stop is None:
                 continue
@@ -339,7 +415,8 @@ class LocalStack:
                 stop()
             except Exception as exc:  # noqa: BLE001 - keep stopping the rest
                 self.console(f"! while stopping: {type(exc).__name__}: {exc}")
-        self.scheduler = self.poller = self.gateway = self._moto = None
+        self.scheduler = self.poller = self.notify_poller = self.gateway = self._moto = None
+        self.telegram = self.webhook = None
         self._restore_env()
 
     def _set_env(self, values: Mapping[str, str | None]) -> None:
