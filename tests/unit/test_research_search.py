@@ -8,7 +8,7 @@ import numpy as np
 
 from traderai.market import Candles
 from traderai.market.csv import bundled_candles_path, load_candles_csv
-from traderai.research.edge import edge_report, evidence_passes, gate
+from traderai.research.edge import edge_report, evidence_passes, gate, protection_locks
 from traderai.research.search import (
     GEOMETRIES,
     PanelResult,
@@ -56,12 +56,13 @@ def test_the_gate_bound_just_above_and_just_below_zero() -> None:
     assert not evidence_passes(None)
 
 
-def _table(times_days: list[float], nets: list[float], evs: list[float]) -> SignalTable:
+def _table(times_days: list[float], nets: list[float], evs: list[float], exit_offset: int = 4) -> SignalTable:
     n = len(nets)
     return SignalTable(symbol=np.array(["X/USDT"] * n, dtype=object),
                        open_time_ms=(np.array(times_days) * DAY_MS).astype(np.int64),
                        long=np.ones(n, dtype=bool), net_pct=np.array(nets), ev_pct=np.array(evs),
-                       p_stop=np.full(n, 0.6), exit_offset=np.full(n, 4, dtype=np.int64))
+                       p_stop=np.full(n, 0.6), exit_offset=np.full(n, exit_offset, dtype=np.int64),
+                       stopped=np.array(nets) < 0)
 
 
 def test_the_gate_uses_only_evidence_of_earlier_closed_blocks() -> None:
@@ -138,8 +139,22 @@ def test_signals_and_the_edge_report() -> None:
     assert signals_of(result, "seed", Strategy()).net_pct.shape[0] == 0
     table = signals_of(result, "seed", Strategy(min_confidence=0.5, min_net_profit_pct=0.0))
     assert table.net_pct.shape[0] > 20 and np.isfinite(table.ev_pct).all()
-    report = edge_report(result, "seed", table, 0.0)
+    report = edge_report(result, "seed", table, Strategy())
     for market in report["markets"].values():
         assert market["tradeable"]["n"] + market["paper"]["n"] == market["calibration"]["n"]
         assert sum(market["paper_reasons"].values()) >= market["paper"]["n"]  # every paper signal says why
-    assert report["protections"] == {"simulated": False, "locks": []}
+    assert report["protections"]["simulated"] and report["protections"]["settings"]["stoploss_guard_stops"] == 4
+
+
+def test_protections_replayed_lock_after_a_run_of_stops_and_release_after_the_cool_down() -> None:
+    # Given four losing stop-outs in the first 6 hours (each stopped in the candle after its signal
+    # candle: exit_offset 1), then signals at 12 h (inside the 24 h cool-down) and 40 h (after it)
+    hours = [0.0, 1.5, 3.0, 4.5, 12.0, 40.0]
+    table = _table([h / 24 for h in hours], [-1.3, -1.3, -1.3, -1.3, 0.5, 0.5], [0.1] * 6, exit_offset=1)
+    locked, locks = protection_locks(table, 900_000, Strategy().protections)
+    # Then the signal decided after the 4th stop closed is paper with protection_stoploss_guard ...
+    assert locked[:4] == [[], [], [], []]
+    assert locked[4] == ["protection_stoploss_guard"]
+    # ... and the lock released on its own a day after the 4th stop
+    assert locked[5] == []
+    assert len(locks) == 1 and "4 stops within 24 h" in locks[0]["message"]

@@ -116,13 +116,14 @@ def test_backtest_cli_writes_a_report_with_plots(tmp_path: Path, capsys: pytest.
         assert (tmp_path / name).stat().st_size > 0
     page = (tmp_path / "backtest.md").read_text()
     assert "By confidence bucket" in page and "expected_vs_realised.png" in page
-    # The expected-value section: per market calibration, tradeable vs paper, the protections seam.
+    # The expected-value section: per market calibration, tradeable vs paper, the replayed protection locks.
     assert "Expected value and the edge gate" in page and "ev_deciles.png" in page
-    assert "Protection locks: **not replayed" in page
+    assert "### Protection locks" in page
     edge = json.loads((tmp_path / "backtest.json").read_text())["edge"]
     assert set(edge["markets"]) == {"BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT"}
     for market in edge["markets"].values():
         assert market["tradeable"]["n"] + market["paper"]["n"] == market["calibration"]["n"]
+    assert edge["protections"]["simulated"] is True
 
 
 def test_backtest_cli_refuses_an_unknown_model(tmp_path: Path) -> None:

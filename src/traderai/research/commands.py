@@ -206,6 +206,5 @@ def _edge(args: argparse.Namespace, frames: list[Any], strategy: Any, progress: 
 
     config = SearchConfig(timeframes=(args.timeframe,), feature_sets=("base",), geometries=("seed",),
                           folds=args.folds, test_span=args.test_span)
-    min_ev = float(getattr(strategy, "min_expected_value_pct", 0.0))
     panel = run_panel([f.candles for f in frames], args.timeframe, "base", config, strategy, progress)
-    return edge_report(panel, "seed", signals_of(panel, "seed", strategy), min_ev)
+    return edge_report(panel, "seed", signals_of(panel, "seed", strategy), strategy)

@@ -7,10 +7,13 @@ bracket), every signal the seed's rules publish is split as the signal path spli
   has ``mean - 2 s.e. > 0``. The evidence is what a manifest would have held at that moment: the
   realised net of the (market, side)'s EV-passing signals of EARLIER test blocks that had closed
   before this block started (block s.e.), never the block being traded;
-- ``paper``: everything else, with its reasons (``negative_expected_value``, ``no_proven_edge``).
+- ``paper``: everything else, with its reasons (``negative_expected_value``, ``no_proven_edge``,
+  ``protection_<name>``).
 
-Protection locks (StoplossGuard-like cool-downs from the live track record) are not replayed here:
-`protection_locks` is the seam, and it reports them as not simulated.
+Protection locks are replayed with the signal step's own pure rule (`core.protections.market_locks`)
+on the market's signals closed before each decision (paper ones too: the live guards read every
+stored signal), with the Strategy's protection settings. A signal is decided at its candle's close;
+a signal closes at the close of its exit candle.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from traderai.research.search import GEOMETRIES, PanelResult, SignalTable
 from traderai.research.stats import BlockMean, block_length_ms, block_mean, calibration_figures
-from traderai.settings import TIMEFRAME_SECONDS
+from traderai.settings import TIMEFRAME_SECONDS, Strategy
 
 SIDES = {"LONG": True, "SHORT": False}
 
@@ -60,17 +63,47 @@ def gate(table: SignalTable, fold_starts_ms: list[int], step_ms: int, block_ms: 
     return tradeable, reasons
 
 
-def protection_locks() -> dict[str, Any]:
-    """Seam: the protections (stop-loss guard, low-profit pairs) act on the live track record and are
-    not replayed by this backtest yet, so no figure here accounts for them."""
-    return {"simulated": False, "locks": []}
+def protection_locks(table: SignalTable, step_ms: int, settings: Any) -> tuple[list[list[str]], list[dict[str, str]]]:
+    """Per signal, the protections locking its market when it was decided; and every distinct lock engaged."""
+    import bisect
+    from datetime import UTC, datetime, timedelta
+
+    from traderai.core.protections import Close, market_locks
+
+    def when(ms: int) -> datetime:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+    locked: list[list[str]] = [[] for _ in range(table.net_pct.shape[0])]
+    engaged: dict[tuple[str, str, str], dict[str, str]] = {}
+    history = timedelta(hours=settings.history_hours)
+    for symbol in sorted(set(table.symbol.tolist())):
+        mine = np.flatnonzero(table.symbol == symbol)
+        closed_ms = table.open_time_ms[mine] + (table.exit_offset[mine] + 1) * step_ms
+        order = np.argsort(closed_ms, kind="stable")
+        closes = [Close(str(int(mine[i])), when(int(closed_ms[i])),
+                        bool(table.stopped[mine[i]] and table.net_pct[mine[i]] < 0), float(table.net_pct[mine[i]]))
+                  for i in order]
+        times = [c.closed_at for c in closes]
+        for i in mine:
+            now = when(int(table.open_time_ms[i]) + step_ms)
+            recent = closes[bisect.bisect_left(times, now - history):bisect.bisect_right(times, now)]
+            for lock in market_locks(symbol, recent, now, settings):
+                locked[i].append(lock.protection)
+                engaged[(symbol, lock.protection, lock.engaged_at)] = lock.to_dict()
+    return locked, sorted(engaged.values(), key=lambda d: (d["engaged_at"], d["symbol"]))
 
 
-def edge_report(panel: PanelResult, geometry: str, table: SignalTable, min_ev_pct: float) -> dict[str, Any]:
-    """Per market: EV calibration (deciles with block s.e.), tradeable vs paper, the issue's figures."""
+def edge_report(panel: PanelResult, geometry: str, table: SignalTable, strategy: Strategy) -> dict[str, Any]:
+    """Per market: EV calibration (deciles with block s.e.), tradeable vs paper, protection locks, the figures."""
     step_ms = TIMEFRAME_SECONDS[panel.timeframe] * 1000
     block_ms = block_length_ms(GEOMETRIES[geometry].life(panel.timeframe) * step_ms)
+    min_ev_pct = strategy.min_expected_value_pct
     tradeable, reasons = gate(table, panel.fold_starts_ms, step_ms, block_ms, min_ev_pct)
+    locked, locks = protection_locks(table, step_ms, strategy.protections)
+    for i, names in enumerate(locked):
+        if names:
+            tradeable[i] = False
+            reasons[i].extend(names)
     markets: dict[str, Any] = {}
     for symbol in sorted(panel.rows.symbols):  # every market, also one the rules gave no signal
         mine = table.symbol == symbol
@@ -91,8 +124,15 @@ def edge_report(panel: PanelResult, geometry: str, table: SignalTable, min_ev_pc
             "no_harm": bool(no_harm)}
     return {"timeframe": panel.timeframe, "features": panel.feature_set, "geometry": geometry,
             "min_ev_pct": min_ev_pct, "block_days": block_ms / 86_400_000, "markets": markets,
-            "protections": protection_locks(),
+            "protections": {"simulated": True, "settings": _settings_dict(strategy.protections),
+                            "locks": locks, "locked_signals": int(sum(1 for names in locked if names))},
             "all": calibration_figures(table.ev_pct, table.net_pct, table.open_time_ms, block_ms)}
+
+
+def _settings_dict(settings: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(settings)
 
 
 def plot_ev_deciles(report: dict[str, Any], path: Any) -> Any:

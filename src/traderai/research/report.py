@@ -343,6 +343,11 @@ def edge_section(report: dict[str, Any], png: str) -> list[str]:
                   "reasons": ", ".join(f"{k} {v}" for k, v in sorted(r["paper_reasons"].items())),
                   "no_harm": r["no_harm"]} for m, r in markets.items()]
     protections = report["protections"]
+    lock_counts: dict[str, int] = {}
+    for lock in protections["locks"]:
+        key = f"{lock['symbol']} {lock['protection']}"
+        lock_counts[key] = lock_counts.get(key, 0) + 1
+    lock_rows = [{"key": k, "n": v} for k, v in sorted(lock_counts.items())]
     return [
         "## Expected value and the edge gate", "",
         f"Outcome model (multinomial logistic per side on the first-touch labels of the `{report['geometry']}` "
@@ -354,7 +359,13 @@ def edge_section(report: dict[str, Any], png: str) -> list[str]:
         markdown_table(calibration, EDGE_COLUMNS), "",
         f"![predicted EV vs realised by decile]({png})", "",
         markdown_table(gate_rows, GATE_COLUMNS), "",
-        "Protection locks: " + ("replayed" if protections["simulated"] else
-                                "**not replayed by this backtest** (they act on the live track record; the "
-                                "figures above do not include them)") + ".", "",
+        "### Protection locks", "",
+        f"Replayed with the signal step's rule on the signals closed before each decision, settings "
+        f"{protections['settings']}: {len(protections['locks'])} locks engaged; "
+        f"{protections['locked_signals']} signals decided while their market was locked (paper).", "",
+        markdown_table(lock_rows, [("key", "market / protection", 0), ("n", "locks engaged", 0)]) if lock_rows
+        else "No lock engaged.", "",
+        *[f"- {lock['engaged_at']} {lock['symbol']}: {lock['message']}" for lock in protections["locks"][:10]],
+        "" if len(protections["locks"]) <= 10 else f"- … {len(protections['locks']) - 10} more in backtest.json",
+        "",
     ]

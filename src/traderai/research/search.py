@@ -257,6 +257,7 @@ class SignalTable:
     ev_pct: np.ndarray  # the outcome model's EV of the signal's side
     p_stop: np.ndarray
     exit_offset: np.ndarray
+    stopped: np.ndarray  # the rest left at the stop
 
 
 def signals_of(panel: PanelResult, geometry: str, strategy: Strategy) -> SignalTable:
@@ -277,7 +278,7 @@ def signals_of(panel: PanelResult, geometry: str, strategy: Strategy) -> SignalT
         stop = np.where(trades.long, panel.sides[geometry]["LONG"].probabilities[pooled, 0],
                         panel.sides[geometry]["SHORT"].probabilities[pooled, 0])
         parts.append(SignalTable(trades.symbol, trades.open_time_ms, trades.long, trades.outcomes.net_pct, ev, stop,
-                                 trades.outcomes.exit_offset))
+                                 trades.outcomes.exit_offset, trades.outcomes.stopped))
     return SignalTable(*(np.concatenate([getattr(p, f) for p in parts]) for f in SignalTable.__dataclass_fields__))
 
 
