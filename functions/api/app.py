@@ -39,13 +39,16 @@ def list_signals(
     symbol: Annotated[str | None, Query(description="BTC/USDT, BTC_USDT or BTC-USDT")] = None,
     side: Annotated[Side | None, _upper, Query(description="LONG or SHORT (any case)")] = None,
     status: Annotated[SignalStatus | None, _upper, Query(description="e.g. ACTIVE")] = None,
+    tradeable: Annotated[bool | None, Query(description=(
+        "true: tradeable signals only (EV filter, edge gate and protections passed); false: paper signals only"))
+    ] = None,
     since: Annotated[AwareDatetime | None, _plus, Query(description="created_at >= since (ISO-8601)")] = None,
     until: Annotated[AwareDatetime | None, _plus, Query(description="created_at <= until (ISO-8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=api.MAX_LIMIT)] = api.DEFAULT_LIMIT,
     next_token: Annotated[str | None, Query(max_length=2048, description="From the previous page")] = None,
 ) -> api.SignalPage:
     api.reject_unknown_parameters(app.current_event.query_string_parameters, api.LIST_PARAMETERS)
-    filters = api.signal_filters(symbol, side, status, since, until)
+    filters = api.signal_filters(symbol, side, status, since, until, tradeable)
     return api.list_signals(wiring.signal_store(), wiring.page_tokens(), filters, limit, next_token)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -211,6 +212,61 @@ def test_a_token_is_bound_to_its_filters(call: Callable[..., Reply], history: li
     assert "other filters" in reply["json"]["message"]
 
 
+# ---------------------------------------------------------------- ?tradeable= (issue 12)
+
+@pytest.fixture
+def mixed(store: SignalStore) -> dict[str, list[Signal]]:
+    """30 BTC/ETH signals: every third paper, every third tradeable, every third stored before the field."""
+    kinds: dict[str, list[Signal]] = {"paper": [], "tradeable": [], "legacy": []}
+    for n in range(30):
+        signal = make_signal(n, ("BTC/USDT", "ETH/USDT")[n % 2])
+        kind = ("paper", "tradeable", "legacy")[n % 3]
+        if kind != "legacy":
+            signal = dataclasses.replace(signal, tradeable=kind == "tradeable", expected_value_pct=0.1,
+                                         paper_reasons=("no_proven_edge",) if kind == "paper" else ())
+        kinds[kind].append(signal)
+        assert store.put_new(signal)
+    return kinds
+
+
+def test_tradeable_filters_paper_signals_in_one_query(call: Callable[..., Reply], mixed: dict[str, list[Signal]],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from pynamodb.connection.base import Connection
+
+    queries: list[str] = []
+    original = Connection.query
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        queries.append(kwargs.get("index_name") or "")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "query", counting)
+    paper = call("api_get_signals_paper.json", {"tradeable": "false", "limit": "200"})["json"]
+    assert paper == {"items": newest_first(mixed["paper"]), "next_token": None}
+    assert queries == ["by_time"]
+    # true: tradeable ones, and those stored before the field existed (they were published as tradeable)
+    tradeable = call("api_get_signals_all.json", {"tradeable": "true", "limit": "200"})["json"]["items"]
+    assert tradeable == newest_first(mixed["tradeable"] + mixed["legacy"])
+    btc = call("api_get_signals_all.json", {"tradeable": "true", "symbol": "BTC/USDT", "limit": "200"})["json"]
+    assert btc["items"] == newest_first([s for s in mixed["tradeable"] + mixed["legacy"] if s.symbol == "BTC/USDT"])
+    assert len(queries) == 3
+
+
+def test_tradeable_pages_walk_every_paper_signal_once(call: Callable[..., Reply],
+                                                      mixed: dict[str, list[Signal]]) -> None:
+    seen: list[str] = []
+    query = {"tradeable": "false", "limit": "4"}
+    while True:
+        page = call("api_get_signals_all.json", query)["json"]
+        seen += [item["signal_id"] for item in page["items"]]
+        if not page["next_token"]:
+            break
+        query = {"tradeable": "false", "limit": "4", "next_token": page["next_token"]}
+    assert sorted(seen) == sorted(s.signal_id for s in mixed["paper"])
+    token = _first_token(call, {"tradeable": "false", "limit": "4"})
+    assert call("api_get_signals_all.json", {"tradeable": "true", "next_token": token})["statusCode"] == 400
+
+
 # ---------------------------------------------------------------- validation: 400 with a useful message
 
 @pytest.mark.parametrize(("query", "field", "says"), [
@@ -227,6 +283,7 @@ def test_a_token_is_bound_to_its_filters(call: Callable[..., Reply], history: li
     ({"symbl": "BTC/USDT"}, "symbl", "unknown query parameter"),
     ({"next_token": "not-a-token"}, "next_token", "not a token"),
     ({"next_token": "x" * 3000}, "next_token", "at most 2048"),
+    ({"tradeable": "perhaps"}, "tradeable", "valid boolean"),
 ])
 def test_bad_parameters_are_400_naming_the_parameter(call: Callable[..., Reply], query: dict[str, str],
                                                      field: str, says: str) -> None:

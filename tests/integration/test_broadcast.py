@@ -67,6 +67,24 @@ def test_insert_goes_as_signal_to_every_matching_connection(broadcast: Callable[
     assert gateway.messages("eth=") == []
 
 
+def test_a_paper_signal_skips_connections_that_asked_for_tradeable_only(broadcast: Callable[..., dict[str, Any]],
+                                                                        gateway: ConnectionsServer,
+                                                                        connections: ConnectionStore) -> None:
+    connections.add("btc-tradeable=", ["BTC/USDT"], NOW, tradeable_only=True)
+    # a tradeable signal reaches it
+    assert broadcast(load_event("broadcast_insert.json")) == {"batchItemFailures": []}
+    assert [m["data"]["signal_id"] for m in gateway.messages("btc-tradeable=")] == [BTC_SIGNAL.signal_id]
+    # a paper one does not
+    event = load_event("broadcast_insert_paper.json")
+    paper = signal_from_item(event["Records"][0]["dynamodb"]["NewImage"])
+    assert paper.tradeable is False
+    assert broadcast(event) == {"batchItemFailures": []}
+    for connection_id in ("all=", "btc=", "btc-and-eth="):
+        assert [m["data"]["signal_id"] for m in gateway.messages(connection_id)][-1] == paper.signal_id
+    assert [m["data"]["signal_id"] for m in gateway.messages("btc-tradeable=")] == [BTC_SIGNAL.signal_id]
+    assert gateway.messages("eth=") == []
+
+
 def test_modify_goes_as_signal_update_with_what_changed(broadcast: Callable[..., dict[str, Any]],
                                                         gateway: ConnectionsServer) -> None:
     assert broadcast(load_event("broadcast_modify.json")) == {"batchItemFailures": []}

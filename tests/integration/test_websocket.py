@@ -99,7 +99,7 @@ def test_subscribe_adds_symbols_and_is_acknowledged_to_the_sender(call: Callable
     call("ws_connect.json")
     assert call("ws_subscribe.json") == {"statusCode": 200}
     assert replies(gateway) == [{"type": "subscribed", "all_symbols": False, "id": "req-1",
-                                 "symbols": ["BTC/USDT", "ETH/USDT", "SOL/USDT"]}]
+                                 "symbols": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "tradeable_only": False}]
     assert connections.get(CONNECTION_ID).symbols == {"BTC/USDT", "ETH/USDT", "SOL/USDT"}
 
 
@@ -114,14 +114,15 @@ def test_subscribe_without_symbols_means_everything(call: Callable[..., dict[str
                                                     gateway: ConnectionsServer) -> None:
     call("ws_connect.json")
     call("ws_subscribe.json", {"action": "subscribe"})
-    assert replies(gateway) == [{"type": "subscribed", "all_symbols": True, "symbols": []}]
+    assert replies(gateway) == [{"type": "subscribed", "all_symbols": True, "symbols": [], "tradeable_only": False}]
 
 
 def test_unsubscribe_removes_symbols(call: Callable[..., dict[str, Any]], gateway: ConnectionsServer,
                                      connections: ConnectionStore) -> None:
     call("ws_connect.json")
     call("ws_unsubscribe.json")
-    assert replies(gateway) == [{"type": "unsubscribed", "all_symbols": False, "symbols": ["BTC/USDT"]}]
+    assert replies(gateway) == [{"type": "unsubscribed", "all_symbols": False, "symbols": ["BTC/USDT"],
+                                 "tradeable_only": False}]
     call("ws_unsubscribe.json", {"action": "unsubscribe"})
     assert connections.get(CONNECTION_ID).symbols == frozenset()  # nothing, not everything
 
@@ -191,3 +192,49 @@ def connections_now() -> Any:
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------- tradeable only (issue 12)
+
+def test_connect_can_ask_for_tradeable_signals_only(call: Callable[..., dict[str, Any]],
+                                                    connections: ConnectionStore) -> None:
+    assert call("ws_connect_tradeable.json") == {"statusCode": 200}
+    connection = connections.get(CONNECTION_ID)
+    assert connection is not None and connection.tradeable_only is True
+    assert connection.symbols == {"BTC/USDT", "ETH/USDT"}
+    call("ws_connect.json")  # a plain connect takes paper signals too
+    assert connections.get(CONNECTION_ID).tradeable_only is False
+
+
+def test_subscribe_with_tradeable_only_keeps_the_symbols_and_can_be_undone(
+        call: Callable[..., dict[str, Any]], gateway: ConnectionsServer, connections: ConnectionStore) -> None:
+    call("ws_connect.json")
+    call("ws_subscribe_tradeable.json")
+    assert replies(gateway) == [{"type": "subscribed", "all_symbols": False, "symbols": ["BTC/USDT", "ETH/USDT"],
+                                 "tradeable_only": True, "id": "req-2"}]
+    assert connections.get(CONNECTION_ID).tradeable_only is True
+    call("ws_subscribe.json")  # adding a symbol leaves the flag as it is
+    assert replies(gateway)[-1]["tradeable_only"] is True
+    call("ws_subscribe.json", {"action": "subscribe", "tradeable_only": False})
+    assert replies(gateway)[-1]["tradeable_only"] is False and not connections.get(CONNECTION_ID).tradeable_only
+
+
+@pytest.mark.parametrize(("event_file", "body", "named"), [
+    ("ws_subscribe.json", {"action": "subscribe", "tradeable_only": "yes"}, "tradeable_only: expected true or false"),
+    ("ws_subscribe.json", {"action": "unsubscribe", "tradeable_only": True}, "tradeable_only: set it with subscribe"),
+])
+def test_a_bad_tradeable_only_is_an_error_reply(call: Callable[..., dict[str, Any]], gateway: ConnectionsServer,
+                                                 event_file: str, body: dict[str, Any], named: str) -> None:
+    call("ws_connect.json")
+    call(event_file, body)
+    [reply] = replies(gateway)
+    assert reply["type"] == "error" and named in reply["message"]
+
+
+def test_a_bad_tradeable_query_refuses_the_connection(call: Callable[..., dict[str, Any]],
+                                                       connections: ConnectionStore) -> None:
+    event = load_event("ws_connect_tradeable.json")
+    event["queryStringParameters"]["tradeable"] = "maybe"
+    reply = load_handler("websocket").handler(event, FakeLambdaContext())
+    assert reply["statusCode"] == 400 and "tradeable: expected true or false" in reply["body"]
+    assert connections.get(CONNECTION_ID) is None

@@ -1,7 +1,8 @@
 """The Connections table (DynamoDB, via pynamodb): one row per open WebSocket connection.
 
 `symbols` is the connection's filter: absent (None) means every symbol, a list means only those
-(an empty list, after unsubscribing from everything, means none). `ttl` removes rows whose
+(an empty list, after unsubscribing from everything, means none). `tradeable_only` true: the connection
+gets no paper signal (absent: false, every signal). `ttl` removes rows whose
 `$disconnect` never arrived: API Gateway closes every WebSocket connection after two hours anyway.
 """
 
@@ -13,30 +14,36 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from pynamodb.attributes import ListAttribute, TTLAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, ListAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.exceptions import UpdateError
 from pynamodb.models import Model
 
-from traderai.contracts import iso_utc
+from traderai.contracts import Signal, iso_utc
 
 CONNECTION_TTL = timedelta(hours=2, minutes=10)  # API Gateway's 2 h connection limit, plus slack
 
 
 @dataclass(frozen=True, slots=True)
 class Connection:
-    """An open WebSocket connection and the symbols it wants (None = all)."""
+    """An open WebSocket connection, the symbols it wants (None = all), and whether only tradeable signals."""
 
     connection_id: str
     symbols: frozenset[str] | None
     connected_at: str
+    tradeable_only: bool = False
 
     def wants(self, symbol: str) -> bool:
         return self.symbols is None or symbol in self.symbols
+
+    def wants_signal(self, signal: Signal) -> bool:
+        """Its symbol is followed, and it is tradeable unless the connection takes paper signals too."""
+        return self.wants(signal.symbol) and (not self.tradeable_only or signal.is_tradeable)
 
 
 class _ConnectionItem(Model):
     connection_id = UnicodeAttribute(hash_key=True)
     symbols = ListAttribute(of=UnicodeAttribute, null=True)
+    tradeable_only = BooleanAttribute(null=True)
     connected_at = UnicodeAttribute()
     ttl = TTLAttribute()
 
@@ -61,25 +68,30 @@ class ConnectionStore:
         self.table_name = table_name
         self._model = _model_for(table_name, region or _region_default(), host)
 
-    def add(self, connection_id: str, symbols: Iterable[str] | None, now: datetime) -> Connection:
+    def add(self, connection_id: str, symbols: Iterable[str] | None, now: datetime, *,
+            tradeable_only: bool = False) -> Connection:
         """Store a new connection with its filter and a TTL."""
         item = self._model(connection_id, symbols=_listed(symbols), connected_at=iso_utc(now),
-                           ttl=now + CONNECTION_TTL)
+                           ttl=now + CONNECTION_TTL, tradeable_only=tradeable_only or None)
         item.save()
         return _to_connection(item)
 
-    def set_symbols(self, connection_id: str, symbols: Iterable[str] | None, now: datetime) -> Connection:
-        """Replace the filter; a row that vanished (TTL, a lost race) is re-created rather than lost."""
+    def set_symbols(self, connection_id: str, symbols: Iterable[str] | None, now: datetime, *,
+                    tradeable_only: bool | None = None) -> Connection:
+        """Replace the filter (`tradeable_only` None: unchanged); a row that vanished (TTL, a lost race) is
+        re-created rather than lost."""
         listed = _listed(symbols)
         model = self._model
-        action = model.symbols.set(listed) if listed is not None else model.symbols.remove()
+        actions = [model.symbols.set(listed) if listed is not None else model.symbols.remove()]
+        if tradeable_only is not None:
+            actions.append(model.tradeable_only.set(True) if tradeable_only else model.tradeable_only.remove())
         item = model(connection_id)
         try:
-            item.update(actions=[action], condition=model.connection_id.exists())
+            item.update(actions=actions, condition=model.connection_id.exists())
         except UpdateError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":
                 raise
-            return self.add(connection_id, symbols, now)
+            return self.add(connection_id, symbols, now, tradeable_only=bool(tradeable_only))
         return _to_connection(item)
 
     def get(self, connection_id: str) -> Connection | None:
@@ -108,4 +120,4 @@ def _listed(symbols: Iterable[str] | None) -> list[str] | None:
 
 def _to_connection(item: Any) -> Connection:
     symbols = None if item.symbols is None else frozenset(item.symbols)
-    return Connection(item.connection_id, symbols, item.connected_at)
+    return Connection(item.connection_id, symbols, item.connected_at, bool(item.tradeable_only))

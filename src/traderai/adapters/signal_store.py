@@ -64,6 +64,7 @@ class SignalFilters:
     status: str | None = None
     since: str | None = None
     until: str | None = None
+    tradeable: bool | None = None  # True: tradeable (and items stored before the field); False: paper only
 
     @property
     def empty_window(self) -> bool:
@@ -244,7 +245,7 @@ class SignalStore:
 
         Guarantee: exactly one Query on the index named by `filters.index_name`, reading at most
         `limit + 1` items. The hash key and the `since`/`until` range on `created_at` are key
-        conditions; `side` (and `status` on `by_symbol`) are filter expressions, so a page may hold
+        conditions; `side`, `tradeable` (and `status` on `by_symbol`) are filter expressions, so a page may hold
         fewer than `limit` items while a next key still exists. Reading one item more than `limit`
         tells whether anything follows, so the last page never hands out a key to an empty page.
         """
@@ -348,6 +349,10 @@ class SignalStore:
             conditions.append(self._model.side == filters.side)
         if filters.status and index_name != BY_STATUS:
             conditions.append(self._model.status == filters.status)
+        if filters.tradeable is True:  # an item stored before the field was published tradeable
+            conditions.append(self._model.tradeable.does_not_exist() | (self._model.tradeable == True))  # noqa: E712
+        elif filters.tradeable is False:
+            conditions.append(self._model.tradeable == False)  # noqa: E712
         if not conditions:
             return None
         combined = conditions[0]

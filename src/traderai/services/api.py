@@ -28,7 +28,7 @@ from traderai.settings import SettingsError, normalize_symbol
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
 MIN_SECRET_LENGTH = 32
 SIGNAL_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-LIST_PARAMETERS = frozenset({"symbol", "side", "status", "since", "until", "limit", "next_token"})
+LIST_PARAMETERS = frozenset({"symbol", "side", "status", "tradeable", "since", "until", "limit", "next_token"})
 _TOKEN_VERSION = 1
 
 
@@ -77,7 +77,8 @@ def reject_unknown_parameters(parameters: dict[str, str] | None, known: frozense
 
 
 def signal_filters(symbol: str | None = None, side: str | None = None, status: str | None = None,
-                   since: datetime | None = None, until: datetime | None = None) -> SignalFilters:
+                   since: datetime | None = None, until: datetime | None = None,
+                   tradeable: bool | None = None) -> SignalFilters:
     """Normalise the list filters: `btc-usdt` -> `BTC/USDT`, times to the stored second-precision form."""
     try:
         normalized_symbol = normalize_symbol(symbol) if symbol is not None else None
@@ -90,7 +91,7 @@ def signal_filters(symbol: str | None = None, side: str | None = None, status: s
         raise BadRequest(f"since: {since_text} is after until: {until_text}")
     return SignalFilters(symbol=normalized_symbol, side=Side(side).value if side else None,
                          status=SignalStatus(status).value if status else None,
-                         since=since_text, until=until_text)
+                         since=since_text, until=until_text, tradeable=tradeable)
 
 
 def _stored_time(name: str, moment: datetime, *, round_up: bool = False) -> str:

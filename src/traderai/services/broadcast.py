@@ -100,7 +100,7 @@ class Broadcaster:
         key = change.delivery_id if self._ledger is not None else None
         done = self._ledger.delivered(key) if self._ledger is not None and key else frozenset()
         targets = [c.connection_id for c in self.connections()
-                   if c.wants(change.signal.symbol) and c.connection_id not in done]
+                   if c.wants_signal(change.signal) and c.connection_id not in done]
         unrecorded: list[str] = []  # reached, not yet in the ledger: at most `record_every`
         delivered = 0
         gone: list[str] = []

@@ -1,5 +1,8 @@
 """The WebSocket API's logic: connect with a symbol filter, change it, ping, and polite errors.
 
+`?tradeable=true` on connect, or `"tradeable_only": true` in a subscribe message, leaves out paper signals
+(`"tradeable_only": false` takes them again; a subscribe carrying only `tradeable_only` keeps the symbols).
+
 Client -> server messages are JSON objects routed on `action` (`subscribe`, `unsubscribe`, `ping`);
 anything else reaches `$default` and is answered with an error message while the connection stays
 open. Replies are posted back over `@connections`, since API Gateway returns a route's Lambda
@@ -63,13 +66,25 @@ def parse_symbols(value: Any, where: str = "symbols") -> frozenset[str]:
         raise BadMessage("bad_request", f"{where}: {exc}") from exc
 
 
+def parse_tradeable(value: Any, where: str) -> bool:
+    """`true`/`false` (JSON booleans, or the words in a query string) -> bool; anything else is refused."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise BadMessage("bad_request", f"{where}: expected true or false, got {str(value)[:40]!r}")
+
+
 def connect(store: ConnectionStore, request: WebSocketRequest, now: datetime) -> None:
-    """Register the connection; `?symbols=BTC/USDT,ETH/USDT` narrows it (absent: every symbol)."""
-    unknown = sorted(set(request.query) - {"symbols", "api_key"})  # api_key: checked by the $connect authorizer
+    """Register the connection; `?symbols=BTC/USDT,ETH/USDT` narrows it (absent: every symbol),
+    `?tradeable=true` leaves out paper signals."""
+    unknown = sorted(set(request.query) - {"symbols", "tradeable", "api_key"})  # api_key: the $connect authorizer's
     if unknown:
-        raise BadMessage("bad_request", f"unknown query parameter(s) {', '.join(unknown)}; known: symbols, api_key")
+        raise BadMessage("bad_request", f"unknown query parameter(s) {', '.join(unknown)}; "
+                                        "known: symbols, tradeable, api_key")
     symbols = parse_symbols(request.query["symbols"].split(",")) if "symbols" in request.query else None
-    store.add(request.connection_id, symbols, now)
+    tradeable = parse_tradeable(request.query["tradeable"], "tradeable") if "tradeable" in request.query else False
+    store.add(request.connection_id, symbols, now, tradeable_only=tradeable)
 
 
 def disconnect(store: ConnectionStore, request: WebSocketRequest) -> None:
@@ -120,7 +135,13 @@ def _answer(store: ConnectionStore, connection_id: str, message: dict[str, Any],
     current = store.get(connection_id)
     current_symbols = current.symbols if current is not None else None
     requested = parse_symbols(message["symbols"]) if "symbols" in message else None
-    if action == "subscribe":  # no symbols: everything; else add to an explicit list (narrowing "all")
+    tradeable_only = (parse_tradeable(message["tradeable_only"], "tradeable_only") if "tradeable_only" in message
+                      else None)
+    if tradeable_only is not None and action != "subscribe":
+        raise BadMessage("bad_request", "tradeable_only: set it with subscribe")
+    if action == "subscribe" and tradeable_only is not None and requested is None:  # only the flag changes
+        new = current_symbols
+    elif action == "subscribe":  # no symbols: everything; else add to an explicit list (narrowing "all")
         new = None if requested is None else (current_symbols or frozenset()) | requested
     elif requested is None:  # unsubscribe from everything
         new = frozenset()
@@ -132,6 +153,7 @@ def _answer(store: ConnectionStore, connection_id: str, message: dict[str, Any],
     if new is not None and len(new) > MAX_SYMBOLS:  # the limit is per connection, not per message
         raise BadMessage("bad_request", f"symbols: a connection follows at most {MAX_SYMBOLS} symbols, this would "
                                         f"make {len(new)}; unsubscribe from some first")
-    connection = store.set_symbols(connection_id, new, now)
+    connection = store.set_symbols(connection_id, new, now, tradeable_only=tradeable_only)
     return {"type": "subscribed" if action == "subscribe" else "unsubscribed",
-            "all_symbols": connection.symbols is None, "symbols": sorted(connection.symbols or ())}
+            "all_symbols": connection.symbols is None, "symbols": sorted(connection.symbols or ()),
+            "tradeable_only": connection.tradeable_only}
