@@ -328,3 +328,25 @@ def test_the_shipped_models_predictions_give_the_signal_step_the_ev_the_evidence
         assert not signal.tradeable and "no_proven_edge" in signal.paper_reasons  # the evidence has no signals
         checked += 1
     assert checked >= 3
+
+
+def test_candles_of_the_test_stretch_never_reach_either_model_or_their_calibrations() -> None:
+    """Purging: scrambling every candle from the cut on leaves the whole artifact unchanged (the outcome
+    labels of the last calibration rows end before the cut), while the test metrics do change."""
+    from dataclasses import replace as dc_replace
+
+    from traderai.contracts import parse_iso_utc
+
+    result = trained()
+    cut_ms = int(parse_iso_utc(result.manifests["SOL/USDT"]["data"]["test"]["from"]).timestamp() * 1000)
+    rng = np.random.default_rng(5)
+    changed = []
+    for candles in markets():
+        later = candles.open_time_ms >= cut_ms
+        scale = np.where(later, rng.uniform(0.7, 1.3, len(candles)), 1.0)
+        wider = np.where(later, 1.01, 1.0)
+        changed.append(dc_replace(candles, open=candles.open * scale, high=candles.high * scale * wider,
+                                  low=candles.low * scale / wider, close=candles.close * scale))
+    again = train(changed, ["SOL/USDT", "ETH/USDT"], "15m", TrainConfig(), TRAINED_AT)
+    assert dump_json(again.artifact) == dump_json(result.artifact)
+    assert again.metrics["outcome"]["test"] != result.metrics["outcome"]["test"]
