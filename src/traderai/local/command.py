@@ -49,6 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="run a local webhook receiver, subscribed: each notification is printed with its "
                              "signature check")
     parser.add_argument("--log-file", type=Path, help="where the functions' logs go (default: a temp file)")
+    parser.add_argument("--retrain-every", type=float, default=7.0, metavar="DAYS",
+                        help="replayed days between retrainings (default 7, the first right after start-up; "
+                             "0: archive only). The candle archive runs every replayed day")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="template parameter override, e.g. --param MinNetProfitPct=1.5 (repeatable)")
     parser.set_defaults(func=run)
@@ -77,7 +80,8 @@ def _serve(args: argparse.Namespace, console: _Console, log_path: Path, paramete
     options = LocalOptions(host=args.host, http_port=args.http_port, ws_port=args.ws_port, aws_port=args.aws_port,
                            speed=args.speed, start=args.start, markets=args.markets, data_dir=args.data,
                            live=args.live, track=not args.no_track, auth=not args.no_auth, parameters=parameters,
-                           fake_telegram=args.fake_telegram, webhook_receiver=args.webhook_receiver)
+                           fake_telegram=args.fake_telegram, webhook_receiver=args.webhook_receiver,
+                           retrain_every_days=args.retrain_every)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     stack = LocalStack(options, console)

@@ -37,6 +37,10 @@ FUNCTIONS = ("PredictFunction", "SignalFunction", "TrackFunction", "ApiFunction"
              "BroadcastFunction", "AuthorizerFunction", "ChartFunction", "NotifyFunction")
 NOTIFY_SECRET_PREFIX = "traderai-local/notify/"  # noqa: S105 - a name prefix, no secret (stack output NotifySecretPrefix)
 DEMO_CHAT_ID = "100200300"  # the fake Telegram's one chat
+RETRAIN_FUNCTIONS = ("ArchiveFunction", "TrainFunction", "EvaluateFunction", "PromoteFunction")
+# The bundled candles start 2024-11-01: 120 training days before the 14 held out fit them from a replayed
+# April 2025 (the template's 180 would refuse every market as insufficient_history). --param overrides.
+LOCAL_RETRAIN_PARAMETERS = {"TrainDays": "120"}
 DEV_KEY_NAME = "local demo (development key)"
 
 
@@ -62,6 +66,7 @@ class LocalOptions:
     fake_telegram: bool = False  # a local fake of the Bot API, with a subscribed chat: notifications shown
     webhook_receiver: bool = False  # a local webhook receiver (verifies signatures), subscribed
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
+    retrain_every_days: float = 7.0  # replayed days between retrainings; 0: archive only, no retraining
 
 
 def merged_environment(environments: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
@@ -111,6 +116,7 @@ class LocalStack:
         self.functions: LocalFunctions | None = None
         self.clock: ReplayClock | None = None
         self._saved_env: dict[str, str | None] = {}
+        self.retrain_loop: Any = None
 
     @property
     def aws_endpoint(self) -> str:
@@ -146,10 +152,12 @@ class LocalStack:
                 QueueName="traderai-notify-dlq-local")["QueueUrl"]
         self.clock = self._make_clock()
         names = [f for f in FUNCTIONS if f in template["Resources"] and (options.track or f != "TrackFunction")]
+        names += [f for f in RETRAIN_FUNCTIONS if f in template["Resources"] and not options.live]
         self.gateway = LocalGateway(self._invoke, http_routes(template), websocket_route_keys(template),
                                     GatewayConfig(options.host, options.http_port, options.ws_port),
                                     page_config=self.page_config,
-                                    local_routes={"status": self.status, "decisions": self.decisions})
+                                    local_routes={"status": self.status, "decisions": self.decisions,
+                                                  "retraining": self.retraining})
         self._set_env(self._function_environment(names))
         self._clear_caches()
         self.functions = LocalFunctions(template, names)
@@ -176,6 +184,13 @@ class LocalStack:
                                        end=end, on_end=self._replay_ended)
         self.clock.begin()
         self.scheduler.start()
+        if "TrainFunction" in names:
+            from traderai.local.retraining import RetrainLoop, StateMachineRunner
+
+            runner = StateMachineRunner(template, "RetrainStateMachine", self._invoke)
+            self.retrain_loop = RetrainLoop(self._invoke, self.clock, runner, every_days=options.retrain_every_days,
+                                            console=self.console, end=end)
+            self.retrain_loop.start()
 
     def _start_moto(self) -> None:
         from moto.moto_server import werkzeug_app
@@ -203,7 +218,8 @@ class LocalStack:
     def _function_environment(self, names: list[str]) -> dict[str, str | None]:
         assert self.aws is not None and self.gateway is not None
         overrides = {"MarketSource": "ccxt" if self.options.live else "replay", "Markets": ",".join(self._markets()),
-                     "LogLevel": os.environ.get("LOG_LEVEL", "INFO"), **self.options.parameters}
+                     "LogLevel": os.environ.get("LOG_LEVEL", "INFO"), **LOCAL_RETRAIN_PARAMETERS,
+                     **self.options.parameters}
         merged = merged_environment({name: self.aws.environment(name, overrides) for name in names})
         # What only a deployment knows: where @connections is, and the stack's generated secret.
         merged["WEBSOCKET_ENDPOINT"] = self.gateway.management_endpoint
@@ -352,7 +368,8 @@ class LocalStack:
         assert self.gateway is not None
         return {"apiUrl": self.gateway.http_url, "wsUrl": self.gateway.ws_url, "apiKey": self.dev_key,
                 "statusUrl": f"{self.gateway.http_url}/_local/status",
-                "decisionsUrl": f"{self.gateway.http_url}/_local/decisions"}
+                "decisionsUrl": f"{self.gateway.http_url}/_local/decisions",
+                "retrainingUrl": f"{self.gateway.http_url}/_local/retraining"}
 
     def status(self, query: Mapping[str, str]) -> dict[str, Any]:
         """`GET /_local/status`: the replay clock and the running totals."""
@@ -367,6 +384,12 @@ class LocalStack:
                 "notify_records": self.notify_poller.delivered if self.notify_poller else 0,
                 "connections": self.gateway.connection_count if self.gateway else 0,
                 "invocations": {name: stats.invocations for name, stats in self.functions.stats.items()}}
+
+    def retraining(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """`GET /_local/retraining`: the local retraining runs (newest first) and how many archive runs."""
+        loop = self.retrain_loop
+        return {"every_days": self.options.retrain_every_days, "archive_runs": loop.archives if loop else 0,
+                "runs": [run.to_dict() for run in reversed(loop.runs)] if loop else []}
 
     def decisions(self, query: Mapping[str, str]) -> dict[str, Any]:
         """`GET /_local/decisions?since=&limit=&rejected=1`: newest decisions from the S3 decision log.
@@ -405,7 +428,8 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop ticking, stop polling, close every socket and port, stop moto; restore the environment."""
-        for stop in (self.scheduler.stop if self.scheduler else None, self.poller.stop if self.poller else None,
+        for stop in (self.retrain_loop.stop if self.retrain_loop else None,
+                     self.scheduler.stop if self.scheduler else None, self.poller.stop if self.poller else None,
                      self.notify_poller.stop if self.notify_poller else None,
                      self.telegram.stop if self.telegram else None, self.webhook.stop if self.webhook else None,
                      self.gateway.stop if self.gateway else None, self._moto.stop if self._moto else None):

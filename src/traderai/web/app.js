@@ -28,6 +28,7 @@
     apiKey: params.get("key") || sessionStorage.getItem(storedKeyName) || (fromFile ? file.apiKey : null) || null,
     statusUrl: file.statusUrl || null,     // local demo only: the replay clock and totals
     decisionsUrl: file.decisionsUrl || null, // local demo only: the S3 decision log
+    retrainingUrl: file.retrainingUrl || null, // local demo only: the retraining runs on the replay clock
   };
 
   const $ = (id) => document.getElementById(id);
@@ -245,6 +246,30 @@
     }
   }
 
+  async function pollRetraining() {
+    if (!config.retrainingUrl) return;
+    try {
+      const page = await (await fetch(config.retrainingUrl)).json();
+      $("retraining").hidden = false;
+      $("retraining-empty").hidden = page.runs.length > 0;
+      $("retraining-runs").replaceChildren(...page.runs.flatMap((run) => (run.error && !run.records.length
+        ? [{ symbol: "all markets", outcome: "failed", reasons: [`${run.error.Error}: ${run.error.Cause}`] }]
+        : run.records).map((r) => {
+        const li = el("li", { "data-outcome": r.outcome });
+        const when = el("span", { class: "when" }, `${run.time.replace("T", " ").replace(":00Z", " UTC")} · ${r.symbol}`);
+        when.appendChild(el("span", { class: "code" }, r.outcome));
+        li.appendChild(when);
+        const figures = r.challenger_log_loss == null ? "" : ` log loss ${r.challenger_log_loss.toFixed(4)} vs `
+          + `${r.champion_log_loss.toFixed(4)}, Brier ${r.challenger_brier.toFixed(4)} vs ${r.champion_brier.toFixed(4)}`
+          + ` (challenger vs ${r.champion_reference || "champion"}, ${r.rows} unseen rows).`;
+        li.appendChild(document.createTextNode(`serving ${r.serving_model_id || "–"}.${figures} ${(r.reasons || []).join("; ")}`));
+        return li;
+      })));
+    } catch (error) {
+      console.warn("retraining", error);
+    }
+  }
+
   function showEndpoints() {
     const links = [["HTTP API", `${config.apiUrl}/signals`], ["OpenAPI", `${config.apiUrl}/openapi.json`]];
     const footer = $("endpoints");
@@ -452,5 +477,7 @@
   pollDecisions();
   setInterval(pollStatus, 2000);
   setInterval(pollDecisions, 3000);
+  pollRetraining();
+  setInterval(pollRetraining, 5000);
   setInterval(tickClock, 1000);
 })();
