@@ -4,7 +4,8 @@
 with a ResultPath; `lambda:invoke` and `sns:publish` integrations) with the real handlers, so the local run
 follows the deployed wiring; Retry is not replayed (a local failure is reported at once). `RetrainLoop`
 fires ArchiveFunction at every replayed day's 00:10 and the state machine every `every_days` replayed days
-(the first run right after start-up, so the page shows a decision within the first minute or so).
+(the first one right after the first archive run, at the first replayed midnight: 74 wall seconds into
+the default demo, so the first minute's ticks do not compete with a training for the CPU).
 """
 
 from __future__ import annotations
@@ -177,7 +178,9 @@ class RetrainLoop:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 60.0) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop waiting for the next mark; a training in progress is abandoned (a daemon thread), as a
+        deleted stack would abandon its execution."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
@@ -206,18 +209,18 @@ class RetrainLoop:
 
     def _run(self) -> None:
         now = self.clock.now()
-        self.archive(now)  # the first run backfills the archive up to the replay clock
-        if self.every.total_seconds() > 0:
-            self.retrain(now)
-        last_retrain = now
-        next_archive = datetime(now.year, now.month, now.day, tzinfo=now.tzinfo) + timedelta(days=1) + ARCHIVE_AT
+        next_archive = datetime(now.year, now.month, now.day, tzinfo=now.tzinfo) + ARCHIVE_AT
+        if next_archive < now:
+            next_archive += timedelta(days=1)
+        last_retrain: datetime | None = None
         while not self._stop.is_set():
             if self._end is not None and next_archive > self._end:
                 return
             if self._stop.wait(self.clock.wall_seconds_until(next_archive)):
                 return
-            self.archive(next_archive)
-            if self.every.total_seconds() > 0 and next_archive - last_retrain >= self.every:
+            self.archive(next_archive)  # the first run backfills the archive up to the replay clock
+            due = last_retrain is None or next_archive - last_retrain >= self.every
+            if self.every.total_seconds() > 0 and due and not self._stop.is_set():
                 self.retrain(next_archive)
                 last_retrain = next_archive
             next_archive += timedelta(days=1)
