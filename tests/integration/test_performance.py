@@ -275,13 +275,15 @@ def test_signal_as_channel_text(call: Callable[..., Reply], store: SignalStore) 
     reply = call("api_get_signal_text.json")
     assert reply["statusCode"] == 200
     assert reply["headers"]["Content-Type"].startswith("text/plain")
-    assert reply["body"] == ("BTC/USDT LONG x20\nEntry: 62800\nTargets:\n1) 64200\n2) 65300\n3) 67000\n"
-                             "Stop: 62100")
+    assert reply["body"] == ("BTC/USDT LONG x20\nExpected value: unknown (no outcome model for this signal)\n"
+                             "Entry: 62800\nTargets:\n1) 64200\n2) 65300\n3) 67000\n"
+                             "Stop: 62100\nBest case if every target fills: +3.68%")
 
 
 def test_a_closed_signal_as_text_ends_with_its_outcome(call: Callable[..., Reply], store: SignalStore) -> None:
     assert store.put_new(Signal(**(HISTORY[0].to_dict() | {"signal_id": "signal_BTC_USDT_0a1b2c3d4e5f"})))
-    assert call("api_get_signal_text.json")["body"].endswith("\nStop: 62100\nStopped out ❌ -0.32% after 4h")
+    assert call("api_get_signal_text.json")["body"].endswith(
+        "\nStop: 62100\nBest case if every target fills: +3.68%\nStopped out ❌ -0.32% after 4h")
 
 
 def test_json_stays_the_default_and_other_formats_are_refused(call: Callable[..., Reply], store: SignalStore) -> None:

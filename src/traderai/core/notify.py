@@ -130,12 +130,11 @@ def wants(subscriber: Subscriber, signal: Signal, event: str) -> bool:
 # ---------------------------------------------------------------- what is sent
 
 def message_text(signal: Signal, event: str) -> str:
-    """The Telegram text: the signal-channel post (its status line once it moved on), paper ones marked."""
+    """The Telegram text: the signal-channel post (led by its expected value and P(stop), the best case
+    labelled, its status line once it moved on), paper ones marked."""
     text = signal_text(signal)
     if not signal.is_tradeable:
         text = "[paper: not a trade recommendation]\n" + text
-    if event == "new" and signal.expected_value_pct is not None:
-        text += f"\nExpected value: {signal.expected_value_pct:+.2f}% after costs"
     return text[:TELEGRAM_TEXT_LIMIT]
 
 
