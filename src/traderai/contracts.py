@@ -297,12 +297,16 @@ class Signal:
     position_size_usd: float
     quantity: float
     gross_profit_pct: float
+    """Weighted take-profit distance, % of notional, before costs: the gross if every target fills."""
     costs_pct: float
     expected_net_profit_pct: float
+    """The BEST CASE, not an expectation: the net profit (% of notional, after costs) if every target fills.
+    The seed's name and its 2 % rule (MIN_NET_PROFIT_PCT); what the signal is worth is expected_value_pct."""
     net_risk_reward_ratio: float
     confidence: float
     probability: float
     risk_reward_ratio: float
+    """gross_profit_pct / stop distance (the seed's ratio: the same for every signal at fixed multipliers)."""
     status: str
     created_at: str
     expires_at: str
@@ -327,11 +331,21 @@ class Signal:
     updated_at: str | None = None  # when the tracker last changed the status
     # Issue 12: what the signal is worth in expectation, and whether it claims an edge. None on items
     # stored before signals recorded them (those were all published as tradeable).
-    expected_value_pct: float | None = None  # sum over outcomes of p * payoff - costs, % of notional
-    expected_r: float | None = None  # expected_value_pct / (sl_pct + costs_pct): EV in stop-out losses
-    outcome_probabilities: dict[str, float] | None = None  # the side's five OUTCOMES -> p (sum 1), or None
-    tradeable: bool | None = None  # False: a paper signal (tracked, claims no edge); see paper_reasons
-    paper_reasons: tuple[str, ...] | None = None  # PaperReason values; empty when tradeable
+    expected_value_pct: float | None = None
+    """What the signal is worth in expectation: the sum over the bracket's outcomes of P(outcome) x payoff,
+    minus costs, % of notional. Null when the model gives no outcome probabilities for this bracket."""
+    expected_r: float | None = None
+    """expected_value_pct / (stop distance % + costs_pct): the expected value in units of a stop-out's loss."""
+    outcome_probabilities: dict[str, float] | None = None
+    """P of each outcome within the signal's life: stop, tp1_stop, tp2_stop, tp3, expiry (they sum to 1)."""
+    tradeable: bool | None = None
+    """false: a PAPER signal (passed the seed's rules, tracked, but claims no edge; see paper_reasons).
+    Null on signals stored before the field existed, which were published as tradeable."""
+    paper_reasons: tuple[str, ...] | None = None
+    """Why paper: negative_expected_value, no_proven_edge, protection_stoploss_guard, protection_low_profit."""
+
+    # GET /signals documents the fields with the docstrings above (pydantic reads this plain dict).
+    __pydantic_config__ = {"use_attribute_docstrings": True}  # noqa: RUF012
 
     def __post_init__(self) -> None:
         # JSON and DynamoDB hand the weights back as a list: hold them as a tuple, so a signal read back

@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -109,6 +110,49 @@ def test_the_page_shows_the_signal_and_live_updates_without_reload(stack: Stack,
     later.wait_for(timeout=5000)
     assert page.evaluate("window.__loadedOnce") is True
     page.locator("#rejections li[data-reason]").first.wait_for(timeout=8000)
+
+
+def js_fixed(value: float, digits: int) -> str:
+    """JavaScript's Number.toFixed: the exact binary value, a tie rounded away from zero."""
+    text = str(Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+    return "0" if text == "-0" else text
+
+
+def js_signed_pct(value: float) -> str:
+    """How the page writes a signed percentage (app.js signedPct): +0.41% / -0.62%."""
+    return f"{'+' if value > 0 else ''}{js_fixed(value, 2)}%"
+
+
+def test_the_page_shows_a_paper_signal_as_paper_led_by_its_expected_value(stack: Stack, chromium: Any) -> None:
+    # Given a paper signal the pipeline stored (the shipped models prove no edge: their signals are paper)
+    deadline = time.monotonic() + 30
+    paper = None
+    while paper is None and time.monotonic() < deadline:
+        items = http_get(stack, "/signals?tradeable=false&limit=50", key=stack.dev_key)[1]["items"]
+        paper = items[0] if items else None
+        time.sleep(0.5)
+    assert paper is not None, "no paper signal within 30 s"
+    assert paper["tradeable"] is False and paper["paper_reasons"]
+    # When the page shows it
+    page = chromium.new_page(viewport={"width": 1500, "height": 900})
+    page.goto(stack.http_url + "/", wait_until="domcontentloaded")
+    row = page.locator(f'tr[data-signal-id="{paper["signal_id"]}"]')
+    row.wait_for(timeout=8000)
+    # Then it is marked paper, with its reasons, and leads with its expected value and P(stop)
+    assert row.get_attribute("data-tradeable") == "false" and "paper" in (row.get_attribute("class") or "")
+    badge = row.locator('[data-field="kind"] .kind')
+    assert badge.inner_text() == "PAPER" and badge.get_attribute("title").startswith("paper, not a trade: ")
+    cells = row.locator("td").all_inner_texts()
+    assert cells[:3] == [paper["symbol"], paper["side"], "PAPER"]
+    ev = paper["expected_value_pct"]
+    assert cells[3] == ("–" if ev is None else js_signed_pct(ev))
+    stop = (paper["outcome_probabilities"] or {}).get("stop")
+    assert cells[4] == ("–" if stop is None else f"{js_fixed(stop * 100, 0)}%")
+    # and the seed's expected_net_profit_pct is labelled as the best case
+    assert row.locator('[data-field="best_case"]').inner_text() == js_signed_pct(paper["expected_net_profit_pct"])
+    assert page.locator("#best-case-header").inner_text() == "best case (all TPs)"
+    assert "PAPER = passed the seed's rules but claims no edge" in page.locator(
+        "section.panel", has=page.locator("#signals")).locator("h2").inner_text()
 
 
 def test_stops_cleanly_on_ctrl_c_leaving_no_process_or_port(start_local: Callable[..., Stack]) -> None:

@@ -80,22 +80,52 @@
     $("stat-signals").textContent = String(signals.size);
   }
 
+  // Why a signal is paper, in words (the codes are PaperReason's).
+  const PAPER_WORDS = {
+    negative_expected_value: "expected value below the minimum",
+    no_proven_edge: "no proven edge (out-of-sample evidence missing or not above zero)",
+    protection_stoploss_guard: "market locked after a run of stops",
+    protection_low_profit: "market locked for low recent profit",
+  };
+  // A signal stored before the edge gate has no `tradeable`: it was published as tradeable.
+  const isPaper = (s) => s.tradeable === false;
+
+  function kindCell(s) {
+    const td = el("td", { "data-field": "kind" });
+    const reasons = (s.paper_reasons || []).map((r) => PAPER_WORDS[r] || r);
+    const badge = isPaper(s)
+      ? el("span", { class: "kind kind-paper", title: `paper, not a trade: ${reasons.join("; ") || "no reason given"}` }, "PAPER")
+      : el("span", { class: "kind kind-tradeable", title: s.tradeable ? "passed the EV filter, the edge gate and the protections"
+        : "stored before the edge gate existed" }, "tradeable");
+    td.appendChild(badge);
+    return td;
+  }
+
   function row(s, fresh) {
-    const tr = el("tr", { "data-signal-id": s.signal_id, "data-status": s.status, title: s.signal_id });
-    if (fresh) tr.className = "fresh";
+    const tr = el("tr", { "data-signal-id": s.signal_id, "data-status": s.status, title: s.signal_id,
+      "data-tradeable": isPaper(s) ? "false" : "true" });
+    tr.className = [fresh ? "fresh" : "", isPaper(s) ? "paper" : ""].filter(Boolean).join(" ");
+    const stop = s.outcome_probabilities ? s.outcome_probabilities.stop : null;
+    tr.appendChild(el("td", { "data-field": "symbol" }, s.symbol));
+    tr.appendChild(el("td", { class: `side-${s.side}`, "data-field": "side" }, s.side));
+    tr.appendChild(kindCell(s));
+    // The page leads with what the signal is worth in expectation and how likely its stop is.
+    tr.appendChild(el("td", { class: `num ev ${resultClass(s.expected_value_pct)}`, "data-field": "ev",
+      title: "expected value: Σ P(outcome) × payoff − costs, % of notional" }, signedPct(s.expected_value_pct)));
+    tr.appendChild(el("td", { class: "num", "data-field": "p_stop", title: "probability the stop is hit before TP1" },
+      stop === null || stop === undefined ? "–" : pct(stop * 100, 0)));
     const cells = [
-      ["symbol", s.symbol, ""],
-      ["side", s.side, `side-${s.side}`],
       ["entry", price(s.entry_price), "num"],
       ["tp1", price(s.tp1_price), "num"],
       ["tp2", price(s.tp2_price), "num"],
       ["tp3", price(s.tp3_price), "num"],
       ["sl", price(s.sl_price), "num"],
       ["leverage", `${s.leverage}×`, "num"],
-      ["net", pct(s.expected_net_profit_pct), "num"],
+      ["best_case", signedPct(s.expected_net_profit_pct), "num best"],
       ["confidence", pct(s.confidence * 100, 1), "num"],
     ];
     for (const [field, text, cls] of cells) tr.appendChild(el("td", { class: cls, "data-field": field }, text));
+    tr.querySelector('[data-field="best_case"]').title = "best case: the net profit if every target fills (not an expectation)";
     const status = el("td", { "data-field": "status" });
     status.appendChild(el("span", { class: `status status-${s.status}` }, s.status));
     tr.appendChild(status);
@@ -312,9 +342,22 @@
     renderTrack();
   }
 
+  function renderLocks(locks) {
+    $("no-locks").hidden = locks.length > 0;
+    $("locks").replaceChildren(...locks.map((lock) => {
+      const li = el("li", { "data-symbol": lock.symbol, "data-protection": lock.protection });
+      const when = el("span", { class: "when" }, `${lock.symbol} · until ${lock.until.replace("T", " ").replace(":00Z", " UTC")}`);
+      when.appendChild(el("span", { class: "code" }, lock.protection));
+      li.appendChild(when);
+      li.appendChild(document.createTextNode(lock.message));
+      return li;
+    }));
+  }
+
   function renderTrack() {
     const report = track.report;
     if (!report) return;
+    renderLocks(report.locks || []);
     const group = report[track.group];
     const s = group.overall;
     const d = report.definitions || {};
