@@ -38,8 +38,9 @@ SCRIPTS: dict[str, tuple[str, list[str], list[str]]] = {
     "cold_start": ("cold_start.py", [], ["--runs", "3"]),
     "features": ("features_bench.py", [], []),
     "api": ("api_latency.py", [], ["--signals", "20000", "--requests", "100"]),
+    "edge": ("edge_bench.py", [], ["--folds", "3"]),
 }
-ORDER = ("freshness", "tick_scale", "cold_start", "sizes", "features", "api", "backtest")
+ORDER = ("freshness", "tick_scale", "cold_start", "sizes", "features", "api", "backtest", "edge")
 
 
 def run_script(name: str, quick: bool) -> list[Figure]:
