@@ -22,8 +22,12 @@ test: $(STAMP) browser
 	$(MAKE) --no-print-directory security
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
+# The demo lowers MIN_CONFIDENCE to 0.5 (docs/demo.md): the shipped models, honestly calibrated, are never 55 %
+# confident on the bundled candles, so with the seed's 0.55 the first minute would show rejections only. Every
+# signal it shows is paper (no proven edge), led by its expected value. DEMO_PARAMS= runs the seed's filters.
+DEMO_PARAMS ?= --param MinConfidence=0.5
 demo: $(STAMP)
-	$(PY) -m traderai.cli local $(ARGS)
+	$(PY) -m traderai.cli local $(DEMO_PARAMS) $(ARGS)
 
 # Headless Chromium for the e2e page test: Debian's package (Playwright drives it; it never downloads one).
 browser:

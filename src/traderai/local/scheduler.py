@@ -76,6 +76,7 @@ class TickReport:
     predictions: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     accepted: int = 0
+    tradeable: int = 0  # of the accepted: the rest are paper (claim no edge)
     rejected: dict[str, int] = field(default_factory=dict)
     advanced: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -181,6 +182,7 @@ class TickScheduler:
             report.errors.append(f"SignalFunction: {type(exc).__name__}: {exc}")
             return
         report.accepted = int(summary.get("stored", 0)) + int(summary.get("already_stored", 0))
+        report.tradeable = int(summary.get("tradeable", 0))
         report.rejected = dict(summary.get("rejected", {}))
         report.decisions_key = summary.get("log_key")
 

@@ -327,6 +327,8 @@ class LocalStack:
         if not (report.predictions or report.errors or report.advanced or report.failures):
             return
         line = f"{report.tick_time:%Y-%m-%d %H:%M} UTC  predictions={report.predictions}  accepted={report.accepted}"
+        if report.accepted:
+            line += f" (tradeable={report.tradeable} paper={report.accepted - report.tradeable})"
         if report.rejected:
             line += "  rejected: " + " ".join(f"{k}={v}" for k, v in sorted(report.rejected.items()))
         if report.failures:
