@@ -149,6 +149,9 @@ class IndexedQuery:
         evaluated = [rows[i][2] for i in span[:limit]]
         conditions = [(names[n], values[v]) for n, v in self._EQ.findall(request.get("FilterExpression", ""))]
         kept = [raw for raw in evaluated if all(raw.get(name) == value for name, value in conditions)]
+        if request.get("ProjectionExpression"):  # only the attributes asked for, as DynamoDB returns them
+            wanted = {names.get(part.strip(), part.strip()) for part in request["ProjectionExpression"].split(",")}
+            kept = [{k: v for k, v in raw.items() if k in wanted} for raw in kept]
         reply: dict[str, Any] = {"Items": copy.deepcopy(kept), "Count": len(kept), "ScannedCount": len(evaluated)}
         if len(span) > limit and evaluated:
             last = evaluated[-1]

@@ -194,13 +194,13 @@ def test_a_window_with_no_closed_signal_has_null_rates(call: Callable[..., Reply
 def test_repeated_calls_are_served_from_the_cache_by_one_query(call: Callable[..., Reply],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     queries: list[tuple[Any, ...]] = []
-    original = SignalStore.created_between
+    original = SignalStore.outcomes_between
 
-    def counting(self: SignalStore, *args: Any, **kwargs: Any) -> list[Signal]:
+    def counting(self: SignalStore, *args: Any, **kwargs: Any) -> list[Any]:
         queries.append(args)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(SignalStore, "created_between", counting)
+    monkeypatch.setattr(SignalStore, "outcomes_between", counting)
     first = body(call("api_get_performance_window.json"))
     second = body(call("api_get_performance_window.json"))
     assert first == second and len(queries) == 1
@@ -311,3 +311,16 @@ def test_performance_shows_the_protection_locks_in_force_at_its_clock(call: Call
     performance.CACHE.clear()
     wiring.use_clock(lambda: datetime(2024, 12, 11, 13, tzinfo=UTC))
     assert body(call("api_get_performance.json"))["locks"] == []
+
+
+def test_outcomes_are_the_stored_signals_outcome_fields_newest_first(store: SignalStore) -> None:
+    from dataclasses import fields
+
+    from traderai.adapters.signal_store import SignalOutcome
+
+    whole = store.created_between("2024-11-01T00:00:00Z", "2024-12-31T00:00:00Z")
+    outcomes = store.outcomes_between("2024-11-01T00:00:00Z", "2024-12-31T00:00:00Z")
+    names = [f.name for f in fields(SignalOutcome)]
+    assert [SignalOutcome(**{n: getattr(s, n) for n in names}) for s in whole] == outcomes
+    assert [o.signal_id for o in store.outcomes_between(None, "2024-12-31T00:00:00Z", limit=2)] == [
+        s.signal_id for s in whole[:2]]

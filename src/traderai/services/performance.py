@@ -34,7 +34,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
-from traderai.adapters.signal_store import SignalStore
+from traderai.adapters.signal_store import SignalOutcome, SignalStore
 from traderai.contracts import ClosedReason, Signal, SignalStatus, iso_utc
 from traderai.core.protections import close_of, market_locks
 from traderai.core.track_record import DEFINITIONS, drawdown_span, r_multiple, summarise
@@ -51,6 +51,7 @@ PARAMETERS = frozenset({"since", "until", "window"})
 WINDOWS: dict[str, timedelta | None] = {"7d": timedelta(days=7), "30d": timedelta(days=30),
                                         "90d": timedelta(days=90), "all": None}
 CLOSED = (SignalStatus.TP3_HIT, SignalStatus.STOPPED, SignalStatus.EXPIRED)
+Tracked = Signal | SignalOutcome  # a whole signal, or the outcome fields the report reads (GET /performance)
 
 
 class Exits(BaseModel):
@@ -144,12 +145,12 @@ class PerformanceReport(BaseModel):
         "(protection_stoploss_guard, protection_low_profit), whatever the window"))
 
 
-def is_paper(signal: Signal) -> bool:
+def is_paper(signal: Tracked) -> bool:
     """A paper signal says so (`tradeable` false); one stored before the field existed is tradeable."""
     return not signal.is_tradeable
 
 
-def _priced_in_close_order(signals: Iterable[Signal]) -> list[Signal]:
+def _priced_in_close_order(signals: Iterable[Tracked]) -> list[Tracked]:
     closed = [s for s in signals if s.status in CLOSED and s.closed_reason != ClosedReason.NO_MARKET_DATA
               and s.realised_net_pct is not None]
     return sorted(closed, key=lambda s: (s.closed_at or s.updated_at or s.created_at, s.signal_id))
@@ -159,7 +160,7 @@ def _round(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def stats_of(signals: Iterable[Signal]) -> Stats:
+def stats_of(signals: Iterable[Tracked]) -> Stats:
     """Pure: the Stats of these signals."""
     signals = list(signals)
     by_status = {status.value: 0 for status in SignalStatus}
@@ -170,7 +171,7 @@ def stats_of(signals: Iterable[Signal]) -> Stats:
     priced = _priced_in_close_order(closed)
     unpriced = [s for s in closed if s.closed_reason == ClosedReason.NO_MARKET_DATA]
 
-    def rate(predicate: Callable[[Signal], bool]) -> float | None:
+    def rate(predicate: Callable[[Tracked], bool]) -> float | None:
         return round(sum(1 for s in closed if predicate(s)) / len(closed), 6) if closed else None
 
     results = [s.realised_net_pct or 0.0 for s in priced]
@@ -205,7 +206,7 @@ def stats_of(signals: Iterable[Signal]) -> Stats:
     )
 
 
-def equity_curve(signals: Iterable[Signal], max_points: int = MAX_CURVE_POINTS) -> tuple[list[EquityPoint], bool]:
+def equity_curve(signals: Iterable[Tracked], max_points: int = MAX_CURVE_POINTS) -> tuple[list[EquityPoint], bool]:
     """Pure: the cumulative realised net of the closed priced signals in close order; thinned past
     `max_points` (evenly, always keeping the last point and the maximum drawdown's peak and trough)."""
     priced = _priced_in_close_order(signals)
@@ -224,19 +225,19 @@ def equity_curve(signals: Iterable[Signal], max_points: int = MAX_CURVE_POINTS) 
     return [points[i] for i in sorted(keep)], True
 
 
-def track_record(signals: list[Signal]) -> TrackRecord:
+def track_record(signals: list[Tracked]) -> TrackRecord:
     """Pure: overall and per-market Stats, and the equity curve, of one group of signals."""
     curve, thinned = equity_curve(signals)
     return TrackRecord(overall=stats_of(signals), by_symbol=_by_symbol(signals), equity_curve=curve,
                        equity_curve_thinned=thinned)
 
 
-def _by_symbol(signals: list[Signal]) -> dict[str, Stats]:
+def _by_symbol(signals: list[Tracked]) -> dict[str, Stats]:
     symbols = sorted({s.symbol for s in signals})
     return {symbol: stats_of(s for s in signals if s.symbol == symbol) for symbol in symbols}
 
 
-def performance_report(signals: list[Signal], since: str | None, until: str, computed_at: datetime,
+def performance_report(signals: list[Tracked], since: str | None, until: str, computed_at: datetime,
                        truncated: bool = False, window: str | None = None) -> PerformanceReport:
     """Pure: overall and per-symbol Stats of the signals of a window, tradeable and paper apart."""
     paper = [s for s in signals if is_paper(s)]
@@ -321,7 +322,7 @@ def performance(store: SignalStore, since: datetime | None, until: datetime | No
     key = (window or (bounds[0] if since else None), bounds[1] if until else None)
 
     def compute() -> PerformanceReport:
-        signals = store.created_between(*bounds, limit=MAX_SIGNALS + 1)
+        signals = store.outcomes_between(*bounds, limit=MAX_SIGNALS + 1)
         report = performance_report(signals[:MAX_SIGNALS], *bounds, computed_at=now,
                                     truncated=len(signals) > MAX_SIGNALS, window=window)
         report.locks = current_locks(store, wiring.strategy(), now)
