@@ -6,13 +6,15 @@ document; every error, ours or the validator's, leaves through the exception han
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import AwareDatetime, BeforeValidator
+from pydantic import BeforeValidator
 
 from traderai import __version__
 from traderai.contracts import Side, Signal, SignalStatus
@@ -26,36 +28,44 @@ app.include_router(performance.router)  # GET /performance
 app.include_router(chart.router)  # GET /signals/{signal_id}/candles: served by ChartFunction, documented here
 http_errors.install(app)
 app.configure_openapi(title="TraderAI API", version=__version__,
-                      description="Crypto trading signals: list, fetch, and the service's health.")
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {"application/json": {"model": api.ErrorBody}}}
-    for code, text in ((400, "Invalid parameter"), (404, "Not found"), (500, "Internal error"))}
+                      description="Crypto trading signals: list, fetch, and the service's health.",
+                      security_schemes={"apiKey": HTTPBearer(description="Authorization: Bearer tai_... "
+                                                                          "(`traderai keys create`)")})
+KEYED: list[dict[str, list[str]]] = [{"apiKey": []}]
 _upper = BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)
 _plus = BeforeValidator(lambda v: v.replace(" ", "+") if isinstance(v, str) else v)  # an unescaped '+'
 
 
-@app.get("/signals", summary="List signals, newest first", responses=ERRORS)
+@app.get("/signals", summary="List signals, newest first", security=KEYED,
+         responses=api.responses(api.ok_json(api.SignalPage, "One page of signals, newest first")))
 def list_signals(
-    symbol: Annotated[str | None, Query(description="BTC/USDT, BTC_USDT or BTC-USDT")] = None,
+    symbol: Annotated[str | None, Query(pattern=api.SYMBOL_PATTERN, description="BTC/USDT, BTC_USDT or BTC-USDT")
+                      ] = None,
     side: Annotated[Side | None, _upper, Query(description="LONG or SHORT (any case)")] = None,
     status: Annotated[SignalStatus | None, _upper, Query(description="e.g. ACTIVE")] = None,
     tradeable: Annotated[bool | None, Query(description=(
         "true: tradeable signals only (EV filter, edge gate and protections passed); false: paper signals only"))
     ] = None,
-    since: Annotated[AwareDatetime | None, _plus, Query(description="created_at >= since (ISO-8601)")] = None,
-    until: Annotated[AwareDatetime | None, _plus, Query(description="created_at <= until (ISO-8601)")] = None,
+    since: Annotated[str | None, _plus, Query(json_schema_extra=api.DATE_TIME_SCHEMA,
+                                              description="created_at >= since (RFC 3339, with a zone); "
+                                                          "at most until")] = None,
+    until: Annotated[str | None, _plus, Query(json_schema_extra=api.DATE_TIME_SCHEMA,
+                                              description="created_at <= until (RFC 3339, with a zone)")] = None,
     limit: Annotated[int, Query(ge=1, le=api.MAX_LIMIT)] = api.DEFAULT_LIMIT,
-    next_token: Annotated[str | None, Query(max_length=2048, description="From the previous page")] = None,
+    next_token: Annotated[str | None, Query(max_length=2048, pattern=api.NEXT_TOKEN_PATTERN,
+                                            description="From the previous page, with the same filters (a "
+                                                        "token this API did not issue is a 400)")] = None,
 ) -> api.SignalPage:
     api.reject_unknown_parameters(app.current_event.query_string_parameters, api.LIST_PARAMETERS)
-    filters = api.signal_filters(symbol, side, status, since, until, tradeable)
+    filters = api.signal_filters(symbol, side, status, api.parse_date_time("since", since),
+                                 api.parse_date_time("until", until), tradeable)
     return api.list_signals(wiring.signal_store(), wiring.page_tokens(), filters, limit, next_token)
 
 
-@app.get("/signals/<signal_id>", summary="One signal by id (?format=text: the signal-channel post)",
-         responses=ERRORS | {200: {"description": "The signal", "content": {
-             "application/json": {"model": Signal}, "text/plain": {"schema": {"type": "string"}}}}})
-def get_signal(signal_id: Annotated[str, Path(max_length=128)],
+@app.get("/signals/<signal_id>", summary="One signal by id (?format=text: the signal-channel post)", security=KEYED,
+         responses=api.responses({"description": "The signal", "content": {
+             "application/json": {"model": Signal}, "text/plain": {"schema": {"type": "string"}}}}, not_found=True))
+def get_signal(signal_id: Annotated[str, Path(pattern=api.SIGNAL_ID.pattern, min_length=1, max_length=128)],
                format_: Annotated[Literal["json", "text"], Query(alias="format")] = "json") -> Signal | str:
     signal = api.get_signal(wiring.signal_store(), signal_id)
     if format_ == "text":
@@ -63,14 +73,20 @@ def get_signal(signal_id: Annotated[str, Path(max_length=128)],
     return signal
 
 
-@app.get("/health", summary="Liveness")
-def health() -> dict[str, str]:
-    return {"status": "ok", "service": "traderai", "version": __version__}
+@app.get("/health", summary="Liveness",
+         responses=api.responses(api.ok_json(api.Health, "The service answers"), keyed=False, parameters=False))
+def health() -> api.Health:
+    return api.Health(status="ok", service="traderai", version=__version__)
+
+
+def openapi_json() -> str:
+    """The OpenAPI document this function serves (and docs/openapi.json holds)."""
+    return json.dumps(api.tidy_openapi(json.loads(app.get_openapi_json_schema())), indent=2)
 
 
 @app.get("/openapi.json", include_in_schema=False)
 def openapi() -> Response[str]:
-    return Response(200, content_types.APPLICATION_JSON, app.get_openapi_json_schema())
+    return Response(200, content_types.APPLICATION_JSON, openapi_json())
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

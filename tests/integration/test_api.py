@@ -133,15 +133,34 @@ def test_a_window_inside_one_second_is_an_empty_page_not_an_error(call: Callable
     assert (reply["statusCode"], reply["json"]) == (200, {"items": [], "next_token": None})
 
 
-@pytest.mark.parametrize("query", [
-    {"since": "0001-01-01T00:00:00+01:00"},  # the year 0 in UTC
-    {"until": "9999-12-31T23:00:00-05:00"},  # the year 10000 in UTC
-    {"since": "9999-12-31T23:59:59.5Z"},  # rounded up past the year 9999
+@pytest.mark.parametrize(("query", "everything"), [
+    ({"since": "0001-01-01T00:00:00+01:00"}, True),  # the year 0 in UTC: before every stored time
+    ({"until": "9999-12-31T23:00:00-05:00"}, True),  # the year 10000 in UTC: after every stored time
+    ({"since": "9999-12-31T23:59:59.5Z"}, False),  # rounded up past the year 9999: nothing is that late
 ])
-def test_a_time_beyond_what_utc_can_hold_is_a_400(call: Callable[..., Reply], query: dict[str, str]) -> None:
-    reply = call("api_get_signals_all.json", query)
+def test_a_valid_time_beyond_what_utc_can_hold_is_the_end_of_the_range(
+    call: Callable[..., Reply], history: list[Signal], query: dict[str, str], everything: bool
+) -> None:
+    reply = call("api_get_signals_all.json", {**query, "limit": "200"})
+    assert reply["statusCode"] == 200
+    assert len(reply["json"]["items"]) == (len(history) if everything else 0)
+
+
+@pytest.mark.parametrize("value", [
+    "0.5",  # a bare number is not a time (pydantic's datetime would read it as 1970-01-01T00:00:00.5Z)
+    "1744034400",
+    "2025-04-07T14:00:00",  # no zone: refused rather than guessed
+    "2025-04-07 14:00:00Z",
+    "2025-02-30T00:00:00Z",  # the right shape, not a day
+    "2025-04-07T24:00:00Z",
+])
+@pytest.mark.parametrize("name", ["since", "until"])
+def test_a_time_that_is_not_rfc_3339_is_a_400_naming_the_parameter(
+    call: Callable[..., Reply], name: str, value: str
+) -> None:
+    reply = call("api_get_signals_all.json", {name: value})
     assert reply["statusCode"] == 400 and reply["json"]["error"] == "bad_request"
-    assert next(iter(query)) in reply["json"]["message"]
+    assert reply["json"]["message"].startswith(f"{name}:")
 
 
 @pytest.mark.parametrize(("query", "limit"), [({}, 7), ({"side": "LONG"}, 3), ({"symbol": "SOL/USDT"}, 4),
@@ -275,13 +294,14 @@ def test_tradeable_pages_walk_every_paper_signal_once(call: Callable[..., Reply]
     ({"limit": "ten"}, "limit", "valid integer"),
     ({"side": "UP"}, "side", "'LONG' or 'SHORT'"),
     ({"status": "OPEN"}, "status", "'ACTIVE'"),
-    ({"since": "yesterday"}, "since", "datetime"),
-    ({"until": "2026-11-01T00:00:00"}, "until", "timezone"),
+    ({"since": "yesterday"}, "since", "RFC 3339 date-time"),
+    ({"until": "2026-11-01T00:00:00"}, "until", "with a time zone"),
     ({"symbol": "BTC"}, "symbol", "BASE/QUOTE"),
     ({"symbol": "BTC/USDT; DROP TABLE"}, "symbol", "BASE/QUOTE"),
     ({"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}, "since", "after until"),
     ({"symbl": "BTC/USDT"}, "symbl", "unknown query parameter"),
     ({"next_token": "not-a-token"}, "next_token", "not a token"),
+    ({"next_token": "e30." + "A" * 27}, "next_token", "not issued by this API"),  # the right shape, unsigned
     ({"next_token": "x" * 3000}, "next_token", "at most 2048"),
     ({"tradeable": "perhaps"}, "tradeable", "valid boolean"),
 ])

@@ -109,6 +109,8 @@ def test_fuzzed_requests_never_get_a_5xx_or_a_stack_trace(api_app: tuple[ApiGate
         @given(case=strategy)
         def fuzz(case: Any) -> None:
             for headers in ({"authorization": f"Bearer {key}"}, {}):
+                if not headers:  # no key at all (the document declares bearer auth: drop a generated one)
+                    case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
                 response = case.call(headers=headers)
                 seen[response.status_code] = seen.get(response.status_code, 0) + 1
                 case.validate_response(response, checks=[not_a_server_error])

@@ -223,10 +223,9 @@ def test_performance_reads_by_query_never_scan(call: Callable[..., Reply], monke
     ("api_get_performance.json", {"since": "2023-01-01T00:00:00Z", "until": "2024-11-01T00:00:00Z"}, "366 days"),
     ("api_get_performance.json", {"symbol": "BTC/USDT"}, "unknown query parameter"),
     ("api_get_performance.json", {"since": "yesterday"}, "since"),
-    ("api_get_performance.json", {"since": "0001-01-01T00:00:00+01:00", "until": "0001-01-05T00:00:00Z"}, "since"),
     ("api_get_performance.json", {"window": "1y"}, "window"),
     ("api_get_performance.json", {"window": "7d", "since": "2024-11-01T00:00:00Z"}, "window or since"),
-    ("api_get_performance.json", {"window": "7d", "until": "0001-01-03T00:00:00Z"}, "too early"),
+    ("api_get_performance.json", {"until": "0.5"}, "until: '0.5' is not an RFC 3339 date-time"),  # not 1970
 ])
 def test_bad_windows_are_refused_with_400(call: Callable[..., Reply], event_file: str,
                                           query: dict[str, str] | None, message: str) -> None:

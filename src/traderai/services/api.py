@@ -16,18 +16,28 @@ import hmac
 import json
 import re
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from traderai.adapters.signal_store import InvalidStartKey, SignalFilters, SignalStore
-from traderai.contracts import Side, Signal, SignalStatus, iso_utc
+from traderai.contracts import Side, Signal, SignalStatus
 from traderai.settings import SettingsError, normalize_symbol
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
 MIN_SECRET_LENGTH = 32
 SIGNAL_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+# Parameter grammars, declared in the OpenAPI document and enforced by the validator from the same strings.
+# RFC 3339 `date-time` (what OpenAPI's format means): a time zone is required; a bare number is not a time.
+DATE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+# Declared beside the parameter's `str | None` schema: pydantic drops a pattern next to the BeforeValidator that
+# reads an unescaped '+' (decoded as a space), so parse_date_time enforces the pattern itself.
+DATE_TIME_SCHEMA = {"format": "date-time", "pattern": DATE_TIME_PATTERN}
+SYMBOL_PATTERN = r"^[A-Za-z0-9]{2,15}[/_-][A-Za-z0-9]{2,15}(:[A-Za-z0-9]{2,15})?$"  # normalize_symbol's grammar
+# base64url(payload) "." base64url(20-byte HMAC): a grammar, not a secret
+NEXT_TOKEN_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{27}$"  # noqa: S105
+EARLIEST, LATEST = "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"  # the ends of the stored time range
 LIST_PARAMETERS = frozenset({"symbol", "side", "status", "tradeable", "since", "until", "limit", "next_token"})
 _TOKEN_VERSION = 1
 
@@ -59,6 +69,71 @@ class ErrorBody(BaseModel):
     error: str = Field(examples=["bad_request"])
     message: str = Field(examples=["limit: Input should be less than or equal to 200"])
     details: list[dict[str, Any]] | None = None
+
+
+class GatewayError(BaseModel):
+    """A refusal by API Gateway's authorizer, before any function runs: 401 without a key, 403 with a wrong one
+    (API Gateway answers `{"message": "Unauthorized"}`; the local gateway adds the `error` code)."""
+
+    message: str = Field(examples=["Unauthorized"])
+    error: str | None = Field(default=None, examples=["unauthorized"])
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"model": model}}}
+
+
+def responses(ok: dict[str, Any], *, keyed: bool = True, not_found: bool = False,
+              parameters: bool = True) -> dict[int, dict[str, Any]]:
+    """A route's documented replies: `ok` for 200, and the errors it can answer, each with its schema."""
+    documented: dict[int, dict[str, Any]] = {200: ok}
+    if parameters:
+        documented[400] = _json(ErrorBody, "Invalid parameter")
+    if keyed:
+        documented |= {401: _json(GatewayError, "No API key (Authorization: Bearer tai_...)"),
+                       403: _json(GatewayError, "The API key is not valid")}
+    if not_found:
+        documented[404] = _json(ErrorBody, "Not found")
+    return documented | {500: _json(ErrorBody, "Internal error (the request id is in the logs)")}
+
+
+def ok_json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return _json(model, description)
+
+
+def tidy_openapi(document: dict[str, Any]) -> dict[str, Any]:
+    """Powertools documents a 422 on every route, but every validation error leaves as a 400 `ErrorBody`
+    (the exception handlers): drop the 422s and their schemas so the document lists only real replies."""
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    return _uniform_tuples_as_items(document)
+
+
+def _uniform_tuples_as_items(node: Any) -> Any:
+    """A fixed-length tuple of one type (`tp_weights`) as `items` + min/maxItems instead of `prefixItems`:
+    the same constraint, in the form OpenAPI 3.0 tools and generated clients also read."""
+    if isinstance(node, list):
+        return [_uniform_tuples_as_items(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _uniform_tuples_as_items(value) for key, value in node.items()}
+    prefix = node.get("prefixItems")
+    if (isinstance(prefix, list) and prefix and all(item == prefix[0] for item in prefix)
+            and node.get("minItems") == node.get("maxItems") == len(prefix) and "items" not in node):
+        node["items"] = node.pop("prefixItems")[0]
+    return node
+
+
+class Health(BaseModel):
+    """GET /health: the service answers, and which version."""
+
+    status: str = Field(examples=["ok"])
+    service: str = Field(examples=["traderai"])
+    version: str
 
 
 class SignalPage(BaseModel):
@@ -95,11 +170,31 @@ def signal_filters(symbol: str | None = None, side: str | None = None, status: s
 
 
 def _stored_time(name: str, moment: datetime, *, round_up: bool = False) -> str:
-    """`moment` as stored (UTC, whole seconds); a time UTC cannot hold (years 1-9999) is a BadRequest, not a 500."""
+    """`moment` as stored (UTC, whole seconds). A valid time that UTC cannot hold (0001-01-01T00:00:00+01:00,
+    9999-12-31T23:00:00-05:00) lies beyond every stored time: it is clamped to that end of the range."""
     try:
-        return iso_utc(moment + timedelta(seconds=1) if round_up and moment.microsecond else moment)
+        utc = (moment + timedelta(seconds=1) if round_up and moment.microsecond else moment).astimezone(UTC)
     except OverflowError:
-        raise BadRequest(f"{name}: {moment.isoformat()} is outside the years 1-9999 in UTC") from None
+        return EARLIEST if moment.year == 1 else LATEST
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}Z"  # %Y does not pad years before 1000
+
+
+def parse_date_time(name: str, text: str | None) -> datetime | None:
+    """An RFC 3339 date-time (the pattern is already checked by the validator) as an aware datetime; a
+    well-shaped but impossible one (month 13, February 30) is a BadRequest naming the parameter."""
+    if text is None:
+        return None
+    if not re.fullmatch(DATE_TIME_PATTERN, text):
+        raise BadRequest(f"{name}: {text[:64]!r} is not an RFC 3339 date-time with a time zone "
+                         "(e.g. 2025-04-07T14:00:00Z)")
+    head, _, fraction = text.upper().partition(".")
+    if fraction:  # datetime takes at most microseconds: keep six digits, then the zone
+        digits = len(fraction) - len(fraction.lstrip("0123456789"))
+        head = f"{head}.{fraction[:min(digits, 6)]}{fraction[digits:]}"
+    try:
+        return datetime.fromisoformat(head)
+    except ValueError as exc:
+        raise BadRequest(f"{name}: {text[:64]!r} is not a valid date-time ({exc})") from None
 
 
 def validate_signal_id(signal_id: str) -> str:
@@ -158,12 +253,23 @@ def get_signal(store: SignalStore, signal_id: str) -> Signal:
     return signal
 
 
+PATTERN_MEANS = {DATE_TIME_PATTERN: "is not an RFC 3339 date-time with a time zone (e.g. 2025-04-07T14:00:00Z)",
+                 SYMBOL_PATTERN: "is not BASE/QUOTE (e.g. BTC/USDT, BTC_USDT or BTC-USDT)",
+                 NEXT_TOKEN_PATTERN: "is not a token this API issued",
+                 SIGNAL_ID.pattern: "is not a signal id (letters, digits, _ . : -)"}
+
+
 def validation_message(errors: list[dict[str, Any]]) -> str:
-    """`limit: Input should be less than or equal to 200; side: ...` from pydantic's error list."""
+    """`limit: Input should be less than or equal to 200; side: ...` from pydantic's error list (a pattern
+    mismatch says what the parameter should be rather than quoting the regular expression)."""
     parts = []
     for error in errors:
         location = [str(part) for part in error.get("loc", ()) if part not in ("query", "path", "body")]
-        parts.append(f"{'.'.join(location) or 'request'}: {error.get('msg', 'invalid')}")
+        message = error.get("msg", "invalid")
+        means = PATTERN_MEANS.get((error.get("ctx") or {}).get("pattern", ""))
+        if error.get("type") == "string_pattern_mismatch" and means:
+            message = f"{str(error.get('input'))[:64]!r} {means}"
+        parts.append(f"{'.'.join(location) or 'request'}: {message}")
     return "; ".join(parts) or "invalid request"
 
 

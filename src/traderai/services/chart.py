@@ -147,10 +147,13 @@ router = Router()
 
 
 @router.get("/signals/<signal_id>/candles", summary="A signal's candles, levels and hit marks (its chart)",
-            responses={code: {"description": text, "content": {"application/json": {"model": api.ErrorBody}}}
-                       for code, text in ((400, "Invalid parameter"), (404, "Not found"),
-                                          (502, "The market's candles could not be fetched"))})
-def get_signal_candles(signal_id: Annotated[str, Path(max_length=128)]) -> SignalChart:
+            security=[{"apiKey": []}],
+            responses=api.responses(api.ok_json(SignalChart, "The signal's chart"), not_found=True) | {
+                502: {"description": "The market's candles could not be fetched",
+                      "content": {"application/json": {"model": api.ErrorBody}}}})
+def get_signal_candles(
+    signal_id: Annotated[str, Path(pattern=api.SIGNAL_ID.pattern, min_length=1, max_length=128)],
+) -> SignalChart:
     api.reject_unknown_parameters(router.current_event.query_string_parameters, frozenset())
     signal = api.get_signal(wiring.signal_store(), signal_id)  # 400 / 404 before any market is touched
     from traderai.runtime import chart_runtime

@@ -27,12 +27,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from traderai.adapters.signal_store import SignalOutcome, SignalStore
 from traderai.contracts import ClosedReason, Signal, SignalStatus, iso_utc
@@ -262,10 +262,7 @@ def window_of(since: datetime | None, until: datetime | None, now: datetime,
         if length is None:  # all time: no lower bound on created_at
             return None, api.signal_filters(until=until).until or iso_utc(until)
         since = _minus(until, length)
-    try:
-        since = since or until - DEFAULT_WINDOW
-    except OverflowError:  # e.g. until=0001-01-01T00:00:00Z (found by the API fuzzer)
-        raise api.BadRequest(f"until: {until.isoformat()} is too early for a default window") from None
+    since = since or _minus(until, DEFAULT_WINDOW)
     if since > until:
         raise api.BadRequest(f"since: {iso_utc(since)} is after until: {iso_utc(until)}")
     if until - since > MAX_WINDOW:
@@ -275,10 +272,12 @@ def window_of(since: datetime | None, until: datetime | None, now: datetime,
 
 
 def _minus(until: datetime, length: timedelta) -> datetime:
+    """`until - length`; a window reaching before the year 1 (until=0001-01-03T00:00:00Z, found by the API
+    fuzzer) starts at the beginning of the calendar, like a since that UTC cannot hold."""
     try:
         return until - length
     except OverflowError:
-        raise api.BadRequest(f"until: {until.isoformat()} is too early for a {length.days}-day window") from None
+        return datetime.min.replace(tzinfo=UTC)
 
 
 class PerformanceCache:
@@ -353,14 +352,18 @@ _plus = BeforeValidator(lambda v: v.replace(" ", "+") if isinstance(v, str) else
 
 
 @router.get("/performance", summary="Track record: win rate, exits, realised profit, expectancy, drawdown",
-            responses={400: {"description": "Invalid parameter",
-                             "content": {"application/json": {"model": api.ErrorBody}}}})
+            security=[{"apiKey": []}],
+            responses=api.responses(api.ok_json(PerformanceReport, "The track record of the window")))
 def get_performance(
-    since: Annotated[AwareDatetime | None, _plus, Query(description="created_at >= since (default: until - 30d)")
-                     ] = None,
-    until: Annotated[AwareDatetime | None, _plus, Query(description="created_at <= until (default: now)")] = None,
+    since: Annotated[str | None, _plus, Query(json_schema_extra=api.DATE_TIME_SCHEMA,
+                                              description="created_at >= since (RFC 3339; default: until - 30d); "
+                                                          "at most until, at most 366 days before it, and not "
+                                                          "with window")] = None,
+    until: Annotated[str | None, _plus, Query(json_schema_extra=api.DATE_TIME_SCHEMA,
+                                              description="created_at <= until (RFC 3339; default: now)")] = None,
     window: Annotated[Literal["7d", "30d", "90d", "all"] | None,
                       Query(description="the named window ending at until (instead of since)")] = None,
 ) -> PerformanceReport:
     api.reject_unknown_parameters(router.current_event.query_string_parameters, PARAMETERS)
-    return performance(wiring.signal_store(), since, until, wiring.now(), window=window)
+    return performance(wiring.signal_store(), api.parse_date_time("since", since), api.parse_date_time("until", until),
+                       wiring.now(), window=window)

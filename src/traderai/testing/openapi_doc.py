@@ -15,7 +15,7 @@ OPENAPI_DOC = REPO_ROOT / "docs" / "openapi.json"
 
 
 def openapi_document() -> dict[str, object]:
-    return json.loads(load_handler("api").app.get_openapi_json_schema())
+    return json.loads(load_handler("api").openapi_json())
 
 
 def main() -> int:
