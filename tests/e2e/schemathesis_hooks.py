@@ -8,8 +8,9 @@ parameter schemas, because each ties one parameter to another or to the server's
 - `next_token` only as a previous page issued it (HMAC-signed, bound to the filters): otherwise 400.
 
 Only schema-VALID (positive) cases are kept inside these rules, by the smallest change: the two times
-are swapped (a `since` in the future gets the same `until`, which defaults to now), `since` is moved up
-to 365 days before `until`, an invented `next_token` is dropped. Negative cases are sent as generated.
+are swapped (a `since` without `until` gets an `until` 30 days later: the default is the server's clock,
+which a client cannot know), `since` is moved up to 365 days before `until`, `since` is dropped beside
+`window`, an invented `next_token` is dropped. Negative cases are sent as generated.
 Everything else schemathesis generates reaches the API unchanged, and every check (`--checks all`)
 applies to every reply.
 """
@@ -49,12 +50,16 @@ def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:
     if case.path == "/performance":
         if query.get("window") is not None:
             query.pop("since", None)  # window or since, not both
+        if isinstance(query.get("since"), str) and "until" not in query:
+            # until defaults to the server's clock (the replay clock locally), which a client cannot know
+            try:
+                query["until"] = (_instant(query["since"]) + timedelta(days=30)).isoformat().replace("+00:00", "Z")
+            except (ValueError, OverflowError):
+                query["until"] = "9999-12-31T23:59:59Z"
         try:
-            end = _instant(query["until"]) if isinstance(query.get("until"), str) else datetime.now(UTC)
             start = _instant(query["since"]) if isinstance(query.get("since"), str) else None
+            end = _instant(query["until"]) if isinstance(query.get("until"), str) else None
         except ValueError:
             return
-        if start is not None and "until" not in query and start > end:  # until defaults to now
-            query["until"] = query["since"]
-        elif start is not None and end - start > MAX_PERFORMANCE_WINDOW:  # a day inside: until may default to now
+        if start is not None and end is not None and end - start > MAX_PERFORMANCE_WINDOW:
             query["since"] = (end - MAX_PERFORMANCE_WINDOW + timedelta(days=1)).isoformat().replace("+00:00", "Z")
