@@ -105,7 +105,7 @@ def test_the_page_shows_the_signal_and_live_updates_without_reload(stack: Stack,
         assert row.locator('[data-field="side"]').inner_text() == pushed_signal["side"]
         page.locator('#conn[data-state="open"]').wait_for(timeout=5000)
         # A push that happens after the page loaded shows up without a reload.
-        message = receive(observer, {"signal", "signal_update"}, 20)["data"]
+        message = receive(observer, {"signal", "signal_update"}, 60)["data"]
     later = page.locator(f'tr[data-signal-id="{message["signal_id"]}"][data-status="{message["status"]}"]')
     later.wait_for(timeout=5000)
     assert page.evaluate("window.__loadedOnce") is True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from functools import cache
 
 import numpy as np
@@ -155,16 +154,14 @@ def test_recurrence_equals_the_sequential_loop() -> None:
     np.testing.assert_allclose(features._linear_recurrence(inputs, 0.9, 3.0), expected, rtol=1e-12)
 
 
-def test_100k_candles_take_well_under_a_second() -> None:
+def test_100k_candles_give_a_complete_matrix_past_the_warmup() -> None:
+    # How fast is bench/features_bench.py's figure (make bench), not a timed test: a shared machine is noisy.
     rng = np.random.default_rng(7)
     n = 100_000
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.003, n)))
     spread = close * rng.uniform(0, 0.004, n)
     c = Candles("X/USDT", "15m", np.arange(n, dtype=np.int64) * 900_000, close, close + spread,
                 close - spread, close, rng.uniform(0, 1000, n))
-    compute_features(c.slice(0, 1000))  # warm caches and BLAS
-    started = time.perf_counter()
     matrix = compute_features(c)
-    elapsed = time.perf_counter() - started
     assert matrix.shape == (n, len(FEATURE_NAMES))
-    assert elapsed < 1.0, f"{elapsed:.3f}s for 100k candles"
+    assert np.isfinite(matrix[WARMUP_CANDLES:]).all()
