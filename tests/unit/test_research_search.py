@@ -143,6 +143,7 @@ def test_signals_and_the_edge_report() -> None:
     for market in report["markets"].values():
         assert market["tradeable"]["n"] + market["paper"]["n"] == market["calibration"]["n"]
         assert sum(market["paper_reasons"].values()) >= market["paper"]["n"]  # every paper signal says why
+        assert market["while_locked"]["n"] + market["while_unlocked"]["n"] == market["calibration"]["n"]
     assert report["protections"]["simulated"] and report["protections"]["settings"]["stoploss_guard_stops"] == 4
 
 

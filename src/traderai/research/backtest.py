@@ -33,6 +33,7 @@ import numpy as np
 from traderai.contracts import Side
 from traderai.core.signals import liquidation_distance_pct
 from traderai.research.labels import first_touch
+from traderai.research.stats import block_length_ms, block_mean
 from traderai.research.walkforward import MarketFrame
 from traderai.settings import TIMEFRAME_SECONDS, Strategy
 
@@ -208,7 +209,11 @@ def summarize(trades: Trades, mask: np.ndarray | None, strategy: Strategy) -> di
         return {"signals": 0}
     net = o.net_pct[chosen]
     std = float(net.std(ddof=1)) if n > 1 else float("nan")
-    stderr = std / math.sqrt(n) if n > 1 else float("nan")
+    naive = std / math.sqrt(n) if n > 1 else float("nan")
+    # Signals of different markets and sides are open at once and move together: the s.e. treats
+    # calendar blocks of >= 2 lives as the independent units (research/stats.py), never smaller than naive.
+    blocks = block_mean(net, trades.open_time_ms[chosen], block_length_ms(int(strategy.signal_ttl_hours * 3_600_000)))
+    stderr = max(naive, blocks.se) if math.isfinite(blocks.se) else naive
     return {
         "signals": n, "long": int(trades.long[chosen].sum()), "short": int((~trades.long[chosen]).sum()),
         "tp1_rate": float((o.targets_hit[chosen] >= 1).mean()), "tp2_rate": float((o.targets_hit[chosen] >= 2).mean()),
@@ -218,7 +223,7 @@ def summarize(trades: Trades, mask: np.ndarray | None, strategy: Strategy) -> di
         "expected_net_pct": float(o.expected_net_pct[chosen].mean()),
         "realised_gross_pct": float(o.gross_pct[chosen].mean()),
         "expectancy_net_pct": float(net.mean()), "median_net_pct": float(np.median(net)),
-        "std_net_pct": std, "stderr_net_pct": stderr,
+        "std_net_pct": std, "stderr_net_pct": stderr, "naive_stderr_net_pct": naive, "blocks": blocks.blocks,
         "t_stat": float(net.mean() / stderr) if n > 1 and stderr > 0 else float("nan"),
         "total_net_usd": float(net.sum() / 100.0 * strategy.position_size_usd),
         "expectancy_margin_pct": float(net.mean() * strategy.leverage),

@@ -100,6 +100,7 @@ def edge_report(panel: PanelResult, geometry: str, table: SignalTable, strategy:
     min_ev_pct = strategy.min_expected_value_pct
     tradeable, reasons = gate(table, panel.fold_starts_ms, step_ms, block_ms, min_ev_pct)
     locked, locks = protection_locks(table, step_ms, strategy.protections)
+    was_locked = np.array([bool(names) for names in locked], dtype=bool)
     for i, names in enumerate(locked):
         if names:
             tradeable[i] = False
@@ -114,6 +115,8 @@ def edge_report(panel: PanelResult, geometry: str, table: SignalTable, strategy:
         for i in np.flatnonzero(p):
             for reason in reasons[i]:
                 reason_counts[reason] = reason_counts.get(reason, 0) + 1
+        locked_stats = block_mean(table.net_pct[mine & was_locked], table.open_time_ms[mine & was_locked], block_ms)
+        free_stats = block_mean(table.net_pct[mine & ~was_locked], table.open_time_ms[mine & ~was_locked], block_ms)
         no_harm = (trade_stats.n == 0) or (
             trade_stats.n > 0 and math.isfinite(trade_stats.se) and trade_stats.mean + 2 * trade_stats.se >= 0)
         markets[symbol] = {
@@ -121,6 +124,7 @@ def edge_report(panel: PanelResult, geometry: str, table: SignalTable, strategy:
                                                block_ms),
             "mean_p_stop": float(np.mean(table.p_stop[mine])) if mine.any() else float("nan"),
             "tradeable": trade_stats.as_dict(), "paper": paper_stats.as_dict(), "paper_reasons": reason_counts,
+            "while_locked": locked_stats.as_dict(), "while_unlocked": free_stats.as_dict(),
             "no_harm": bool(no_harm)}
     return {"timeframe": panel.timeframe, "features": panel.feature_set, "geometry": geometry,
             "min_ev_pct": min_ev_pct, "block_days": block_ms / 86_400_000, "markets": markets,

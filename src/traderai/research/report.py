@@ -177,7 +177,7 @@ SUMMARY_COLUMNS = [("signals", "signals", 0), ("long", "long", 0), ("short", "sh
                    ("mean_confidence", "mean conf.", 3), ("tp1_rate", "TP1 hit", 3), ("tp2_rate", "TP2 hit", 3),
                    ("tp3_rate", "TP3 hit", 3), ("stop_rate", "stopped", 3), ("expiry_rate", "expired", 3),
                    ("win_rate", "net > 0", 3), ("expected_net_pct", "expected net %", 3),
-                   ("expectancy_net_pct", "realised net % (mean)", 3), ("stderr_net_pct", "± s.e.", 3),
+                   ("expectancy_net_pct", "realised net % (mean)", 3), ("stderr_net_pct", "± s.e. (blocks)", 3),
                    ("median_net_pct", "median net %", 3), ("total_net_usd", "total net USD", 0)]
 
 
@@ -330,6 +330,9 @@ EDGE_COLUMNS = [("market", "market", 0), ("n", "seed signals", 0), ("mean_predic
 GATE_COLUMNS = [("market", "market", 0), ("t_n", "tradeable", 0), ("t_mean", "tradeable net %", 3),
                 ("t_se", "± s.e.", 3), ("p_n", "paper", 0), ("p_mean", "paper net %", 3), ("p_se", "± s.e.", 3),
                 ("reasons", "paper reasons", 0), ("no_harm", "no harm", 0)]
+LOCK_COLUMNS = [("market", "market", 0), ("l_n", "decided while locked", 0), ("l_mean", "their net %", 3),
+                ("l_se", "± s.e.", 3), ("u_n", "decided unlocked", 0), ("u_mean", "their net %", 3),
+                ("u_se", "± s.e.", 3)]
 
 
 def edge_section(report: dict[str, Any], png: str) -> list[str]:
@@ -363,8 +366,14 @@ def edge_section(report: dict[str, Any], png: str) -> list[str]:
         f"Replayed with the signal step's rule on the signals closed before each decision, settings "
         f"{protections['settings']}: {len(protections['locks'])} locks engaged; "
         f"{protections['locked_signals']} signals decided while their market was locked (paper).", "",
-        markdown_table(lock_rows, [("key", "market / protection", 0), ("n", "locks engaged", 0)]) if lock_rows
-        else "No lock engaged.", "",
+        markdown_table(lock_rows, [("key", "market / protection", 0),
+                                   ("n", "lock engagements (a close that sets or extends a lock)", 0)])
+        if lock_rows else "No lock engaged.", "",
+        "What the locks would have kept out, per market (all seed signals, block s.e.):", "",
+        markdown_table([{"market": m, "l_n": r["while_locked"]["n"], "l_mean": r["while_locked"]["mean"],
+                         "l_se": r["while_locked"]["se"], "u_n": r["while_unlocked"]["n"],
+                         "u_mean": r["while_unlocked"]["mean"], "u_se": r["while_unlocked"]["se"]}
+                        for m, r in markets.items()], LOCK_COLUMNS), "",
         *[f"- {lock['engaged_at']} {lock['symbol']}: {lock['message']}" for lock in protections["locks"][:10]],
         "" if len(protections["locks"]) <= 10 else f"- … {len(protections['locks']) - 10} more in backtest.json",
         "",
