@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
+import pytest
 
 from traderai.market import Candles
 from traderai.market.csv import bundled_candles_path, load_candles_csv
@@ -17,6 +18,7 @@ from traderai.research.search import (
     judge,
     run_panel,
     signals_of,
+    summarize_config,
 )
 from traderai.research.stats import DAY_MS, BlockMean
 from traderai.settings import Strategy
@@ -159,3 +161,18 @@ def test_protections_replayed_lock_after_a_run_of_stops_and_release_after_the_co
     # ... and the lock released on its own a day after the 4th stop
     assert locked[5] == []
     assert len(locks) == 1 and "4 stops within 24 h" in locks[0]["message"]
+
+
+def test_a_configurations_result_counts_its_traded_signals_by_its_own_rule() -> None:
+    result = panel()
+    opened = Strategy(min_confidence=0.5, min_net_profit_pct=0.0)
+    table = signals_of(result, "seed", opened)
+    direction = summarize_config(result, "seed", "direction", table, SMALL)
+    outcome = summarize_config(result, "seed", "outcome", table, SMALL)
+    # direction trades every seed signal; outcome only those whose EV passes the minimum
+    assert direction["n"] == direction["seed_signals"] == table.net_pct.shape[0]
+    assert outcome["n"] == int((table.ev_pct >= SMALL.min_ev_pct).sum())
+    assert sum(m["n"] for m in direction["per_market"].values()) == direction["n"]
+    assert direction["mean"] == pytest.approx(float(table.net_pct.mean()))
+    assert set(outcome["brier_skill"]) == {"BTC/USDT", "SOL/USDT"}
+    assert outcome["ev_calibration"]["all"]["n"] == table.net_pct.shape[0]
