@@ -106,6 +106,10 @@ def _run_train(args: argparse.Namespace) -> int:
             progress(f"published s3://{args.bucket}/{pointer['key']}")
     summary = {"models": {s: m["model_id"] for s, m in result.manifests.items()},
                "test": result.metrics["test"], "baseline": result.metrics["baseline"], "out": str(out)}
+    if "outcome" in result.metrics:  # the outcome model's Brier skill and each market's out-of-sample evidence
+        outcome_test = result.metrics["outcome"]["test"]
+        summary["outcome_brier_skill"] = {side: m["brier_skill"] for side, m in outcome_test.items()}
+        summary["edge_evidence"] = {s: m.get("edge_evidence") for s, m in result.manifests.items()}
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -218,6 +218,8 @@ def test_cli_train_writes_the_registry_layout(tmp_path: Path, capsys: pytest.Cap
     assert main(["train", "--data", str(csv), "--kind", "logistic", "--horizon", "2", "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
     model_id = summary["models"]["ETH/USDT"]
+    assert set(summary["outcome_brier_skill"]) == {"LONG", "SHORT"}
+    assert set(summary["edge_evidence"]["ETH/USDT"]) == {"LONG", "SHORT"}
     pointer = json.loads((out / "ETH_USDT" / "15m" / "latest.json").read_text())
     assert pointer["model_id"] == model_id and pointer["key"] == f"ETH_USDT/15m/{model_id}/model.json"
     served = BundledModels(out).get("ETH/USDT", "15m")
