@@ -130,6 +130,12 @@ def test_backtest_cli_refuses_an_unknown_model(tmp_path: Path) -> None:
     assert main(["backtest", "--bundled", "--model", "svm", "--report", str(tmp_path)]) == 2
 
 
+def test_search_cli_refuses_candles_other_than_15m(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The search builds 1h and 4h itself from 15m candles; given 1h candles it says so instead of running.
+    assert main(["evaluate", "--search", "--bundled", "--timeframe", "1h", "--report", str(tmp_path)]) == 2
+    assert "give 15m candles" in capsys.readouterr().err
+
+
 # --- the calibrated artifact the predict path serves ---------------------------------------------
 
 TRAINED_AT = datetime(2025, 5, 1, tzinfo=UTC)
