@@ -40,8 +40,10 @@ SCRIPTS: dict[str, tuple[str, list[str], list[str]]] = {
     "api": ("api_latency.py", [], ["--signals", "20000", "--requests", "100"]),
     "edge": ("edge_bench.py", [], ["--folds", "3"]),
     "notify": ("notify_bench.py", [], ["--signals", "2000", "--subscribers", "200", "--latency-signals", "10"]),
+    "retrain": ("retrain_bench.py", [], ["--quick"]),
 }
-ORDER = ("freshness", "tick_scale", "cold_start", "sizes", "features", "api", "backtest", "edge", "notify")
+ORDER = ("freshness", "tick_scale", "cold_start", "sizes", "features", "api", "backtest", "edge", "notify",
+         "retrain")
 
 
 def run_script(name: str, quick: bool) -> list[Figure]:

@@ -1,6 +1,7 @@
 """ArchiveFunction: daily, append every market's closed candles to the S3 archive (the first run backfills).
 
-Takes the EventBridge scheduled event; `{"time": ISO}` works too (`sam local invoke -e events/archive_schedule.json`).
+Takes the EventBridge scheduled event (`sam local invoke ArchiveFunction -e events/archive_schedule.json`);
+`{"time": ISO}` works too.
 It also reports the soonest champion expiry (metric ChampionDaysToExpiry, alarmed below EXPIRY_WARNING_DAYS).
 """
 

@@ -1,7 +1,7 @@
 """TrainFunction (state machine step 1): fit the shipped recipe on the archive; write candidates, no pointer move.
 
 Input: `{"time": ISO}` (the schedule's mark). Output: the run id, the candidates per market and the markets
-refused with their reasons (events/retrain_train.json).
+refused with their reasons (`sam local invoke TrainFunction -e events/retrain_schedule.json`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from traderai.market import archive as fmt
 from traderai.market.csv import bundled_candles_path, load_candles_csv
 from traderai.services.archive import CcxtHistory, archive_market, archive_markets
 from traderai.testing.fake_exchange import FakeExchange, utc
-from traderai.testing.handlers import FakeLambdaContext, load_handler
+from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 
 NOW = utc(2025, 3, 10, 12, 7)  # the fake exchange's clock: the 12:00 candle is still forming
 STEP_MS = 900_000
@@ -176,9 +176,7 @@ def test_a_changed_closed_candle_is_a_conflict_not_an_overwrite(aws) -> None:
 def test_archive_function_fills_the_archive_from_the_replay_with_the_template_environment(aws, function_env) -> None:
     function_env("ArchiveFunction", MarketSource="replay", ArchiveBackfillDays="40")
     handler = load_handler("archive").handler
-    event = {"version": "0", "id": "archive-test", "detail-type": "Scheduled Event", "source": "aws.events",
-             "time": "2025-02-15T00:10:00Z", "resources": [], "detail": {}}
-    reply = handler(event, FakeLambdaContext())
+    reply = handler(load_event("archive_schedule.json"), FakeLambdaContext())  # 2025-02-15T00:10:00Z
     assert {m["symbol"]: m["status"] for m in reply["markets"]} == {
         s: "archived" for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT")}
     keys = aws.objects("candles/")

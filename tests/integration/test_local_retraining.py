@@ -58,3 +58,14 @@ def test_a_failing_step_is_caught_published_and_fails_the_execution_without_movi
     assert notification["Message"].startswith("A retraining step failed after its retries: EventError: ")
     assert aws.s3.get_object(Bucket=aws.bucket, Key="models/BTC_USDT/15m/latest.json")["Body"].read() == before
     assert aws.objects("retraining/") == []
+
+
+def test_a_market_refused_before_any_decision_counts_under_why_no_signals() -> None:
+    """model_expired (and every other market failure of a tick) is counted beside the rejections the page shows."""
+    from traderai.local.scheduler import TickReport
+    from traderai.local.stack import LocalOptions, LocalStack
+
+    stack = LocalStack(LocalOptions(), console=lambda _: None)
+    stack._report(TickReport(RUN_AT, failures=[("BTC/USDT", "model_expired"), ("ETH/USDT", "model_expired")]))
+    stack._report(TickReport(RUN_AT, failures=[("BTC/USDT", "model_expired")]))
+    assert stack.market_failures == {"model_expired": 3}

@@ -65,7 +65,7 @@ def _with_evidence(aws: Any, symbol: str, model_id: str, evidence: Any = EVIDENC
 
 def test_the_steps_train_evaluate_and_keep_a_champion_when_the_challenger_has_no_evidence(aws, steps) -> None:
     _fill_archive(aws)
-    trained = steps("train", {"time": "2025-04-27T02:00:00Z"})
+    trained = steps("train", load_event("retrain_schedule.json"))
     assert set(trained["candidates"]) == set(MARKETS) and trained["refused"] == {}
     assert (trained["train_from"], trained["train_until"]) == ("2024-12-14T02:00:00Z", "2025-04-13T02:00:00Z")
     for symbol in MARKETS:  # candidates written under their own id; the pointer has not moved
@@ -97,7 +97,7 @@ def test_the_steps_train_evaluate_and_keep_a_champion_when_the_challenger_has_no
 
 def test_a_challenger_of_the_shipped_recipe_with_no_worse_figures_is_promoted_and_the_champion_kept(aws, steps) -> None:
     _fill_archive(aws)
-    trained = steps("train", {"time": "2025-04-27T02:00:00Z"})
+    trained = steps("train", load_event("retrain_schedule.json"))
     _with_evidence(aws, "ETH/USDT", trained["candidates"]["ETH/USDT"], None)
     evaluated = steps("evaluate", trained)
     btc = evaluated["markets"]["BTC/USDT"]
@@ -188,14 +188,14 @@ def test_a_gap_in_the_archive_window_refuses_that_market_with_a_reason(aws, step
 
     columns = (getattr(month, n)[index] for n in ("open_time_ms", "open", "high", "low", "close", "volume"))
     aws.s3.put_object(Bucket=aws.bucket, Key=key, Body=fmt.encode(Candles("ETH/USDT", "15m", *columns)))
-    trained = steps("train", {"time": "2025-04-27T02:00:00Z"})
+    trained = steps("train", load_event("retrain_schedule.json"))
     assert list(trained["candidates"]) == ["BTC/USDT"]
     assert trained["refused"]["ETH/USDT"].startswith("gap: 40 candles missing in a row")
 
 
 def test_too_little_history_is_refused_not_trained(aws, steps) -> None:
     _fill_archive(aws, until=utc(2025, 2, 1))  # the archive stops two and a half months before the run
-    trained = steps("train", {"time": "2025-04-27T02:00:00Z"})
+    trained = steps("train", load_event("retrain_schedule.json"))
     assert trained["candidates"] == {}
     assert all(reason.startswith("insufficient_history") for reason in trained["refused"].values())
     evaluated = steps("evaluate", trained)

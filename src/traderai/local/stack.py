@@ -117,6 +117,7 @@ class LocalStack:
         self.clock: ReplayClock | None = None
         self._saved_env: dict[str, str | None] = {}
         self.retrain_loop: Any = None
+        self.market_failures: dict[str, int] = {}
 
     @property
     def aws_endpoint(self) -> str:
@@ -324,6 +325,8 @@ class LocalStack:
     # ------------------------------------------------------------------ progress
 
     def _report(self, report: TickReport) -> None:
+        for _, reason in report.failures:  # markets refused before any decision (model_expired, stale_feed, ...)
+            self.market_failures[reason] = self.market_failures.get(reason, 0) + 1
         if not (report.predictions or report.errors or report.advanced or report.failures):
             return
         line = f"{report.tick_time:%Y-%m-%d %H:%M} UTC  predictions={report.predictions}  accepted={report.accepted}"
@@ -381,6 +384,7 @@ class LocalStack:
                 "speed": self.clock.speed, "start": iso_utc(self.clock.start), "markets": list(self._markets()),
                 "ticks": totals.ticks, "predictions": totals.predictions, "accepted": totals.accepted,
                 "rejected": dict(totals.rejected), "status_changes": totals.advanced,
+                "market_failures": dict(self.market_failures),
                 "last_tick": iso_utc(totals.last_tick) if totals.last_tick else None,
                 "broadcast_records": self.poller.delivered if self.poller else 0,
                 "notify_records": self.notify_poller.delivered if self.notify_poller else 0,

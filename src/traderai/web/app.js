@@ -241,7 +241,7 @@
       $("stat-predictions").textContent = status.predictions;
       $("stat-accepted").textContent = status.accepted;
       $("stat-rejected").textContent = Object.values(status.rejected).reduce((a, b) => a + b, 0);
-      renderReasonCounts(status.rejected);
+      renderReasonCounts({ ...status.rejected, ...(status.market_failures || {}) }); // model_expired & co. too
     } catch (error) {
       console.warn("status", error);
     }
