@@ -14,6 +14,14 @@ test on everything after the cut; each boundary has a purge gap of the label's h
 reaches across it. The shipped model is the one fitted and calibrated before the cut, so its test
 metrics describe exactly the model that serves. `traderai evaluate` (research/walkforward.py) runs
 the same recipe in expanding walk-forward folds and compares labelings and model families.
+
+Beside it (issue 12, `TrainConfig.outcome`), the outcome model of `model/outcome.py`: per side the
+probabilities of the traded bracket's five outcomes, fitted before the same calibration cut, shrunk
+toward the class base rates on the calibration slice and tested after the same test cut, each boundary
+purged by the bracket's life (96 candles). Its JSON goes into the same artifact (`outcome`); each
+market's manifest gets the evidence of `research/evidence.py` measured on the unseen stretch
+(`edge_evidence`, `ev_buckets`) and the EV calibration on every unseen candle (`ev_calibration`).
+The isotonic calibration is fitted on quantile bins of >= MIN_CALIBRATION_STEP_ROWS rows.
 """
 
 from __future__ import annotations
