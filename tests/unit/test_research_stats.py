@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from statistics import NormalDist
 
 import numpy as np
 from hypothesis import given, settings
@@ -11,12 +12,16 @@ from hypothesis import strategies as st
 
 from traderai.research.stats import (
     DAY_MS,
+    EULER_GAMMA,
     block_length_ms,
     block_mean,
     bonferroni,
     calibration_figures,
+    daily_series,
+    deflated_sharpe,
     ev_deciles,
     one_sided_p,
+    sharpe_moments,
     spearman,
 )
 
@@ -99,3 +104,31 @@ def test_ev_deciles_and_calibration_figures() -> None:
     # Under 30 signals nothing is judged.
     few = calibration_figures(predicted[:20], realised[:20], times[:20], DAY_MS)
     assert few["calibrated"] is None and few["ranks_ok"] is None
+
+
+def test_daily_series_sums_each_day_and_keeps_quiet_days_at_zero() -> None:
+    times = np.array([0, DAY_MS // 2, 2 * DAY_MS + 5, 9 * DAY_MS])  # the last one is past the end
+    series = daily_series(np.array([1.0, -0.5, 2.0, 7.0]), times, 0, 3 * DAY_MS)
+    np.testing.assert_array_equal(series, [0.5, 0.0, 2.0])
+
+
+def test_sharpe_moments_of_a_normal_looking_series() -> None:
+    x = np.random.default_rng(3).normal(0.1, 1.0, 20_000)
+    m = sharpe_moments(x)
+    assert abs(m["sharpe"] - 0.1) < 0.02 and abs(m["skew"]) < 0.1 and abs(m["kurtosis"] - 3.0) < 0.15
+    assert math.isnan(sharpe_moments(np.zeros(10))["sharpe"])
+
+
+def test_deflated_sharpe_by_hand() -> None:
+    trials = np.array([0.00, 0.02, -0.01, 0.03, 0.01])
+    z = NormalDist().inv_cdf
+    sr0 = float(np.std(trials, ddof=1)) * ((1 - EULER_GAMMA) * z(1 - 1 / 5) + EULER_GAMMA * z(1 - 1 / (5 * math.e)))
+    # Normal returns (skew 0, kurtosis 3): the denominator is sqrt(1 + SR^2 / 2).
+    expected = NormalDist().cdf((0.03 - sr0) * math.sqrt(999) / math.sqrt(1 + 0.03**2 / 2))
+    out = deflated_sharpe(0.03, trials, 1000, 0.0, 3.0)
+    assert math.isclose(out["sr0"], sr0) and math.isclose(out["dsr"], expected)
+    assert out["survives"] is (expected >= 0.95)
+    # More trials with the same spread raise the bar; a long record of a large Sharpe ratio clears it.
+    assert deflated_sharpe(0.03, np.tile(trials, 20), 1000, 0.0, 3.0)["sr0"] > sr0
+    assert deflated_sharpe(0.2, trials, 1000, 0.0, 3.0)["survives"]
+    assert not deflated_sharpe(float("nan"), trials, 1000, 0.0, 3.0)["survives"]

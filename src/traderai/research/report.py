@@ -297,6 +297,12 @@ def write_search_report(result: Any, out_dir: Path, sources: list[str]) -> Path:
                   f"adjusted {correction.get('p_adjusted', math.nan):.3g}, "
                   f"needs t > {correction.get('t_threshold', math.nan):.2f}: "
                   f"{'survives' if correction.get('survives') else 'does not survive'}.", ""]
+    dsr = correction.get("deflated_sharpe")
+    if dsr:
+        lines += [f"Deflated Sharpe ratio (Bailey & López de Prado) of the best daily Sharpe ratio, "
+                  f"{dsr['configuration']}: daily SR {dsr.get('sharpe', math.nan):+.4f} over {dsr.get('periods')} days "
+                  f"against SR0 {dsr['sr0']:.4f} expected from the best of {dsr['trials']} skill-less trials: "
+                  f"DSR {dsr['dsr']:.3f} ({'≥' if dsr['survives'] else '<'} 0.95 needed).", ""]
     lines += [
         "## Every configuration (best t first)", "", markdown_table(ranked, SEARCH_COLUMNS), "",
         "## Outcome model: predicted EV vs realised, per configuration and market (all seed signals)", "",

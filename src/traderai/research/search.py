@@ -23,7 +23,8 @@ A configuration's result is the mean realised net % of the signals it trades, wi
 standard error (`stats.block_mean`: calendar blocks of whole days, >= 2 lives, are the independent
 units, since signals of different markets and sides overlap and move together). The winner is the
 configuration with the highest t; it is only a finding if its mean is positive AND its t survives
-Bonferroni over every configuration tried (`stats.bonferroni`).
+Bonferroni over every configuration tried (`stats.bonferroni`). The deflated Sharpe ratio of the best
+daily Sharpe ratio (`stats.deflated_sharpe`, Bailey & López de Prado) is reported beside it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,15 @@ from traderai.model.outcome import (
 from traderai.research.backtest import backtest_market, life_candles
 from traderai.research.extended import MARKET_FACTOR_SYMBOL, extended_features, resample
 from traderai.research.labels import DIRECTION_HORIZON, OUTCOMES, UNLABELLED, outcome_labels
-from traderai.research.stats import block_length_ms, block_mean, bonferroni, calibration_figures
+from traderai.research.stats import (
+    block_length_ms,
+    block_mean,
+    bonferroni,
+    calibration_figures,
+    daily_series,
+    deflated_sharpe,
+    sharpe_moments,
+)
 from traderai.research.walkforward import MarketFrame, PooledRows, make_folds, pool, prepare_market
 from traderai.settings import TIMEFRAME_SECONDS, Strategy
 
@@ -289,9 +298,12 @@ def summarize_config(panel: PanelResult, geometry: str, model: str, table: Signa
     block = block_length_ms(GEOMETRIES[geometry].life(panel.timeframe) * step_ms)
     traded = np.ones(table.net_pct.shape[0], dtype=bool) if model == "direction" else table.ev_pct >= config.min_ev_pct
     overall = block_mean(table.net_pct[traded], table.open_time_ms[traded], block)
+    end_ms = int(panel.rows.open_time_ms.max()) + step_ms
+    daily = sharpe_moments(daily_series(table.net_pct[traded], table.open_time_ms[traded],
+                                        panel.fold_starts_ms[0], end_ms))
     entry: dict[str, Any] = {"timeframe": panel.timeframe, "features": panel.feature_set, "geometry": geometry,
                              "model": model, "seed_signals": int(table.net_pct.shape[0]), **overall.as_dict(),
-                             "per_market": {}}
+                             "daily": daily, "per_market": {}}
     for symbol in sorted(set(table.symbol.tolist())):
         mine = traded & (table.symbol == symbol)
         entry["per_market"][symbol] = block_mean(table.net_pct[mine], table.open_time_ms[mine], block).as_dict()
@@ -384,6 +396,13 @@ def judge(entries: list[dict[str, Any]], config: SearchConfig) -> tuple[dict[str
         return None, None, "no configuration traded enough signals to be judged: no proven edge"
     winner = max(ranked, key=lambda e: e["t"])
     correction = bonferroni(winner["t"], config.configurations)
+    # A second view: the deflated Sharpe ratio of the best daily Sharpe ratio among all the trials.
+    best = max(ranked, key=lambda e: e.get("daily", {}).get("sharpe", -math.inf))
+    if "daily" in best:
+        correction["deflated_sharpe"] = {
+            "configuration": describe(best),
+            **deflated_sharpe(best["daily"]["sharpe"], np.array([e["daily"]["sharpe"] for e in entries]),
+                              best["daily"]["periods"], best["daily"]["skew"], best["daily"]["kurtosis"])}
     if winner["mean"] > 0 and correction["survives"]:
         return winner, correction, (
             f"edge found: {describe(winner)} realises {winner['mean']:+.3f}% per signal, t {winner['t']:.2f} "

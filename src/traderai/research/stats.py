@@ -149,3 +149,49 @@ def calibration_figures(predicted: np.ndarray, realised: np.ndarray, times_ms: n
             "decile_spearman": rho,
             "ranks_ok": (bool(rho >= 0.5) if math.isfinite(rho) else False) if n >= 300 else None,
             "deciles": deciles}
+
+
+EULER_GAMMA = 0.5772156649015329
+
+
+def daily_series(values: np.ndarray, times_ms: np.ndarray, first_ms: int, end_ms: int) -> np.ndarray:
+    """Sum of `values` per UTC day from `first_ms`'s day to the day before `end_ms`, zeros on quiet days:
+    a configuration's P&L per day (a trade counted on the day it opened)."""
+    first_day, last_day = int(first_ms) // DAY_MS, (int(end_ms) - 1) // DAY_MS
+    days = np.asarray(times_ms, dtype=np.int64) // DAY_MS - first_day
+    inside = (days >= 0) & (days <= last_day - first_day)
+    return np.bincount(days[inside], weights=np.asarray(values, dtype=np.float64)[inside],
+                       minlength=last_day - first_day + 1)
+
+
+def sharpe_moments(series: np.ndarray) -> dict[str, float]:
+    """Per-period Sharpe ratio (mean / sample std), skewness and (non-excess) kurtosis of a series."""
+    x = np.asarray(series, dtype=np.float64)
+    if x.shape[0] < 3 or x.std() == 0:
+        return {"sharpe": float("nan"), "skew": float("nan"), "kurtosis": float("nan"), "periods": int(x.shape[0])}
+    d = x - x.mean()
+    sigma = math.sqrt(float((d**2).mean()))
+    return {"sharpe": float(x.mean() / x.std(ddof=1)), "skew": float((d**3).mean() / sigma**3),
+            "kurtosis": float((d**4).mean() / sigma**4), "periods": int(x.shape[0])}
+
+
+def deflated_sharpe(sharpe: float, trial_sharpes: np.ndarray, periods: int, skew: float,
+                    kurtosis: float) -> dict[str, Any]:
+    """Deflated Sharpe ratio (Bailey & López de Prado, 2014) of a winner chosen among N trials.
+
+    SR0 = sqrt(V[SR_n]) * ((1 - g) * Z^-1(1 - 1/N) + g * Z^-1(1 - 1/(N e))), g = Euler-Mascheroni:
+    the Sharpe ratio the best of N skill-less trials would be expected to show. DSR = Z((SR - SR0) *
+    sqrt(T - 1) / sqrt(1 - skew * SR + (kurtosis - 1) / 4 * SR^2)): the probability that the
+    winner's true Sharpe ratio beats that; a finding needs DSR >= 0.95.
+    """
+    trials = np.asarray([s for s in trial_sharpes if math.isfinite(s)], dtype=np.float64)
+    n = int(trials.shape[0])
+    if n < 2 or periods < 2 or not math.isfinite(sharpe):
+        return {"dsr": float("nan"), "sr0": float("nan"), "trials": n, "survives": False}
+    z = NormalDist().inv_cdf
+    sr0 = math.sqrt(float(trials.var(ddof=1))) * ((1 - EULER_GAMMA) * z(1 - 1 / n)
+                                                 + EULER_GAMMA * z(1 - 1 / (n * math.e)))
+    spread = 1 - skew * sharpe + (kurtosis - 1) / 4 * sharpe**2
+    dsr = NormalDist().cdf((sharpe - sr0) * math.sqrt(periods - 1) / math.sqrt(spread)) if spread > 0 else float("nan")
+    return {"dsr": dsr, "sr0": sr0, "sharpe": sharpe, "trials": n, "periods": periods,
+            "survives": bool(math.isfinite(dsr) and dsr >= 0.95 and sharpe > 0)}
