@@ -268,6 +268,11 @@ class CcxtSource:
         )
 
 
+def new_exchange(exchange_id: str) -> Any:
+    """A ccxt async exchange configured as the predict path uses it (rate limiter, timeout); close() it."""
+    return _new_exchange(exchange_id)
+
+
 def _new_exchange(exchange_id: str) -> Any:
     if exchange_id not in ccxt.exchanges:
         raise SettingsError(f"EXCHANGE_ID: {exchange_id!r} is not an exchange ccxt {ccxt.__version__} knows")

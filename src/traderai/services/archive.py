@@ -212,9 +212,9 @@ def history_source(settings: Any) -> Any:
         return RecordedHistory({s: load_candles_csv(Path(directory) / candles_file_name(s, settings.timeframe), s,
                                                     settings.timeframe) for s in settings.markets},
                                settings.exchange_id)
-    from traderai.market.exchange import _new_exchange
+    from traderai.market.exchange import new_exchange
 
-    return CcxtHistory(_new_exchange(settings.exchange_id))
+    return CcxtHistory(new_exchange(settings.exchange_id))
 
 
 def run_archive(runtime: Any, event: Any, *, out_of_time: Callable[[], bool] = lambda: False,
