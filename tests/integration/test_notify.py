@@ -276,7 +276,7 @@ def test_notify_cli_add_list_test_remove(stack: Stack, monkeypatch: pytest.Monke
     assert TOKEN not in json.dumps(listed)
     assert main([*base, "test", "tg-desk", "--telegram-api-url", stack.telegram.url]) == 0
     (message,) = stack.telegram.messages()
-    assert message["text"].startswith("[paper: not a trade recommendation]\nTEST/USDT LONG")
+    assert message["text"].startswith("TEST/USDT LONG") and "PAPER, not a trade" in message["text"]
     assert main([*base, "remove", "tg-desk"]) == 0
     assert stack.store.all() == []
     with pytest.raises(Exception, match=r"ResourceNotFound|marked for deletion|InvalidRequest"):

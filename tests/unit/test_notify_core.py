@@ -91,13 +91,14 @@ def test_the_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
     assert signature("key", 1700000001, body) != signature("key", 1700000000, body)
 
 
-def test_the_telegram_message_is_the_channel_text_with_paper_marked() -> None:
+def test_the_telegram_message_is_the_channel_text() -> None:
+    from traderai.core.text_format import signal_text
+
     payload = json.loads(telegram_payload("-1001234567890", SIGNAL, "new"))
-    assert payload["chat_id"] == -1001234567890
-    assert payload["text"].startswith("BTC/USDT LONG x20\nExpected value: +0.80%")  # the post leads with the EV
-    assert "\nEntry: 62800\n" in payload["text"] and "Best case if every target fills:" in payload["text"]
-    paper = Signal(**(SIGNAL.to_dict() | {"tradeable": False}))
-    assert message_text(paper, "status").startswith("[paper: not a trade recommendation]\n")
+    assert payload["chat_id"] == -1001234567890 and payload["text"] == signal_text(SIGNAL)
+    assert "Expected value: +0.80%" in payload["text"]
+    paper = Signal(**(SIGNAL.to_dict() | {"tradeable": False, "paper_reasons": ["no_edge"]}))
+    assert "PAPER, not a trade" in message_text(paper, "status")
     assert json.loads(telegram_payload("@traderai_signals", SIGNAL, "new"))["chat_id"] == "@traderai_signals"
 
 

@@ -130,12 +130,9 @@ def wants(subscriber: Subscriber, signal: Signal, event: str) -> bool:
 # ---------------------------------------------------------------- what is sent
 
 def message_text(signal: Signal, event: str) -> str:
-    """The Telegram text: the signal-channel post (led by its expected value and P(stop), the best case
-    labelled, its status line once it moved on), paper ones marked."""
-    text = signal_text(signal)
-    if not signal.is_tradeable:
-        text = "[paper: not a trade recommendation]\n" + text
-    return text[:TELEGRAM_TEXT_LIMIT]
+    """The Telegram text: the signal-channel post (its expected value, PAPER with its reasons for a paper signal,
+    the levels, and its status line once it moved on), as `GET /signals/{id}?format=text` serves it."""
+    return signal_text(signal)[:TELEGRAM_TEXT_LIMIT]
 
 
 def telegram_payload(chat_id: str, signal: Signal, event: str) -> bytes:
