@@ -115,10 +115,10 @@ class MemoryLog:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
 
-    def write(self, kind: str, tick_time: datetime, records: list[Any]) -> str:
+    def write(self, kind: str, tick_time: datetime, records: list[Any], shard: str | None = None) -> str:
         from traderai.adapters.logs import log_key, to_json_lines
 
-        key = log_key(kind, tick_time)
+        key = log_key(kind, tick_time, shard)
         self.objects[key] = to_json_lines(records)
         return key
 

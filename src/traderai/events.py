@@ -11,6 +11,7 @@ the event.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,18 +61,20 @@ class Handoff:
     failures: tuple[dict[str, str], ...] = ()
     predictions_key: str | None = None
     logged_count: int = 0
+    shard: str | None = None  # `s003of010` in a sharded tick: names the shard's own log objects
 
     @property
     def count(self) -> int:
         return self.logged_count if self.predictions_key is not None else len(self.predictions)
 
     def to_dict(self) -> dict[str, Any]:
+        shard = {"shard": self.shard} if self.shard else {}
         if self.predictions_key is not None:
             return {"tick_time": iso_utc(self.tick_time), "predictions_key": self.predictions_key,
-                    "count": self.logged_count, "failures": list(self.failures)}
+                    "count": self.logged_count, "failures": list(self.failures), **shard}
         return {"tick_time": iso_utc(self.tick_time),
                 "predictions": [p.to_dict(with_features=False) for p in self.predictions],
-                "count": len(self.predictions), "failures": list(self.failures)}
+                "count": len(self.predictions), "failures": list(self.failures), **shard}
 
     def for_destination(self, predictions_key: str | None,
                         max_inline_bytes: int = HANDOFF_INLINE_LIMIT_BYTES) -> Handoff:
@@ -80,7 +83,7 @@ class Handoff:
         if predictions_key is None or reply_size(self.to_dict()) <= max_inline_bytes:
             return self
         return Handoff(self.tick_time, (), self.failures, predictions_key=predictions_key,
-                       logged_count=len(self.predictions))
+                       logged_count=len(self.predictions), shard=self.shard)
 
 
 def reply_size(reply: Any) -> int:
@@ -107,7 +110,7 @@ def parse_handoff(event: Any, now: datetime) -> Handoff:
         except ContractError as exc:
             raise EventError(str(exc)) from exc
         return Handoff(tick_time=tick_time, predictions=parse_predictions(event["predictions"]),
-                       failures=tuple(event.get("failures") or ()))
+                       failures=tuple(event.get("failures") or ()), shard=_shard_label(event))
     shape = type(event).__name__ if not isinstance(event, dict) else f"object with keys {sorted(event)[:8]}"
     raise EventError("expected a Lambda destination envelope, a {'tick_time', 'predictions'} object, a "
                      "{'tick_time', 'predictions_key', 'count'} claim check or a list of predictions; "
@@ -125,15 +128,26 @@ def _claim_check(event: dict[str, Any]) -> Handoff:
         raise EventError(f"claim check: predictions_key is missing or empty (got {key!r})")
     if not key.startswith(f"{PREDICTIONS}/"):
         raise EventError(f"claim check: predictions_key {key!r} is not under {PREDICTIONS}/")
-    expected = log_key(PREDICTIONS, tick_time)
+    shard = _shard_label(event)
+    expected = log_key(PREDICTIONS, tick_time, shard)
     if key != expected:
         raise EventError(f"claim check: predictions_key {key!r} is not the predictions object of tick "
-                         f"{iso_utc(tick_time)} ({expected!r})")
+                         f"{iso_utc(tick_time)}{f' shard {shard}' if shard else ''} ({expected!r})")
     count = event.get("count")
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise EventError(f"claim check: count must be a non-negative integer, got {count!r}")
     return Handoff(tick_time=tick_time, predictions=(), failures=tuple(event.get("failures") or ()),
-                   predictions_key=key, logged_count=count)
+                   predictions_key=key, logged_count=count, shard=shard)
+
+
+def _shard_label(event: dict[str, Any]) -> str | None:
+    """The hand-off's shard label (`s003of010`), or None for an unsharded tick; anything else is refused."""
+    shard = event.get("shard")
+    if shard is None:
+        return None
+    if not isinstance(shard, str) or not re.fullmatch(r"s[0-9]{3,6}of[0-9]{3,6}", shard):
+        raise EventError(f"shard: {shard!r} is not a shard label like 's003of010'")
+    return shard
 
 
 def parse_predictions(items: list[Any], where: str = "predictions") -> tuple[Prediction, ...]:

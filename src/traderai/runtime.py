@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -53,12 +54,18 @@ class MarketRuntime:
 class PredictRuntime(MarketRuntime):
     models: Any
     log: JsonLinesLog
+    shards: Any = None  # services.sharding.ShardSettings
 
-    def run(self, tick_time: datetime):
+    def run(self, tick_time: datetime, shard: Any = None):
+        """Every market, or one shard's (core.shards.Shard): its markets, its log object, its budget share."""
         from traderai.services.predict import run_tick
 
+        markets, label = (None, None) if shard is None else (shard.markets, shard.label)
+        if shard is not None and hasattr(self.source, "share_budget"):
+            self.source.share_budget(shard.weight_per_minute)
         return self.loop.run_until_complete(
-            run_tick(self.settings, self.source, self.models, self.log, tick_time, self.now_for(tick_time)))
+            run_tick(self.settings, self.source, self.models, self.log, tick_time, self.now_for(tick_time),
+                     markets, label))
 
 
 @dataclass
@@ -84,15 +91,33 @@ def build_predict_runtime(settings: Settings, s3: Any, source: Any = None) -> Pr
     # tick after that without a redeploy (one small GET per market and minute; docs/retraining.md).
     models = ModelRegistry(settings.bucket_name, settings.model_prefix, lambda: s3,
                            refresh_seconds=MODEL_REFRESH_SECONDS)
-    return PredictRuntime(settings, source, models, JsonLinesLog(s3, settings.bucket_name), loop=loop)
+    from traderai.services.sharding import ShardSettings
+
+    return PredictRuntime(settings, source, models, JsonLinesLog(s3, settings.bucket_name),
+                          ShardSettings.from_env(settings), loop=loop)
 
 
 MODEL_REFRESH_SECONDS = 60.0
 
 
-@lru_cache(maxsize=1)
+_PREDICT_RUNTIMES: dict[str, PredictRuntime] = {}
+_PREDICT_LOCK = threading.Lock()
+
+
 def predict_runtime() -> PredictRuntime:
-    return build_predict_runtime(Settings.from_env(), s3_client())
+    """One per container. On Lambda that is one per process; the local runner runs concurrent shards in
+    threads, so each thread (named per shard slot) is a container of its own, with its own event loop."""
+    name = threading.current_thread().name
+    with _PREDICT_LOCK:
+        runtime = _PREDICT_RUNTIMES.get(name)
+    if runtime is None:
+        runtime = build_predict_runtime(Settings.from_env(), s3_client())
+        with _PREDICT_LOCK:
+            runtime = _PREDICT_RUNTIMES.setdefault(name, runtime)
+    return runtime
+
+
+
 
 
 @dataclass
@@ -142,8 +167,10 @@ def chart_runtime() -> ChartRuntime:
 
 def clear() -> None:
     """Forget every built runtime (tests, and the local stack when it changes the environment)."""
-    for cached in (predict_runtime, signal_runtime, track_runtime, chart_runtime, s3_client):
+    for cached in (signal_runtime, track_runtime, chart_runtime, s3_client):
         cached.cache_clear()
+    with _PREDICT_LOCK:
+        _PREDICT_RUNTIMES.clear()
     retraining_runtime.cache_clear()
 
 

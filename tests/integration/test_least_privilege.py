@@ -302,6 +302,20 @@ def test_candidate_write_patterns_cannot_match_a_pointer() -> None:
     assert not fnmatchcase(candidate + "model.json", "models/*/*/latest.json")
 
 
+def test_the_tick_state_machine_role_invokes_predict_and_signal_and_dead_letters_only(cfn: dict[str, Any]) -> None:
+    machine = _of_type(cfn, "AWS::StepFunctions::StateMachine")["TickStateMachine"]
+    role = cfn["Resources"][machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]]
+    assert not role["Properties"].get("ManagedPolicyArns")
+    grants: dict[str, list[Any]] = {}
+    for statement in _statements(role):
+        assert statement["Effect"] == "Allow"
+        for action in _as_list(statement["Action"]):
+            grants.setdefault(action, []).extend(_as_list(statement["Resource"]))
+    assert grants == {
+        "lambda:InvokeFunction": [{"Fn::GetAtt": [f"{step}Function", "Arn"]} for step in ("Predict", "Signal")],
+        "sqs:SendMessage": [{"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}]}
+
+
 def test_the_state_machine_role_invokes_its_three_steps_and_publishes_to_the_alarm_topic(cfn: dict[str, Any]) -> None:
     machine = _of_type(cfn, "AWS::StepFunctions::StateMachine")["RetrainStateMachine"]
     role = cfn["Resources"][machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]]

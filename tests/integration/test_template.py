@@ -38,6 +38,7 @@ FUNCTIONS = ("PredictFunction", "SignalFunction", "ApiFunction", "WebSocketFunct
 NON_SETTINGS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL",
                     "WEBSOCKET_ENDPOINT", "TOKEN_SECRET",
                     "SUBSCRIBERS_TABLE", "NOTIFY_DLQ_URL",  # NotifyFunction's own wiring (services.notify_wiring)
+                    "SHARD_SIZE", "SHARD_CONCURRENCY", "EXCHANGE_WEIGHT_PER_MINUTE",  # services.sharding
                     "ATHENA_WORKGROUP", "ATHENA_DATABASE"}  # CompactFunction's own CompactionSettings
 STRATEGY_ENV = {field.name.upper() for field in fields(Strategy)}
 # AWS managed policies SAM attaches; their "*" resources are what those services require
@@ -126,13 +127,13 @@ def _schedule_of(cfn: dict, function: str) -> dict[str, Any]:
     return rule["Properties"]
 
 
-def _scheduler_schedules_of(cfn: dict, function: str) -> list[dict[str, Any]]:
+def _scheduler_schedules_of(cfn: dict, target: str) -> list[dict[str, Any]]:
     return [s["Properties"] for s in _resources(cfn, "AWS::Scheduler::Schedule").values()
-            if s["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": [function, "Arn"]}]
+            if s["Properties"]["Target"]["Arn"] in ({"Fn::GetAtt": [target, "Arn"]}, {"Ref": target})]
 
 
-def test_predict_fires_at_five_minute_clock_marks_from_eventbridge_scheduler_with_no_window(cfn: dict) -> None:
-    (schedule,) = _scheduler_schedules_of(cfn, "PredictFunction")
+def test_the_tick_fires_at_five_minute_clock_marks_from_eventbridge_scheduler_with_no_window(cfn: dict) -> None:
+    (schedule,) = _scheduler_schedules_of(cfn, "TickStateMachine")
     assert schedule["ScheduleExpression"] == "cron(0/5 * * * ? *)"
     assert schedule.get("ScheduleExpressionTimezone", "UTC") == "UTC"
     assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}  # the string OFF: unquoted YAML would be false
@@ -142,20 +143,21 @@ def test_predict_fires_at_five_minute_clock_marks_from_eventbridge_scheduler_wit
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
     assert not [r for r in _resources(cfn, "AWS::Events::Rule").values()
                 if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["PredictFunction", "Arn"]}]
+    assert not _scheduler_schedules_of(cfn, "PredictFunction")  # the state machine plans and fans out
 
 
-def test_predict_schedule_role_may_only_invoke_predict_and_dead_letter(cfn: dict) -> None:
-    (schedule,) = _scheduler_schedules_of(cfn, "PredictFunction")
+def test_tick_schedule_role_may_only_start_the_tick_and_dead_letter(cfn: dict) -> None:
+    (schedule,) = _scheduler_schedules_of(cfn, "TickStateMachine")
     role = cfn["Resources"][schedule["Target"]["RoleArn"]["Fn::GetAtt"][0]]["Properties"]
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": ["scheduler.amazonaws.com"]}
     statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
     assert sorted((s["Action"], json.dumps(s["Resource"])) for s in statements) == [
-        ("lambda:InvokeFunction", json.dumps({"Fn::GetAtt": ["PredictFunction", "Arn"]})),
-        ("sqs:SendMessage", json.dumps({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}))]
+        ("sqs:SendMessage", json.dumps({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})),
+        ("states:StartExecution", json.dumps({"Ref": "TickStateMachine"}))]
 
 
-def test_predict_schedule_input_is_a_scheduled_event_at_the_mark(cfn: dict) -> None:
-    (schedule,) = _scheduler_schedules_of(cfn, "PredictFunction")
+def test_tick_schedule_input_is_a_scheduled_event_at_the_mark(cfn: dict) -> None:
+    (schedule,) = _scheduler_schedules_of(cfn, "TickStateMachine")
     rendered = (schedule["Target"]["Input"]
                 .replace("<aws.scheduler.scheduled-time>", "2025-04-07T14:05:00Z")
                 .replace("<aws.scheduler.execution-id>", "0b5c4f0e-6a43-4c1e-9a39-5f0f2f1e7d11")
@@ -208,15 +210,48 @@ def test_broadcast_queries_and_adds_to_the_delivery_ledger_only(cfn: dict) -> No
                                                                                 "dynamodb:UpdateItem"]]
 
 
-def test_predict_hands_success_to_signal_and_failure_to_the_dlq(cfn: dict) -> None:
-    config = cfn["Resources"]["PredictFunctionEventInvokeConfig"]["Properties"]
-    assert config["MaximumRetryAttempts"] == 2
-    assert config["DestinationConfig"] == {
-        "OnSuccess": {"Destination": {"Fn::GetAtt": ["SignalFunction", "Arn"]}},
-        "OnFailure": {"Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}},
-    }
-    assert "lambda:InvokeFunction" in _actions(cfn, "PredictFunction")
-    assert "sqs:SendMessage" in _actions(cfn, "PredictFunction")
+def _tick_definition(cfn: dict) -> tuple[dict[str, Any], dict[str, Any]]:
+    machine = cfn["Resources"]["TickStateMachine"]["Properties"]
+    definition = machine["DefinitionString"]
+    text = definition["Fn::Join"][1] if isinstance(definition, dict) and "Fn::Join" in definition else definition
+    if isinstance(text, list):
+        text = "".join(part if isinstance(part, str) else "null" for part in text)
+    return json.loads(text), machine["DefinitionSubstitutions"]
+
+
+def test_the_tick_plans_then_runs_each_shard_predict_then_signal(cfn: dict) -> None:
+    from traderai.core.shards import RETRY_INTERVAL_SECONDS, WINDOW_SECONDS
+
+    definition, substitutions = _tick_definition(cfn)
+    assert substitutions["PredictFunctionArn"] == {"Fn::GetAtt": ["PredictFunction", "Arn"]}
+    assert substitutions["SignalFunctionArn"] == {"Fn::GetAtt": ["SignalFunction", "Arn"]}
+    plan = definition["States"]["Plan"]
+    assert plan["Parameters"]["FunctionName"] == "${PredictFunctionArn}"
+    assert plan["Parameters"]["Payload"]["detail"] == {"plan": True}
+    shards = definition["States"][plan["Next"]]
+    assert shards["Type"] == "Map" and shards["ItemsPath"] == "$.plan.shards"
+    assert shards["MaxConcurrencyPath"] == "$.plan.max_concurrency"
+    assert shards["ItemSelector"]["detail"] == {"shard.$": "$$.Map.Item.Value"}
+    assert shards["ResultPath"] is None  # the shards' hand-offs never accumulate in the execution's state
+    states = shards["ItemProcessor"]["States"]
+    predict = states[shards["ItemProcessor"]["StartAt"]]
+    assert predict["Parameters"] == {"FunctionName": "${PredictFunctionArn}", "Payload.$": "$"}
+    # A failed shard is retried alone, after a full rate-limit window; then dead-lettered, the others go on
+    (retry,) = predict["Retry"]
+    assert retry["MaxAttempts"] == 1 and retry["IntervalSeconds"] == RETRY_INTERVAL_SECONDS >= WINDOW_SECONDS
+    assert states[predict["Catch"][0]["Next"]]["Resource"] == "arn:aws:states:::sqs:sendMessage"
+    decide = states[states[predict["Next"]]["Choices"][0]["Next"]]
+    assert decide["Parameters"] == {"FunctionName": "${SignalFunctionArn}", "Payload.$": "$.predicted.handoff"}
+    assert states[decide["Catch"][0]["Next"]]["Resource"] == "arn:aws:states:::sqs:sendMessage"
+    assert "PredictFunctionEventInvokeConfig" not in cfn["Resources"]  # no async destination any more
+
+
+def test_predict_gets_the_shard_settings_from_the_template(sam_template: dict) -> None:
+    from traderai.services.sharding import ShardSettings
+
+    env = function_environment(sam_template, "PredictFunction", RESOURCE_NAMES)
+    shards = ShardSettings.from_env(Settings.from_env(env), env)
+    assert (shards.size, shards.concurrency, shards.weight_per_minute) == (100, 10, 6000)
 
 
 def test_signal_sends_failures_to_the_dlq(cfn: dict) -> None:
@@ -395,8 +430,7 @@ def test_no_inline_statement_allows_everything(cfn: dict) -> None:
 
 
 @pytest.mark.parametrize(("function", "actions"), [
-    ("PredictFunction", {"s3:PutObject", "s3:GetObject", "s3:ListBucket", "lambda:InvokeFunction",
-                         "sqs:SendMessage"}),
+    ("PredictFunction", {"s3:PutObject", "s3:GetObject", "s3:ListBucket"}),  # the state machine hands off
     ("SignalFunction", {"s3:PutObject", "s3:GetObject", "dynamodb:PutItem", "dynamodb:Query",
                         "sqs:SendMessage"}),
     ("ApiFunction", {"dynamodb:GetItem", "dynamodb:Query"}),

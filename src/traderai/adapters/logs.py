@@ -16,9 +16,11 @@ PREDICTIONS = "predictions"
 DECISIONS = "decisions"
 
 
-def log_key(kind: str, tick_time: datetime) -> str:
-    """`predictions/dt=2025-04-29/20250429T120000Z.jsonl` for the tick at 12:00 UTC."""
-    return f"{kind}/dt={tick_time:%Y-%m-%d}/{tick_time:%Y%m%dT%H%M%SZ}.jsonl"
+def log_key(kind: str, tick_time: datetime, shard: str | None = None) -> str:
+    """`predictions/dt=2025-04-29/20250429T120000Z.jsonl` for the tick at 12:00 UTC; a shard of a sharded
+    tick has its own object (`20250429T120000Z-s003of010.jsonl`), so the shards of one tick never collide."""
+    suffix = f"-{shard}" if shard else ""
+    return f"{kind}/dt={tick_time:%Y-%m-%d}/{tick_time:%Y%m%dT%H%M%SZ}{suffix}.jsonl"
 
 
 def to_json_lines(records: Iterable[Mapping[str, Any]]) -> bytes:
@@ -48,8 +50,8 @@ class JsonLinesLog:
         self._s3 = s3_client
         self._bucket = bucket
 
-    def write(self, kind: str, tick_time: datetime, records: list[Mapping[str, Any]]) -> str:
-        key = log_key(kind, tick_time)
+    def write(self, kind: str, tick_time: datetime, records: list[Mapping[str, Any]], shard: str | None = None) -> str:
+        key = log_key(kind, tick_time, shard)
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=to_json_lines(records),
                             ContentType="application/x-ndjson")
         return key

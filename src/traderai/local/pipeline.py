@@ -41,24 +41,51 @@ class EmbeddedPipeline:
 
     def tick(self, tick_time: datetime, *, decided_after: timedelta = timedelta(seconds=5)
              ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """Fire the scheduled event of `tick_time`; hand a non-empty reply to SignalFunction.
+        """Fire the scheduled event of `tick_time` through the deployed plan (services.sharding: plan, then
+        each shard predict -> signal, as the TickStateMachine does). Returns (predict reply, signal summary or
+        None) summed over the shards, in the shape of one unsharded tick.
 
         The signal step decides on the replay clock (`tick_time + decided_after`), so signal ages and
-        expiries follow the replayed time. Returns (predict reply, signal summary or None).
+        expiries follow the replayed time.
         """
         from traderai import runtime
-        from traderai.local.scheduler import destination_envelope, scheduled_event
+        from traderai.local.scheduler import scheduled_event
+        from traderai.services.sharding import run_sharded_tick
         from traderai.testing.handlers import FakeLambdaContext
 
         runtime.signal_runtime().clock = lambda: tick_time + decided_after
         event = scheduled_event(tick_time, "PredictFunctionTick")
+        handlers = {"PredictFunction": self.predict, "SignalFunction": self.signal}
         # CloudWatch EMF metric lines are printed to stdout even with metrics disabled: keep them off
         # a terminal where this module's callers print their own summary.
         with contextlib.redirect_stdout(io.StringIO()):
-            reply = self.predict(event, FakeLambdaContext())
-            if not reply["count"]:  # inline or a claim check, the reply counts its predictions
-                return reply, None
-            return reply, self.signal(destination_envelope(event, reply, "PredictFunction"), FakeLambdaContext())
+            sharded = run_sharded_tick(lambda name, request: handlers[name](request, FakeLambdaContext()), event,
+                                       max_concurrency=1)
+        if sharded.errors:
+            raise RuntimeError("; ".join(sharded.errors))
+        return combined(sharded)
+
+
+def combined(sharded: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A sharded tick's replies as one: predictions counted, failures listed, signal summaries added up
+    (`log_keys`: every shard's decisions object)."""
+    reply = {"count": sharded.predictions, "failures": sharded.failures, "shards": len(sharded.shards)}
+    summaries = [s.summary for s in sharded.shards if s.summary is not None]
+    if not summaries:
+        return reply, None
+    summary: dict[str, Any] = {"accepted": 0, "rejected": {}, "log_keys": []}
+    for part in summaries:
+        for key, value in part.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                summary[key] = summary.get(key, 0) + value
+            elif isinstance(value, dict):  # counts by reason
+                merged = summary.setdefault(key, {})
+                for reason, count in value.items():
+                    merged[reason] = merged.get(reason, 0) + count
+        if part.get("log_key"):
+            summary["log_keys"].append(part["log_key"])
+    summary["log_key"] = summary["log_keys"][0] if summary["log_keys"] else None
+    return reply, summary
 
 
 @contextmanager

@@ -81,6 +81,7 @@ class TickReport:
     advanced: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     decisions_key: str | None = None
+    decisions_keys: list[str] = field(default_factory=list)  # every shard's decisions object
     wall_seconds: float = 0.0
 
 
@@ -124,6 +125,7 @@ class TickScheduler:
         self._end = end
         self._on_end = on_end
         self.totals = Totals()
+        self.retry_interval_s = 1.0  # RETRY_INTERVAL_SECONDS on AWS, where the exchange's minute is shared
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tick-scheduler", daemon=True)
 
@@ -151,20 +153,30 @@ class TickScheduler:
             next_tick += TICK
 
     def run_tick(self, tick_time: datetime) -> TickReport:
-        """One tick: predict, hand the reply to signal as the destination does, then track."""
+        """One tick as the TickStateMachine runs it (services.sharding): plan, then every shard predict ->
+        signal (a failed shard retried alone), then track."""
+        from traderai.local.pipeline import combined
+        from traderai.services.sharding import run_sharded_tick
+
         started = time.monotonic()
         report = TickReport(tick_time)
-        request = scheduled_event(tick_time, "traderai-PredictSchedule")
+        request = scheduled_event(tick_time, "traderai-TickStateMachine")
         try:
-            reply = self._invoke("PredictFunction", request)
-        except Exception as exc:  # noqa: BLE001 - on AWS the tick goes to the dead-letter queue; shown here
-            report.errors.append(f"PredictFunction: {type(exc).__name__}: {exc}")
-            reply = None
-        if reply is not None:
-            report.predictions = reply.get("count", 0)  # inline or a claim check
-            report.failures = [(f.get("symbol", "?"), f.get("reason", "?")) for f in reply.get("failures", [])]
-            if report.predictions:
-                self._decide(report, request, reply)
+            sharded = run_sharded_tick(self._invoke, request, retry_interval_s=self.retry_interval_s)
+        except Exception as exc:  # noqa: BLE001 - the plan failed: on AWS the execution fails (alarmed); shown here
+            report.errors.append(f"PredictFunction (plan): {type(exc).__name__}: {exc}")
+            sharded = None
+        if sharded is not None:
+            report.errors.extend(sharded.errors)  # on AWS: that shard's event in the dead-letter queue
+            reply, summary = combined(sharded)
+            report.predictions = reply["count"]
+            report.failures = [(f.get("symbol", "?"), f.get("reason", "?")) for f in reply["failures"]]
+            if summary is not None:
+                report.accepted = int(summary.get("stored", 0)) + int(summary.get("already_stored", 0))
+                report.tradeable = int(summary.get("tradeable", 0))
+                report.rejected = dict(summary.get("rejected", {}))
+                report.decisions_key = summary.get("log_key")
+                report.decisions_keys = list(summary.get("log_keys", []))
         if self._track:
             try:
                 tracked = self._invoke("TrackFunction", scheduled_event(tick_time + TRACK_OFFSET,
@@ -174,17 +186,6 @@ class TickScheduler:
                 report.errors.append(f"TrackFunction: {type(exc).__name__}: {exc}")
         report.wall_seconds = time.monotonic() - started
         return report
-
-    def _decide(self, report: TickReport, request: dict[str, Any], reply: dict[str, Any]) -> None:
-        try:
-            summary = self._invoke("SignalFunction", destination_envelope(request, reply, "traderai-PredictFunction"))
-        except Exception as exc:  # noqa: BLE001 - on AWS: retried, then the dead-letter queue
-            report.errors.append(f"SignalFunction: {type(exc).__name__}: {exc}")
-            return
-        report.accepted = int(summary.get("stored", 0)) + int(summary.get("already_stored", 0))
-        report.tradeable = int(summary.get("tradeable", 0))
-        report.rejected = dict(summary.get("rejected", {}))
-        report.decisions_key = summary.get("log_key")
 
 
 # ---------------------------------------------------------------- the stream -> BroadcastFunction

@@ -337,8 +337,8 @@ class LocalStack:
         if report.failures:
             line += "  failed: " + " ".join(f"{symbol}={reason}" for symbol, reason in report.failures)
         self.console(line)
-        if report.accepted and report.decisions_key:
-            for decision in self._decisions_of(report.decisions_key):
+        for key in report.decisions_keys if report.accepted else ():  # one object per shard
+            for decision in self._decisions_of(key):
                 if decision.get("accepted"):
                     self.console(f"    + {decision['message']}")
         for signal_id, status in sorted(report.advanced.items()):

@@ -41,6 +41,7 @@ def _print_tick(tick: datetime, reply: dict[str, Any], summary: dict[str, Any] |
         print(line + "  (no candle closed since the last tick)")
         return
     print(line + f"  accepted={summary['accepted']}  rejected={json.dumps(summary['rejected'])}")
-    decisions = local.s3.get_object(Bucket=local.bucket, Key=summary["log_key"])["Body"].read().decode()
-    for decision in map(json.loads, decisions.splitlines()):
-        print(f"    {decision['message']}")
+    for key in summary["log_keys"]:  # one decisions object per shard of the tick
+        decisions = local.s3.get_object(Bucket=local.bucket, Key=key)["Body"].read().decode()
+        for decision in map(json.loads, decisions.splitlines()):
+            print(f"    {decision['message']}")

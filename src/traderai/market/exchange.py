@@ -27,6 +27,7 @@ from traderai.market import (
     RateLimitedError,
     TemporaryMarketError,
 )
+from traderai.market.budget import WeightBudget
 from traderai.market.validation import candles_from_rows, closed_only, validate_candles
 from traderai.observability import logger
 from traderai.settings import Settings, SettingsError
@@ -59,6 +60,9 @@ _CAUGHT = tuple(source for source, _ in _TRANSLATION)
 # lets one tick's burst through (bench/tick_scale.py). Only for exchanges that count per minute: one
 # with per-second limits would take a minute's budget in a second.
 PER_MINUTE_WEIGHT_EXCHANGES = frozenset({"binance", "binanceusdm", "binancecoinm"})
+# Binance spot request weights (GET /api/v3/klines: 2 at any limit up to 1000; /api/v3/ticker/24hr with one
+# symbol: 2; /api/v3/exchangeInfo: 20), counted against a shard's share of the minute (market.budget).
+REQUEST_WEIGHTS = {"fetch_ohlcv": 2, "fetch_ticker": 2, "load_markets": 20}
 RATE_LIMITER = {"rateLimiterAlgorithm": "rollingWindow", "rollingWindowSize": 60_000.0}
 
 _MARKETS_TTL_S = 3600.0
@@ -172,7 +176,16 @@ class CcxtSource:
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rand = rand
+        self._budget: WeightBudget | None = None
         _check_timeframe(self._exchange, settings.timeframe)
+
+    def share_budget(self, weight_per_minute: int | None) -> None:
+        """This shard's share of the exchange's weight per minute (None: no budget to share). A warm
+        container keeps its window: its previous tick's requests are long out of it."""
+        if weight_per_minute is None or self.exchange_id not in PER_MINUTE_WEIGHT_EXCHANGES:
+            self._budget = None
+        elif self._budget is None or self._budget.limit != weight_per_minute:
+            self._budget = WeightBudget(weight_per_minute)
 
     async def check_settings(
         self, symbols: Iterable[str] | None = None, timeframe: str | None = None
@@ -195,7 +208,7 @@ class CcxtSource:
         """The newest `limit` closed candles at `now`, validated (asks limit+1: the last one is forming)."""
         timeframe_seconds = ccxt.Exchange.parse_timeframe(timeframe)
         rows = await self._call(
-            f"fetch_ohlcv {symbol} {timeframe}",
+            f"fetch_ohlcv {symbol} {timeframe}", "fetch_ohlcv",
             lambda: self._exchange.fetch_ohlcv(symbol, timeframe, limit=limit + 1),
         )
         if not isinstance(rows, list):
@@ -222,7 +235,7 @@ class CcxtSource:
         timeframe_seconds = ccxt.Exchange.parse_timeframe(timeframe)
         wanted = max(1, min(1000, -(-(end_ms - start_ms) // (timeframe_seconds * 1000))))
         rows = await self._call(
-            f"fetch_ohlcv {symbol} {timeframe} since {start_ms}",
+            f"fetch_ohlcv {symbol} {timeframe} since {start_ms}", "fetch_ohlcv",
             lambda: self._exchange.fetch_ohlcv(symbol, timeframe, since=start_ms, limit=wanted),
         )
         if not isinstance(rows, list):
@@ -241,7 +254,8 @@ class CcxtSource:
         if market is None:
             raise PermanentMarketError(f"{symbol}: not a market on {self.exchange_id}")
         amount_step, price_step = steps_from_market(market, getattr(self._exchange, "precisionMode", 0))
-        ticker = await self._call(f"fetch_ticker {symbol}", lambda: self._exchange.fetch_ticker(symbol))
+        ticker = await self._call(f"fetch_ticker {symbol}", "fetch_ticker",
+                                  lambda: self._exchange.fetch_ticker(symbol))
         return MarketInfo(symbol, amount_step, price_step, _quote_volume(ticker))
 
     async def close(self) -> None:
@@ -257,14 +271,21 @@ class CcxtSource:
         if cached and time.monotonic() - cached[0] < _MARKETS_TTL_S:
             exchange.set_markets(cached[1])
             return exchange.markets
-        markets = await self._call("load_markets", exchange.load_markets)
+        markets = await self._call("load_markets", "load_markets", exchange.load_markets)
         if self._owned:
             _MARKETS_CACHE[self.exchange_id] = (time.monotonic(), markets)
         return markets
 
-    async def _call[T](self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call[T](self, what: str, method: str, call: Callable[[], Awaitable[T]]) -> T:
+        budget = self._budget
+
+        async def counted() -> T:  # every attempt, retries included, is weighed against the shard's share
+            if budget is not None:
+                await budget.acquire(REQUEST_WEIGHTS.get(method, 1))
+            return await call()
+
         return await call_with_retry(
-            call, what=f"{self.exchange_id} {what}", policy=self._retry, sleep=self._sleep, rand=self._rand
+            counted, what=f"{self.exchange_id} {what}", policy=self._retry, sleep=self._sleep, rand=self._rand
         )
 
 

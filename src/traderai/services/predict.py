@@ -83,11 +83,13 @@ class TickResult:
     failures: tuple[MarketFailure, ...]
     skipped: tuple[str, ...]  # markets with no newly closed candle in this tick: nothing to do
     log_key: str | None
+    shard: str | None = None  # `s003of010` when this is one shard of a sharded tick
 
     def handoff(self) -> Handoff:
         """What SignalFunction gets: the compact predictions inline, or, when they would not fit a Lambda
         destination (HANDOFF_INLINE_LIMIT_BYTES), a claim check on this tick's predictions/ object."""
-        inline = Handoff(self.tick_time, self.predictions, tuple(f.to_dict() for f in self.failures))
+        inline = Handoff(self.tick_time, self.predictions, tuple(f.to_dict() for f in self.failures),
+                         shard=self.shard)
         return inline.for_destination(self.log_key)
 
 
@@ -152,14 +154,17 @@ class ModelUnusableError(MarketDataError):
 
 
 async def run_tick(settings: Settings, source, models: ModelProvider, log: JsonLinesLog,
-                   tick_time: datetime, now: datetime) -> TickResult:
-    """Fetch every market concurrently, predict where a candle closed, log all predictions at once."""
-    snapshots, errors = await fetch_markets(source, settings.markets, settings.timeframe,
+                   tick_time: datetime, now: datetime, markets: tuple[str, ...] | None = None,
+                   shard: str | None = None) -> TickResult:
+    """Fetch every market (or this shard's `markets`) concurrently, predict where a candle closed, log all
+    predictions at once (a shard in its own object)."""
+    markets = settings.markets if markets is None else markets
+    snapshots, errors = await fetch_markets(source, markets, settings.timeframe,
                                             settings.candle_limit + 1, now)
     failures = [MarketFailure(symbol, error.reason, str(error)) for symbol, error in errors.items()]
     predictions: list[Prediction] = []
     skipped: list[str] = []
-    for symbol in settings.markets:
+    for symbol in markets:
         if symbol not in snapshots:
             continue
         candles = closed_by(snapshots[symbol].candles, tick_time, settings.timeframe_seconds)
@@ -180,9 +185,9 @@ async def run_tick(settings: Settings, source, models: ModelProvider, log: JsonL
     for failure in failures:
         logger.warning(f"Prediction failed for {failure.symbol}: {failure.detail}",
                        extra={"reason": failure.reason, "symbol": failure.symbol})
-    key = log.write(PREDICTIONS, tick_time, [p.to_dict() for p in predictions]) if predictions else None
+    key = log.write(PREDICTIONS, tick_time, [p.to_dict() for p in predictions], shard) if predictions else None
     _count(predictions, failures)
-    return TickResult(tick_time, tuple(predictions), tuple(failures), tuple(skipped), key)
+    return TickResult(tick_time, tuple(predictions), tuple(failures), tuple(skipped), key, shard)
 
 
 def next_tick_after(moment: datetime, tick_seconds: int) -> datetime:

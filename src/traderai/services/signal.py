@@ -86,7 +86,8 @@ def process_handoff(handoff: Handoff, strategy: Strategy, repository: SignalRepo
             continue
         accepted.append((decision, signal))
         active[(signal.symbol, signal.side)] = active.get((signal.symbol, signal.side), frozenset()) | {own_id}
-    key = log.write(DECISIONS, handoff.tick_time, [d.to_dict() for d in decisions]) if decisions else None
+    key = (log.write(DECISIONS, handoff.tick_time, [d.to_dict() for d in decisions], handoff.shard)
+           if decisions else None)
     stored: list[Signal] = []
     already: list[str] = []
     for decision, signal in accepted:
