@@ -117,7 +117,9 @@ def edge_report(panel: PanelResult, geometry: str, table: SignalTable, strategy:
                 reason_counts[reason] = reason_counts.get(reason, 0) + 1
         locked_stats = block_mean(table.net_pct[mine & was_locked], table.open_time_ms[mine & was_locked], block_ms)
         free_stats = block_mean(table.net_pct[mine & ~was_locked], table.open_time_ms[mine & ~was_locked], block_ms)
-        no_harm = (trade_stats.n == 0) or (
+        # The figure: tradeable mean + 2 s.e. >= 0, or none tradeable and the decisions say why
+        # (no_proven_edge); a market the rules gave no signal at all cannot have done harm.
+        no_harm = (trade_stats.n == 0 and (paper_stats.n == 0 or reason_counts.get("no_proven_edge", 0) > 0)) or (
             trade_stats.n > 0 and math.isfinite(trade_stats.se) and trade_stats.mean + 2 * trade_stats.se >= 0)
         markets[symbol] = {
             "calibration": calibration_figures(table.ev_pct[mine], table.net_pct[mine], table.open_time_ms[mine],
