@@ -35,6 +35,7 @@ PREDICT_TARGET_MB = 200
 SCRIPTS: dict[str, tuple[str, list[str], list[str]]] = {
     "freshness": ("freshness.py", [], ["--candles", "4"]),
     "tick_scale": ("tick_scale.py", [], ["--quick"]),
+    "shard_tick": ("shard_tick.py", [], ["--quick"]),
     "cold_start": ("cold_start.py", [], ["--runs", "3"]),
     "features": ("features_bench.py", [], []),
     "api": ("api_latency.py", [], ["--signals", "20000", "--requests", "100"]),
@@ -42,7 +43,8 @@ SCRIPTS: dict[str, tuple[str, list[str], list[str]]] = {
     "notify": ("notify_bench.py", [], ["--signals", "2000", "--subscribers", "200", "--latency-signals", "10"]),
     "retrain": ("retrain_bench.py", [], ["--quick"]),
 }
-ORDER = ("freshness", "tick_scale", "cold_start", "sizes", "features", "api", "backtest", "edge", "notify",
+ORDER = ("freshness", "tick_scale", "shard_tick", "cold_start", "sizes", "features", "api", "backtest", "edge",
+         "notify",
          "retrain")
 
 

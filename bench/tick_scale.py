@@ -10,7 +10,7 @@ real `run_tick` / `process_handoff`. Measured in one run:
   `time.process_time()` around predict + signal, divided by the market count;
 - what ccxt's own rate limiter does to the fetch, with Binance's declared costs, in its default
   leaky-bucket mode and in the rolling-window mode `CcxtSource` configures;
-- 1,000 markets in one function, and split into shards run side by side (one process per shard).
+- 1,000 markets in one function (the sharded tick through the deployed plan: bench/shard_tick.py).
 
     .venv/bin/python bench/tick_scale.py [--quick] [--json PATH]
 """
@@ -345,14 +345,7 @@ def measure(quick: bool) -> list[Figure]:
         figures.append(Figure(SECTION, "1,000 markets in one function", f"{single.wall_s:.2f} s", "", "info",
                               f"CPU {single.cpu_s:.2f} s; weight {1000 * WEIGHT_PER_MARKET}/tick of "
                               f"{BINANCE_WEIGHT_PER_MINUTE}/min"))
-        shard_count = 10
-        results = sharded(1000, shard_count, concurrency)
-        slowest = max(r[0] for r in results)
-        figures.append(Figure(SECTION, f"1,000 markets as {shard_count} shards × 100, slowest shard",
-                              f"{slowest:.2f} s", "≤ 1.5 s", verdict(slowest <= 1.5),
-                              f"each shard a process (one per core at a time), median "
-                              f"{median([r[0] for r in results]):.2f} s, CPU/shard "
-                              f"{median([r[1] for r in results]):.2f} s; {sum(r[2] for r in results)} predictions"))
+        # The sharded tick through the deployed plan is bench/shard_tick.py.
     return figures
 
 

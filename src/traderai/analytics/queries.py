@@ -69,6 +69,9 @@ NAMED_QUERIES: tuple[NamedQuery, ...] = (
     NamedQuery("ProbabilityDriftDailyQuery", "probability_drift_daily.sql",
                "Probability distribution per day (drift)",
                "Is the probability distribution drifting? Quantiles, mean, spread and long share per day.", RANGE),
+    NamedQuery("FiringOffsetDailyQuery", "firing_offset_daily.sql", "Firing offset p50/p95 per day",
+               "How late does the tick start after the schedule's mark? Offset from the mark to each predict "
+               "invocation's start, p50/p95/max seconds per day.", RANGE),
     NamedQuery("LatestPredictionsQuery", "latest_predictions.sql", "Latest prediction per market",
                "What did the model say last for each market, and what did the signal step decide?",
                ("since_day", "since_day")),

@@ -38,6 +38,7 @@ class EmbeddedPipeline:
     local: Any  # LocalAws
     predict: Any
     signal: Any
+    max_concurrency: int | None = 1  # None: the plan's (ShardConcurrency)
 
     def tick(self, tick_time: datetime, *, decided_after: timedelta = timedelta(seconds=5)
              ) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -60,7 +61,7 @@ class EmbeddedPipeline:
         # a terminal where this module's callers print their own summary.
         with contextlib.redirect_stdout(io.StringIO()):
             sharded = run_sharded_tick(lambda name, request: handlers[name](request, FakeLambdaContext()), event,
-                                       max_concurrency=1)
+                                       max_concurrency=self.max_concurrency)
         if sharded.errors:
             raise RuntimeError("; ".join(sharded.errors))
         return combined(sharded)
@@ -89,9 +90,11 @@ def combined(sharded: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
 
 
 @contextmanager
-def embedded_pipeline(markets: str, *, log_level: str = "ERROR") -> Iterator[EmbeddedPipeline]:
+def embedded_pipeline(markets: str, *, log_level: str = "ERROR",
+                      params: Mapping[str, str] | None = None) -> Iterator[EmbeddedPipeline]:
     """moto in-process with the template's bucket and tables, the bundled models published, and the
-    handlers' environment set as the template sets it (replay source); everything undone on exit."""
+    handlers' environment set as the template sets it (replay source unless `params` say otherwise);
+    everything undone on exit."""
     import boto3
     from moto import mock_aws
 
@@ -101,7 +104,7 @@ def embedded_pipeline(markets: str, *, log_level: str = "ERROR") -> Iterator[Emb
 
     with environment({**QUIET, "LOG_LEVEL": log_level}), mock_aws():
         local = LocalAws(boto3.client("s3"), boto3.client("dynamodb")).provision()
-        env = {**local.environment("PredictFunction", {"MarketSource": "replay", "Markets": markets}),
+        env = {**local.environment("PredictFunction", {"MarketSource": "replay", "Markets": markets, **(params or {})}),
                **local.environment("SignalFunction"), "LOG_LEVEL": log_level}
         with environment(env):
             runtime.clear()
