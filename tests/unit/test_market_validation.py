@@ -204,3 +204,19 @@ def test_rows_become_candles() -> None:
 def test_malformed_rows_are_bad_candles(row: object) -> None:
     with pytest.raises(BadCandlesError, match="candle #1"):
         candles_from_rows("BTC/USDT", "15m", [rows_of(CANDLES)[0], row])  # type: ignore[list-item]
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**45), *[st.floats(-1e12, 1e12) | st.just(float("nan"))] * 5), min_size=1,
+                max_size=50))
+def test_the_numpy_fast_path_gives_what_the_row_by_row_path_gives(rows: list[tuple]) -> None:
+    from traderai.market import validation
+
+    as_lists = [list(row) for row in rows]
+    fast = validation._fast_candles("BTC/USDT", "15m", as_lists)
+    assert fast is not None
+    slow_rows = [tuple(row) for row in as_lists]  # not lists of lists: the row-by-row path
+    assert validation._fast_candles("BTC/USDT", "15m", slow_rows) is None
+    slow = validation.candles_from_rows("BTC/USDT", "15m", slow_rows)
+    for name in ("open_time_ms", "open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+    assert validation._fast_candles("BTC/USDT", "15m", [[*as_lists[0][:5], True]]) is None  # a bool: slow path

@@ -71,6 +71,9 @@ def closed_only(rows: Candles | Sequence[Row], timeframe_seconds: int, now: date
 
 def candles_from_rows(symbol: str, timeframe: str, rows: Sequence[Row]) -> Candles:
     """Turn ccxt OHLCV rows into `Candles`; a misshapen or non-numeric row is BadCandlesError."""
+    fast = _fast_candles(symbol, timeframe, rows)
+    if fast is not None:
+        return fast
     n = len(rows)
     times = np.empty(n, dtype=np.int64)
     values = np.empty((n, 5), dtype=np.float64)
@@ -189,3 +192,25 @@ def _take(candles: Candles, index: np.ndarray) -> Candles:
 
 def _iso(ms: int) -> str:
     return np.datetime_as_string(np.datetime64(ms, "ms"), unit="s") + "Z"
+
+
+_NUMBER_TYPES = (int, float)
+
+
+def _fast_candles(symbol: str, timeframe: str, rows: Sequence[Row]) -> Candles | None:
+    """The common case in one numpy conversion: a list of lists of exactly int/float cells (what ccxt
+    returns), whole-millisecond finite times. Anything else returns None, and the row-by-row path above
+    names the first bad cell (a bool, a numeric string, a ragged row...)."""
+    if not isinstance(rows, list) or not rows or not all(type(row) is list and len(row) >= 6 for row in rows):
+        return None
+    if not all(type(cell) in _NUMBER_TYPES for row in rows for cell in row[:6]):
+        return None
+    try:
+        table = np.array([row[:6] for row in rows], dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    times = table[:, 0]
+    if not np.all(np.isfinite(times)) or not np.all(times == np.floor(times)) or np.abs(times).max() >= 2**53:  # exact in float64
+        return None
+    return Candles(symbol, timeframe, times.astype(np.int64), table[:, 1].copy(), table[:, 2].copy(),
+                   table[:, 3].copy(), table[:, 4].copy(), table[:, 5].copy())
