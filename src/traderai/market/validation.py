@@ -210,7 +210,8 @@ def _fast_candles(symbol: str, timeframe: str, rows: Sequence[Row]) -> Candles |
     except (TypeError, ValueError, OverflowError):
         return None
     times = table[:, 0]
-    if not np.all(np.isfinite(times)) or not np.all(times == np.floor(times)) or np.abs(times).max() >= 2**53:  # exact in float64
+    exact = np.abs(times).max() < 2**53  # whole milliseconds are exact in float64 below 2**53
+    if not np.all(np.isfinite(times)) or not np.all(times == np.floor(times)) or not exact:
         return None
     return Candles(symbol, timeframe, times.astype(np.int64), table[:, 1].copy(), table[:, 2].copy(),
                    table[:, 3].copy(), table[:, 4].copy(), table[:, 5].copy())
