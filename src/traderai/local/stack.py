@@ -309,7 +309,10 @@ class LocalStack:
         if request.status != 200:
             return
         first, *rest = request.json()["text"].splitlines()
-        self.console(f"    > telegram chat {DEMO_CHAT_ID}: {first}" + (f" / {rest[-1]}" if rest else ""))
+        shown = [line for line in rest if line.startswith(("Expected value", "PAPER", "Tradeable"))]
+        if rest and not rest[-1].startswith(("Best case", "Stop:")):  # a status change's line
+            shown.append(rest[-1])
+        self.console(f"    > telegram chat {DEMO_CHAT_ID}: " + " / ".join([first, *shown]))
 
     def _webhook_received(self, request: Any, secret: str) -> None:
         from traderai.core.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature

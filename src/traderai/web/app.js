@@ -495,7 +495,7 @@
     }
     const series = signalChart.series;
     for (const line of signalChart.lines) series.removePriceLine(line);
-    const step = chart.levels.entry >= 1000 ? 0.01 : chart.levels.entry >= 1 ? 0.0001 : 0.000001;
+    const step = chart.levels.entry >= 100 ? 0.01 : chart.levels.entry >= 1 ? 0.0001 : 0.000001;
     series.applyOptions({ priceFormat: { type: "price", precision: Math.max(0, -Math.log10(step)), minMove: step } });
     series.setData(chart.candles);
     signalChart.lines = Object.entries(chart.levels).map(([kind, value]) => series.createPriceLine({
