@@ -241,11 +241,12 @@ def measure(signal_count: int, requests: int) -> list[Figure]:
         assert stand_in.calls["Scan"] == 0 and stand_in.calls["Query"] == total_requests, stand_in.calls
     p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
     query_s = median(stand_in.served_s)
-    figures.append(Figure(SECTION, f"GET /signals handler, {signal_count:,} signals: p50 / p99",
+    figures.append(Figure(SECTION, f"GET /signals handler, {signal_count:,} signals, IN-MEMORY INDEX: p50 / p99",
                           f"{p50 * 1000:.1f} / {p99 * 1000:.1f} ms", "", INFO,
                           f"{len(latencies)} first pages (5 shapes, median {median(sizes):.0f} items) + "
                           f"{len(next_latencies)} next pages (p50 {percentile(next_latencies, 0.5) * 1000:.1f} ms); "
-                          f"1 Query and 0 Scan per request; index stand-in {query_s * 1000:.2f} ms of it"))
+                          f"1 Query and 0 Scan per request; real: the handler; stood in: an in-memory index for "
+                          f"DynamoDB's GSI ({query_s * 1000:.2f} ms of it), no network"))
     figures.append(Figure(SECTION, "moto's own Query at this size (not timed above)", f"{moto_s:.2f} s", "", INFO,
                           "moto reads and sorts every item per GSI Query; DynamoDB reads one key range"))
     figures.append(fanout_figure())
@@ -269,13 +270,18 @@ def fanout_figure() -> Figure:
         if match:
             rows[match.group(1)] = (match.group(2), match.group(3))
     signed = next(((k, v) for k, v in rows.items() if k.startswith("signed")), None)
-    if signed is None:
+    whole = next(((k, v) for k, v in rows.items() if k.startswith("whole record")), None)
+    if signed is None or whole is None:
         return Figure(SECTION, "WebSocket fan-out (bench/fanout.py)", lines[-1][:120], "", INFO, "unparsed output")
     header = next((line for line in lines if line.startswith("Fan-out of")), "")
-    others = "; ".join(f"{k}: {v[0]} posts/s" for k, v in rows.items() if k != signed[0])
-    posts, seconds = signed[1]
-    return Figure(SECTION, "WebSocket fan-out, signed transport (bench/fanout.py)", f"{posts} posts/s ({seconds} s)",
-                  "≥ 2,000 posts/s", verdict(int(posts.replace(",", "")) >= 2000), f"{header}. {others}")
+    others = "; ".join(f"{k}: {v[0]} posts/s" for k, v in rows.items() if k not in (signed[0], whole[0]))
+    posts, seconds = whole[1]
+    return Figure(SECTION, "BroadcastFunction's whole path for one stream record, 5,000 connections (bench/fanout.py)",
+                  f"{posts} posts/s ({seconds} s)", "≥ 2,000 posts/s", verdict(int(posts.replace(",", "")) >= 2000),
+                  f"{header}. Real: the Broadcaster, connections found by a Scan (not yet a Query on the symbol), the "
+                  f"delivery ledger, the signed fan-out; stood in: moto (in-process) for DynamoDB, a local "
+                  f"@connections server on loopback with 10 ms per post. The bare fan-out alone: {signed[1][0]} "
+                  f"posts/s; {others}")
 
 
 def main(argv: list[str] | None = None) -> int:
