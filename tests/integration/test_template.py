@@ -238,7 +238,7 @@ def test_the_tick_plans_then_runs_each_shard_predict_then_signal(cfn: dict) -> N
     assert predict["Parameters"] == {"FunctionName": "${PredictFunctionArn}", "Payload.$": "$"}
     # A failed shard is retried alone, after a full rate-limit window; then dead-lettered, the others go on
     (retry,) = predict["Retry"]
-    assert retry["MaxAttempts"] == 1 and retry["IntervalSeconds"] == RETRY_INTERVAL_SECONDS >= WINDOW_SECONDS
+    assert retry["MaxAttempts"] == 1 and retry["IntervalSeconds"] == RETRY_INTERVAL_SECONDS > WINDOW_SECONDS
     assert states[predict["Catch"][0]["Next"]]["Resource"] == "arn:aws:states:::sqs:sendMessage"
     decide = states[states[predict["Next"]]["Choices"][0]["Next"]]
     assert decide["Parameters"] == {"FunctionName": "${SignalFunctionArn}", "Payload.$": "$.predicted.handoff"}

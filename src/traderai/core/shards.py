@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 RESERVE_FRACTION = 0.2
 WINDOW_SECONDS = 60.0
-RETRY_INTERVAL_SECONDS = 60  # >= WINDOW_SECONDS: a retry never shares a window with its failed attempt
+RETRY_INTERVAL_SECONDS = 61  # > WINDOW_SECONDS: a retry never shares a window with its failed attempt
 WEIGHT_PER_MARKET = 2 + 2  # one klines request and one 24h ticker request (Binance weights)
 
 
