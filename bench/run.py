@@ -131,6 +131,25 @@ def write_results(figures: list[Figure], started: datetime, seconds: float, load
     summary = (f"{sum(f.verdict == PASS for f in figures)} figures meet their target, {len(misses)} miss, "
                f"{sum(f.verdict == PENDING for f in figures)} pending, the rest are informational.\n\n")
     RESULTS.write_text(header + summary + table(figures) + "\n\n" + NOTES)
+    write_readme_table(figures, started, commit)
+
+
+README = REPO_ROOT / "README.md"
+README_BEGIN = "<!-- BEGIN bench table"
+README_END = "<!-- END bench table -->"
+
+
+def write_readme_table(figures: list[Figure], started: datetime, commit: str) -> None:
+    """The README's benchmark table: every row of RESULTS.md that has a target, as it is there."""
+    text = README.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        return
+    head, rest = text.split(README_BEGIN, 1)
+    marker_line, _, _ = rest.partition("\n")
+    _, tail = rest.split(README_END, 1)
+    rows = table([f for f in figures if f.target])
+    body = f"{README_BEGIN}{marker_line}\n\nRun of {started:%Y-%m-%d %H:%M} UTC at `{commit}`.\n\n{rows}\n\n"
+    README.write_text(head + body + README_END + tail)
 
 
 NOTES = """## How to read the table
