@@ -19,6 +19,7 @@ venv: $(STAMP)
 
 test: $(STAMP) browser
 	$(PY) -m ruff check src functions tests bench
+	$(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory security
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
@@ -38,6 +39,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check src functions tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m ruff format --check src functions tests bench
 
 clean:

@@ -178,8 +178,8 @@ def api_stack(signal_count: int) -> Iterator[tuple[Any, IndexedQuery]]:
     import boto3
     from moto import mock_aws
 
+    from traderai import wiring
     from traderai.infra import create_dynamodb_table, load_template
-    from traderai.services import wiring
     from traderai.testing.handlers import load_handler
 
     with mock_aws():

@@ -26,7 +26,7 @@ from sqlglot import exp
 
 from traderai.analytics.local import LocalCatalog
 from traderai.analytics.queries import NAMED_QUERIES, RESOLVED_RANGE, NamedQuery, compacted
-from traderai.analytics.replay import replay_logs
+from traderai.local.replay_logs import replay_logs
 
 START = datetime(2025, 4, 7, tzinfo=UTC)
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from traderai.contracts import Strategy
 from traderai.market.csv import bundled_candles_path, load_candles_csv, symbol_from_file_name
 from traderai.research.backtest import backtest_market, report_tables
 from traderai.research.walkforward import MarketFrame, WalkForwardConfig, prepare_market, walk_forward
-from traderai.settings import Strategy
 
 DEFAULT = Path("/work/shared/data/SOL_USDT-15m.csv.gz")
 YEAR_CANDLES = 365 * 96

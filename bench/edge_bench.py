@@ -22,10 +22,10 @@ from pathlib import Path
 
 from figures import INFO, Figure, emit, verdict
 
+from traderai.contracts import Strategy
 from traderai.market.csv import bundled_candles_path, load_candles_csv, symbol_from_file_name
 from traderai.research.edge import edge_report
 from traderai.research.search import SearchConfig, direction_brier_skill, outcome_brier_skill, run_panel, signals_of
-from traderai.settings import Strategy
 
 SECTION = "8. Edge (issue 12)"
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT")

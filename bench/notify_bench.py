@@ -75,8 +75,8 @@ def notify_stack(telegram_url: str) -> Any:
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
     import boto3
 
+    from traderai import wiring
     from traderai.infra import create_dynamodb_table, function_environment, load_template
-    from traderai.services import notify_wiring, wiring
 
     template = load_template()
     try:
@@ -89,11 +89,9 @@ def notify_stack(telegram_url: str) -> Any:
         os.environ.update(function_environment(template, "NotifyFunction", {**names, "NotifyDeadLetterQueue": queue}))
         os.environ["TELEGRAM_API_URL"] = telegram_url
         wiring.clear()
-        notify_wiring.clear()
         yield template, names, dynamodb
     finally:
         wiring.clear()
-        notify_wiring.clear()
 
 
 def add_subscribers(count: int, webhook_url: str, *, telegram: bool) -> None:

@@ -49,7 +49,7 @@ def _load(data_dir: Path | None, symbols: list[str]):
 
 
 def _restamped(candles, symbol: str, start: int, count: int, end_ms: int):
-    from traderai.market import Candles
+    from traderai.contracts import Candles
 
     part = candles.slice(start, start + count)
     shift = end_ms - int(part.open_time_ms[-1])
@@ -142,7 +142,7 @@ def promotion_latency(refresh_s: float = 2.0, every_s: float = 0.25) -> float:
 
     os.environ.update({"LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"})  # no per-invocation output
 
-    from traderai import runtime
+    from traderai import wiring
     from traderai.adapters import model_registry as registry
     from traderai.adapters.model_registry import BundledModels
     from traderai.infra import load_template
@@ -154,8 +154,8 @@ def promotion_latency(refresh_s: float = 2.0, every_s: float = 0.25) -> float:
         local = LocalAws(s3, dynamodb, load_template(), {"DataBucket": "bench"}).provision()
         os.environ.update(local.environment("PredictFunction", {"MarketSource": "replay", "Markets": "BTC/USDT",
                                                                 "LogLevel": "ERROR"}))
-        runtime.clear()
-        runtime.MODEL_REFRESH_SECONDS = refresh_s
+        wiring.clear()
+        wiring.MODEL_REFRESH_SECONDS = refresh_s
         handler = load_handler("predict").handler
         event = load_event("predict_schedule.json")
         handler(event, FakeLambdaContext())  # warm

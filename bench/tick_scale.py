@@ -46,8 +46,7 @@ from ccxt.async_support.base.throttler import Throttler
 from figures import Figure, emit, median, verdict
 
 from traderai.adapters.model_registry import BundledModels
-from traderai.contracts import Signal
-from traderai.market import Candles, MarketInfo
+from traderai.contracts import Candles, MarketInfo, Signal
 from traderai.market.exchange import RATE_LIMITER, CcxtSource
 from traderai.market.fetch import DEFAULT_CONCURRENCY, MarketSnapshot, fetch_markets
 from traderai.market.replay import bundled_candles_dir, candles_file_name

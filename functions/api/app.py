@@ -16,12 +16,13 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BeforeValidator
 
-from traderai import __version__
+from traderai import __version__, wiring
 from traderai.contracts import Side, Signal, SignalStatus
 from traderai.core.text_format import signal_text
 from traderai.events import require_fields
 from traderai.observability import logger, metrics, tracer
-from traderai.services import api, chart, http_errors, performance, wiring
+from traderai.routes import chart, performance
+from traderai.services import api, http_errors
 
 app = APIGatewayHttpResolver(enable_validation=True)
 app.include_router(performance.router)  # GET /performance

@@ -12,8 +12,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from traderai.observability import logger, metrics, tracer
-from traderai.runtime import retraining_runtime
 from traderai.services.archive import run_archive
+from traderai.wiring import retraining_runtime
 
 # Stop starting new pages this long before the timeout: the run returns `incomplete` and the next one resumes.
 SAFETY_MS = 60_000

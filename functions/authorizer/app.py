@@ -13,6 +13,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from traderai import wiring
 from traderai.events import EventError
 from traderai.observability import logger, metrics, tracer
 from traderai.services import auth
@@ -25,11 +26,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if not isinstance(event, dict) or event.get("type") != "REQUEST":
         raise EventError("expected an API Gateway REQUEST authorizer event (HTTP API payload 2.0 or WebSocket)")
     if "methodArn" in event:  # WebSocket $connect
-        result = auth.authorize_websocket(event)
+        result = auth.authorize_websocket(event, wiring.api_key_store())
         reply: dict[str, Any] | None = None if result.status == 401 else auth.websocket_policy(
             result, event["methodArn"])
     elif event.get("version") == "2.0" and "routeArn" in event:  # HTTP API
-        result = auth.authorize_http(event)
+        result = auth.authorize_http(event, wiring.api_key_store())
         reply = auth.http_simple_response(result)
     else:
         raise EventError("REQUEST authorizer event without methodArn (WebSocket) or version 2.0 routeArn (HTTP)")

@@ -12,8 +12,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from traderai import wiring
 from traderai.observability import logger, metrics, tracer
-from traderai.services import wiring
 from traderai.services.broadcast import Broadcaster, change_from_record
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)

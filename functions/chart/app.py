@@ -14,7 +14,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from traderai.events import require_fields
 from traderai.observability import logger, metrics, tracer
-from traderai.services import chart, http_errors
+from traderai.routes import chart
+from traderai.services import http_errors
 
 app = APIGatewayHttpResolver(enable_validation=True)
 app.include_router(chart.router)

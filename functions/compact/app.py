@@ -10,9 +10,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from traderai.analytics.runtime import compaction_runtime
 from traderai.observability import logger, metrics, tracer
 from traderai.services.compaction import compact_day, day_to_compact
+from traderai.wiring import compaction_runtime
 
 
 @logger.inject_lambda_context(correlation_id_path="id")

@@ -10,8 +10,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from traderai.observability import logger, metrics, tracer
-from traderai.runtime import retraining_runtime
 from traderai.services.retraining import evaluate_step, run_time
+from traderai.wiring import retraining_runtime
 
 
 @logger.inject_lambda_context()

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from traderai.observability import logger, metrics, tracer
 from traderai.services.broadcast import change_from_record
 from traderai.services.notify import DEADLINE_MARGIN_SECONDS
-from traderai.services.notify_wiring import notifier
+from traderai.wiring import notifier
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 

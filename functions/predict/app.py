@@ -17,8 +17,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from traderai.contracts import iso_utc
 from traderai.events import EventError, parse_schedule_event
 from traderai.observability import logger, metrics, tracer
-from traderai.runtime import predict_runtime
 from traderai.services.sharding import plan_reply
+from traderai.wiring import predict_runtime
 
 
 @logger.inject_lambda_context(correlation_id_path="id")

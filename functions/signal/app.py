@@ -13,8 +13,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from traderai.events import parse_handoff
 from traderai.observability import logger, metrics, tracer
-from traderai.runtime import signal_runtime
 from traderai.services.signal import process_handoff
+from traderai.wiring import signal_runtime
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from traderai.events import parse_schedule_event
 from traderai.observability import logger, metrics, tracer
-from traderai.runtime import track_runtime
+from traderai.wiring import track_runtime
 
 
 @logger.inject_lambda_context(correlation_id_path="id")

@@ -11,8 +11,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from traderai.observability import logger, metrics, tracer
-from traderai.runtime import retraining_runtime
 from traderai.services.retraining import run_time, train_step
+from traderai.wiring import retraining_runtime
 
 
 @logger.inject_lambda_context()

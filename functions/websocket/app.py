@@ -11,10 +11,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from traderai import wiring
 from traderai.adapters.push import PostResult, PushError, encode
 from traderai.events import require_fields
 from traderai.observability import logger, metrics, tracer
-from traderai.services import websocket, wiring
+from traderai.services import websocket
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

@@ -13,6 +13,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from traderai.keys_cli import add_keys_parser
+from traderai.local import command, tick
+from traderai.models_cli import add_models_parser, add_retrain_parser
+from traderai.notify_cli import add_notify_parser
+from traderai.research.commands import add_backtest_parser, add_evaluate_parser
+
 AddSubcommand = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
@@ -63,8 +69,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from traderai.market.csv import bundled_candles_path, load_candles_csv, symbol_from_file_name
-    from traderai.model.train import TrainConfig, train, write_local
     from traderai.settings import normalize_symbol
+    from traderai.train import TrainConfig, train, write_local  # numpy and the training stack: `traderai train` only
 
     progress = _Progress()
     if args.bundled:
@@ -116,64 +122,16 @@ def _run_train(args: argparse.Namespace) -> int:
 
 # --- registry -------------------------------------------------------------------------------------
 
-def _add_tick(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from traderai.local.tick import add_parser
-
-    add_parser(subparsers)
-
-
-def _add_evaluate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from traderai.research.commands import add_evaluate_parser
-
-    add_evaluate_parser(subparsers)
-
-
-def _add_backtest(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from traderai.research.commands import add_backtest_parser
-
-    add_backtest_parser(subparsers)
-
-
-def _add_keys(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from traderai.keys_cli import add_keys_parser
-
-    add_keys_parser(subparsers)
-
-
-def _add_models(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from traderai.models_cli import add_models_parser
-
-    add_models_parser(subparsers)
-
-
-def _add_retrain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from traderai.models_cli import add_retrain_parser
-
-    add_retrain_parser(subparsers)
-
-
-def _add_notify(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from traderai.notify_cli import add_notify_parser
-
-    add_notify_parser(subparsers)
-
-
-def _add_local(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from traderai.local.command import add_parser
-
-    add_parser(subparsers)
-
-
 SUBCOMMANDS: dict[str, AddSubcommand] = {
     "train": _add_train,
-    "tick": _add_tick,
-    "local": _add_local,
-    "keys": _add_keys,
-    "notify": _add_notify,
-    "evaluate": _add_evaluate,
-    "backtest": _add_backtest,
-    "models": _add_models,
-    "retrain": _add_retrain,
+    "tick": tick.add_parser,
+    "local": command.add_parser,
+    "keys": add_keys_parser,
+    "notify": add_notify_parser,
+    "evaluate": add_evaluate_parser,
+    "backtest": add_backtest_parser,
+    "models": add_models_parser,
+    "retrain": add_retrain_parser,
 }
 """name -> function adding the subparser (which sets `func`); other subcommands register here."""
 

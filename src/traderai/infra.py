@@ -14,9 +14,21 @@ from typing import Any
 
 import yaml
 
-# In a source checkout (editable install) the template sits beside src/; otherwise look in the cwd.
-_CHECKOUT_TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
-TEMPLATE_PATH = _CHECKOUT_TEMPLATE if _CHECKOUT_TEMPLATE.is_file() else Path("infra") / "template.yaml"
+
+def find_checkout(start: Path | None = None) -> Path:
+    """The source checkout the code runs from: the nearest folder holding `infra/template.yaml`, looking up
+    from `start` (this package's folder: an editable install), then up from the working directory (an
+    installed package run inside a checkout); the working directory if neither finds one."""
+    for origin in (start or Path(__file__).resolve().parent, Path.cwd().resolve()):
+        for folder in (origin, *origin.parents):
+            if (folder / "infra" / "template.yaml").is_file():
+                return folder
+    return Path.cwd()
+
+
+REPO_ROOT = find_checkout()
+TEMPLATE_PATH = REPO_ROOT / "infra" / "template.yaml"
+
 
 # Pseudo parameters as moto reports them; callers override any of them through `values`.
 PSEUDO_PARAMETERS = {

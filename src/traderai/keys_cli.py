@@ -12,6 +12,9 @@ import json
 import os
 import sys
 
+from traderai.adapters.api_keys import ApiKeyStore, UnknownKey
+from traderai.services.auth import new_key
+
 
 def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("keys", help="create, list and revoke API keys",
@@ -31,9 +34,6 @@ def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 def run_keys(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
-
-    from traderai.adapters.api_keys import ApiKeyStore, UnknownKey
-    from traderai.services.auth import new_key
 
     if not args.table:
         print("traderai keys: give --table or set API_KEYS_TABLE (stack output ApiKeysTableName)", file=sys.stderr)

@@ -13,6 +13,15 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from traderai.adapters import model_registry as registry
+from traderai.adapters.candle_archive import CandleArchive
+from traderai.contracts import SettingsError, parse_iso_utc
+from traderai.model.serving import ModelError, ModelNotFoundError
+from traderai.services import retraining
+from traderai.services.archive import archive_markets, history_source
+from traderai.services.retraining import RETRAINING_PREFIX
+from traderai.settings import Settings, normalize_symbol
+
 LOCAL_ENDPOINT = "http://127.0.0.1:4566"
 LOCAL_BUCKET = "traderai-data-local"
 
@@ -59,9 +68,6 @@ def add_models_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from traderai.model.serving import ModelError, ModelNotFoundError
-    from traderai.settings import SettingsError, normalize_symbol
-
     s3, bucket = _client(args)
     try:
         symbol = normalize_symbol(args.symbol) if getattr(args, "symbol", None) else None
@@ -72,8 +78,6 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def _models_list(args: argparse.Namespace, s3: Any, bucket: str, symbol: str | None) -> int:
-    from traderai.adapters import model_registry as registry
-
     markets = [(symbol, args.timeframe)] if symbol else registry.list_markets(s3, bucket, args.prefix)
     for market, timeframe in markets:
         pointer, _ = registry.read_pointer(s3, bucket, args.prefix, market, timeframe)
@@ -89,8 +93,6 @@ def _models_list(args: argparse.Namespace, s3: Any, bucket: str, symbol: str | N
 
 
 def _models_show(args: argparse.Namespace, s3: Any, bucket: str, symbol: str) -> int:
-    from traderai.adapters import model_registry as registry
-
     pointer, _ = registry.read_pointer(s3, bucket, args.prefix, symbol, args.timeframe)
     model_id = args.model_id or (pointer or {}).get("model_id")
     if not model_id:
@@ -103,8 +105,6 @@ def _models_show(args: argparse.Namespace, s3: Any, bucket: str, symbol: str) ->
 
 
 def _record(s3: Any, bucket: str, record: dict[str, Any]) -> str:
-    from traderai.services.retraining import RETRAINING_PREFIX
-
     key = f"{RETRAINING_PREFIX}/dt={record['decided_at'][:10]}/{record['run_id'].replace(':', '')}.json"
     s3.put_object(Bucket=bucket, Key=key, Body=(json.dumps(record, sort_keys=True) + "\n").encode())
     return key
@@ -115,8 +115,6 @@ def _now() -> str:
 
 
 def _models_promote(args: argparse.Namespace, s3: Any, bucket: str, symbol: str) -> int:
-    from traderai.adapters import model_registry as registry
-
     pointer, _ = registry.read_pointer(s3, bucket, args.prefix, symbol, args.timeframe)
     current = pointer["model_id"] if pointer else None
     moved_at = _now()
@@ -132,8 +130,6 @@ def _models_promote(args: argparse.Namespace, s3: Any, bucket: str, symbol: str)
 
 
 def _models_rollback(args: argparse.Namespace, s3: Any, bucket: str, symbol: str) -> int:
-    from traderai.adapters import model_registry as registry
-
     record = registry.rollback(s3, bucket, args.prefix, symbol, args.timeframe, moved_at=_now(),
                                reason="rolled back by hand (traderai models rollback)")
     key = _record(s3, bucket, record)
@@ -162,11 +158,6 @@ def add_retrain_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 
 
 def run_retrain(args: argparse.Namespace) -> int:
-    from traderai.adapters.candle_archive import CandleArchive
-    from traderai.contracts import parse_iso_utc
-    from traderai.services import retraining
-    from traderai.settings import Settings
-
     s3, bucket = _client(args)
     settings = Settings(markets=tuple(m.strip() for m in args.markets.split(",") if m.strip()),
                         timeframe=args.timeframe, exchange_id=args.exchange, bucket_name=bucket,
@@ -177,8 +168,6 @@ def run_retrain(args: argparse.Namespace) -> int:
     archive = CandleArchive(s3, bucket, args.exchange, retrain.archive_prefix)
     if args.archive != "none":
         import asyncio
-
-        from traderai.services.archive import archive_markets, history_source
 
         source = history_source(settings)
         days = max(retrain.backfill_days, args.train_days + args.eval_days)

@@ -18,6 +18,15 @@ import os
 import sys
 from urllib.parse import urlsplit
 
+from traderai.adapters.deliveries import InMemoryLedger
+from traderai.adapters.http_post import post
+from traderai.adapters.subscribers import SecretStore, SubscriberStore, UnknownSubscriber
+from traderai.core.notify import InvalidSubscriber, is_loopback
+from traderai.infra import load_template, parameter_defaults
+from traderai.services import subscriptions
+from traderai.services.notify import Notifier
+from traderai.settings import normalize_symbol
+
 
 def add_notify_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("notify", help="Telegram and webhook notifications: add, list, remove, test",
@@ -62,18 +71,12 @@ def add_notify_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _markets(text: str | None) -> tuple[str, ...]:
-    from traderai.settings import normalize_symbol
-
     if not text:
-        from traderai.infra import load_template, parameter_defaults
-
         text = str(parameter_defaults(load_template())["Markets"])
     return tuple(normalize_symbol(s) for s in text.split(",") if s.strip())
 
 
 def _loopback_endpoint(endpoint_url: str | None) -> bool:
-    from traderai.core.notify import is_loopback
-
     return bool(endpoint_url) and is_loopback(urlsplit(endpoint_url).hostname or "")
 
 
@@ -81,9 +84,6 @@ def run_notify(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     import boto3
-
-    from traderai.adapters.subscribers import SecretStore, SubscriberStore, UnknownSubscriber
-    from traderai.core.notify import InvalidSubscriber
 
     if not args.table:
         print("traderai notify: give --table or set NOTIFY_SUBSCRIBERS_TABLE (stack output "
@@ -113,9 +113,6 @@ def run_notify(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace, store: object, secrets: object, now: object) -> int:
-    from traderai.core.notify import InvalidSubscriber
-    from traderai.services import subscriptions
-
     if not args.secret_prefix:
         raise InvalidSubscriber("give --secret-prefix or set NOTIFY_SECRET_PREFIX (stack output NotifySecretPrefix)")
     filters = subscriptions.build_filters(args.symbols, args.side, args.tradeable_only, args.min_ev, args.events,
@@ -149,11 +146,6 @@ def _add(args: argparse.Namespace, store: object, secrets: object, now: object) 
 
 
 def _test(args: argparse.Namespace, store: object, secrets: object, now: object) -> int:
-    from traderai.adapters.deliveries import InMemoryLedger
-    from traderai.adapters.http_post import post
-    from traderai.services import subscriptions
-    from traderai.services.notify import Notifier
-
     subscriber = store.get(args.subscriber_id)  # type: ignore[attr-defined]
     notifier = Notifier(store, secrets, InMemoryLedger(), None, telegram_api=args.telegram_api_url, post=post,
                         allow_loopback_http=_loopback_endpoint(args.endpoint_url))

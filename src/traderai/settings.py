@@ -13,106 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Self
 
-TIMEFRAME_SECONDS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600,
-                     "2h": 7200, "4h": 14400, "6h": 21600, "12h": 43200, "1d": 86400}
+from traderai.contracts import TIMEFRAME_SECONDS, SettingsError, Strategy
+
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,15}(:[A-Z0-9]{2,15})?$")
-
-
-EDGE_GATES = ("off", "warn", "enforce")
-
-
-class SettingsError(ValueError):
-    """A setting is missing or wrong; the message starts with the setting's name."""
-
-
-@dataclass(frozen=True, slots=True)
-class Strategy:
-    """Signal math parameters (DESIGN.md "Signal math"); defaults are the seed's new set."""
-
-    sl_atr_multiplier: float = 1.0
-    tp_atr_multipliers: tuple[float, float, float] = (2.0, 3.5, 6.0)
-    tp_weights: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
-    taker_fee_pct: float = 0.05  # per side, % of notional
-    slippage_pct: float = 0.08  # per side
-    funding_pct: float = 0.06  # estimate over a signal's life
-    min_net_profit_pct: float = 2.0
-    min_confidence: float = 0.55
-    min_quote_volume_usd: float = 10_000_000.0  # 24h quote volume
-    leverage: int = 20
-    position_size_usd: float = 1000.0
-    maintenance_margin_pct: float = 0.5  # for the liquidation-price filter
-    signal_ttl_hours: float = 24.0
-    max_drift_psi: float = 0.0  # 0 disables the drift gate
-    # A signal decided this long after its candle closed would enter at a stale price (retried hops can
-    # add up to ~30 minutes); 0 disables the gate.
-    max_signal_delay_seconds: float = 900.0
-    # Issue 12: a signal the seed's rules accept is tradeable only if its expected value (probability-weighted
-    # over the bracket's outcomes, after costs) is at least this. 0 = "does no harm in expectation": a
-    # tradeable signal is expected to at least pay its own costs; anything below 0 is a known loser.
-    min_expected_value_pct: float = 0.0
-    # off: every accepted signal is tradeable (the seed's behaviour); warn: tradeable as before, with the
-    # paper reasons logged; enforce: a signal that fails the EV filter, the edge gate or a protection is paper.
-    edge_gate: str = "enforce"
-    # Protections from the live track record (core/protections.py; README "Protections"). A brake, not a
-    # test: StoplossGuard reacts within a day to a run of stops (4 of them within one signal life, where a
-    # bracket with no edge is stopped 2 times in 3); LowProfit is the slow one: the mean realised net of a
-    # market's last 20 closed signals below -0.5 % (per-signal SD ~1.7 %, so SE ~0.39 %: a market with a
-    # +0.2 % edge trips it ~4 % of the time, one losing 1 % a signal ~90 %). Each locks for one signal life.
-    stoploss_guard_stops: int = 4  # 0 disables
-    stoploss_guard_window_hours: float = 24.0
-    stoploss_guard_cooldown_hours: float = 24.0
-    low_profit_signals: int = 20  # 0 disables
-    low_profit_min_net_pct: float = -0.5
-    low_profit_lookback_hours: float = 168.0
-    low_profit_cooldown_hours: float = 24.0
-
-    def __post_init__(self) -> None:
-        checks = {
-            "SL_ATR_MULTIPLIER": self.sl_atr_multiplier > 0,
-            "TP_ATR_MULTIPLIERS": len(self.tp_atr_multipliers) == 3
-            and all(m > 0 for m in self.tp_atr_multipliers)
-            and list(self.tp_atr_multipliers) == sorted(self.tp_atr_multipliers),
-            "TP_WEIGHTS": len(self.tp_weights) == 3 and all(w >= 0 for w in self.tp_weights)
-            and math.isclose(sum(self.tp_weights), 1.0, abs_tol=1e-9),
-            "TAKER_FEE_PCT": 0 <= self.taker_fee_pct < 5,
-            "SLIPPAGE_PCT": 0 <= self.slippage_pct < 5,
-            "FUNDING_PCT": 0 <= self.funding_pct < 5,
-            "MIN_NET_PROFIT_PCT": math.isfinite(self.min_net_profit_pct),
-            "MIN_CONFIDENCE": 0.5 <= self.min_confidence <= 1.0,
-            "MIN_QUOTE_VOLUME_USD": self.min_quote_volume_usd >= 0,
-            "LEVERAGE": 1 <= self.leverage <= 125,
-            "POSITION_SIZE_USD": self.position_size_usd > 0,
-            "MAINTENANCE_MARGIN_PCT": 0 <= self.maintenance_margin_pct < 100 / max(self.leverage, 1),
-            "SIGNAL_TTL_HOURS": self.signal_ttl_hours > 0,
-            "MAX_DRIFT_PSI": self.max_drift_psi >= 0,
-            "MAX_SIGNAL_DELAY_SECONDS": self.max_signal_delay_seconds >= 0,
-            "MIN_EXPECTED_VALUE_PCT": 0 <= self.min_expected_value_pct < 100,
-            "EDGE_GATE": self.edge_gate in EDGE_GATES,
-            "STOPLOSS_GUARD_STOPS": 0 <= self.stoploss_guard_stops <= 100,
-            "STOPLOSS_GUARD_WINDOW_HOURS": 0 < self.stoploss_guard_window_hours <= 720,
-            "STOPLOSS_GUARD_COOLDOWN_HOURS": 0 < self.stoploss_guard_cooldown_hours <= 720,
-            "LOW_PROFIT_SIGNALS": 0 <= self.low_profit_signals <= 500,
-            "LOW_PROFIT_MIN_NET_PCT": -100 < self.low_profit_min_net_pct < 100,
-            "LOW_PROFIT_LOOKBACK_HOURS": 0 < self.low_profit_lookback_hours <= 2160,
-            "LOW_PROFIT_COOLDOWN_HOURS": 0 < self.low_profit_cooldown_hours <= 720,
-        }
-        wrong = [name for name, ok in checks.items() if not ok]
-        if wrong:
-            raise SettingsError(f"{wrong[0]}: value out of range in {self!r}")
-
-    @property
-    def protections(self):  # -> core.protections.ProtectionSettings (imported here: settings stays dependency-free)
-        from traderai.core.protections import ProtectionSettings
-
-        return ProtectionSettings(
-            self.stoploss_guard_stops, self.stoploss_guard_window_hours, self.stoploss_guard_cooldown_hours,
-            self.low_profit_signals, self.low_profit_min_net_pct, self.low_profit_lookback_hours,
-            self.low_profit_cooldown_hours)
-
-    @property
-    def costs_pct(self) -> float:
-        """Round-trip costs in % of notional: two taker fills, two slippages, funding."""
-        return 2 * self.taker_fee_pct + 2 * self.slippage_pct + self.funding_pct
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,3 +168,26 @@ ENV_NAMES = (
     "MARKETS", "TIMEFRAME", "EXCHANGE_ID", "MARKET_SOURCE", "REPLAY_DATA_DIR", "CANDLE_LIMIT",
     "TICK_SECONDS", "BUCKET_NAME", "SIGNALS_TABLE", "CONNECTIONS_TABLE", "MODEL_PREFIX",
     "API_KEYS_TABLE", "DELIVERIES_TABLE")
+
+
+def required_env(name: str, env: Mapping[str, str] | None = None) -> str:
+    """The stripped value of a variable this function cannot run without; unset or blank fails naming it."""
+    value = (os.environ if env is None else env).get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name}: required by this function but not set")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionSettings:
+    """What the compaction job needs: the data bucket and the Athena workgroup and Glue database."""
+
+    bucket_name: str
+    workgroup: str
+    database: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """Read and check the environment; a missing variable fails the cold start naming it."""
+        return cls(required_env("BUCKET_NAME", env), required_env("ATHENA_WORKGROUP", env),
+                   required_env("ATHENA_DATABASE", env))

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from local_stack import free_port
 
+from traderai import wiring
 from traderai.adapters.signal_store import SignalStore, signal_from_item
 from traderai.infra import load_template
 from traderai.local.gateway import GatewayConfig, LocalGateway, http_routes
-from traderai.services import performance, wiring
+from traderai.services import performance
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 from traderai.testing.serving import serving_tables
 

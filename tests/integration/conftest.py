@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from traderai import runtime
+from traderai import wiring
 from traderai.infra import load_template
 from traderai.local.aws import LocalAws
 from traderai.testing.connections_server import ConnectionsServer
@@ -112,13 +112,13 @@ def sample_clock() -> Callable[[], None]:
     every sample prediction as stale_prediction: its candle closed long ago."""
 
     def apply() -> None:
-        runtime.signal_runtime().clock = lambda: SAMPLE_DECIDED_AT
+        wiring.signal_runtime().clock = lambda: SAMPLE_DECIDED_AT
 
     return apply
 
 
 def _clear_runtime_caches() -> None:
-    runtime.clear()
+    wiring.clear()
 
 
 @pytest.fixture
@@ -129,7 +129,7 @@ def between_rule() -> Iterator[None]:
     """
     from botocore.exceptions import ClientError
 
-    from traderai.services import wiring
+    from traderai import wiring
 
     def check(params: dict[str, Any], **_: Any) -> None:
         condition = params.get("KeyConditionExpression", "")

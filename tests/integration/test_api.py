@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from traderai import wiring
 from traderai.adapters.signal_store import SignalStore
 from traderai.contracts import Signal
-from traderai.services import wiring
 from traderai.testing.handlers import REPO_ROOT, FakeLambdaContext, load_event, load_handler
 from traderai.testing.serving import ServingTables
 

@@ -27,12 +27,11 @@ from traderai.analytics.queries import (
     sql_text,
     to_duckdb,
 )
-from traderai.analytics.replay import replay_logs
 from traderai.analytics.schema import GLUE_TABLES, glue_columns, partition_keys
 from traderai.analytics.template import sync_template
-from traderai.contracts import Decision, Prediction
+from traderai.contracts import TIMEFRAME_SECONDS, Decision, Prediction
 from traderai.infra import load_template
-from traderai.settings import TIMEFRAME_SECONDS
+from traderai.local.replay_logs import replay_logs
 
 START = datetime(2025, 4, 7, tzinfo=UTC)
 TICKS = 100  # every 30 minutes from 04-07 00:00 to 04-09 01:30: two full days and the closes after them

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from traderai.adapters import api_keys
+from traderai import wiring
 from traderai.adapters.api_keys import ApiKeyStore
 from traderai.cli import main as cli_main
 from traderai.events import EventError
-from traderai.services import auth, wiring
+from traderai.services import auth
 from traderai.testing.handlers import REPO_ROOT, FakeLambdaContext, load_event, load_handler
 from traderai.testing.sam import translated_template
 from traderai.testing.serving import ServingTables, serving_tables
@@ -44,9 +44,9 @@ def tables(template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterato
         create_dynamodb_table(serving.dynamodb, template, "ApiKeysTable", API_KEYS_TABLE)
         for name, value in serving.environment("AuthorizerFunction", ApiKeysTable=API_KEYS_TABLE).items():
             monkeypatch.setenv(name, value)
-        api_keys.clear()
+        wiring.clear()
         yield serving
-        api_keys.clear()
+        wiring.clear()
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from werkzeug.test import Client
 
-from traderai.adapters import api_keys
+from traderai import wiring
 from traderai.adapters.api_keys import ApiKeyStore
 from traderai.adapters.connections import ConnectionStore
 from traderai.infra import TemplateError, load_template
-from traderai.services import auth, wiring
+from traderai.services import auth
 from traderai.testing.apigw_wsgi import ApiGatewayWsgi
 from traderai.testing.connections_server import ConnectionsServer
 from traderai.testing.handlers import FUNCTIONS_DIR, FakeLambdaContext, load_event, load_handler
@@ -62,7 +62,6 @@ def test_every_handler_refuses_wrong_shaped_events_clearly(aws: Any, monkeypatch
     for name, value in _environment(aws, _function_of(directory)).items():
         monkeypatch.setenv(name, value)
     wiring.clear()
-    api_keys.clear()
     handler = load_handler(directory).handler
     for event in GARBAGE:
         try:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from traderai.adapters.candle_archive import CandleArchive
-from traderai.market import Candles
+from traderai.contracts import Candles
 from traderai.market import archive as fmt
 from traderai.market.csv import bundled_candles_path, load_candles_csv
 from traderai.services.archive import CcxtHistory, archive_market, archive_markets

@@ -11,14 +11,13 @@ from typing import Any
 
 import pytest
 
-from traderai import runtime
+from traderai import wiring
 from traderai.adapters.signal_store import SignalStore
-from traderai.contracts import Signal, iso_utc
+from traderai.contracts import Signal, Strategy, iso_utc
 from traderai.core.outcome import resolve
 from traderai.market.csv import load_candles_csv
 from traderai.market.replay import bundled_candles_dir, candles_file_name
-from traderai.services import chart, track, wiring
-from traderai.settings import Strategy
+from traderai.services import chart, track
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 from traderai.testing.serving import ServingTables
 
@@ -58,7 +57,6 @@ def call(serving: ServingTables, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
     for name, value in serving.environment("ChartFunction", MarketSource="replay").items():
         monkeypatch.setenv(name, value)
     wiring.clear()
-    runtime.clear()
     handler = load_handler("chart").handler
 
     def invoke(signal_id: str = SIGNAL_ID) -> dict[str, Any]:
@@ -70,7 +68,6 @@ def call(serving: ServingTables, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
 
     yield invoke
     wiring.clear()
-    runtime.clear()
 
 
 def test_a_stopped_signal_is_charted_with_its_levels_and_its_marks_on_the_candles_that_showed_them(

@@ -10,13 +10,13 @@ from typing import Any
 import boto3
 import pytest
 
-from traderai.analytics import runtime as analytics_runtime
-from traderai.analytics.athena import AthenaQueries, AthenaQueryError, S3Prefix
+from traderai import wiring
+from traderai.adapters.athena import AthenaQueries, AthenaQueryError, S3Prefix
 from traderai.analytics.local import LocalCatalog
 from traderai.analytics.queries import COMPACTION_SQL, sql_text, unload_statement
-from traderai.analytics.replay import replay_logs
+from traderai.contracts import SettingsError
+from traderai.local.replay_logs import replay_logs
 from traderai.services.compaction import CompactionEventError, compact_day, day_to_compact
-from traderai.settings import SettingsError
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 
 WORKGROUP, DATABASE = "traderai-analytics", "traderai"
@@ -27,9 +27,9 @@ def compact(aws, function_env) -> Any:
     """The handler with the template's environment, and the workgroup it runs in (moto needs it to exist)."""
     function_env("CompactFunction", AnalyticsWorkGroup=WORKGROUP, AnalyticsDatabase=DATABASE)
     boto3.client("athena", region_name="us-east-1").create_work_group(Name=WORKGROUP)
-    analytics_runtime.compaction_runtime.cache_clear()
+    wiring.clear()
     yield load_handler("compact").handler
-    analytics_runtime.compaction_runtime.cache_clear()
+    wiring.clear()
 
 
 def _athena_queries() -> list[dict[str, Any]]:
@@ -82,7 +82,7 @@ def test_today_is_never_compacted_while_ticks_still_write_to_it() -> None:
 def test_a_missing_setting_fails_the_cold_start_naming_it(aws, function_env, monkeypatch) -> None:
     function_env("CompactFunction", AnalyticsWorkGroup=WORKGROUP, AnalyticsDatabase=DATABASE)
     monkeypatch.delenv("ATHENA_WORKGROUP")
-    analytics_runtime.compaction_runtime.cache_clear()
+    wiring.clear()
     with pytest.raises(SettingsError, match=r"^ATHENA_WORKGROUP:"):
         load_handler("compact").handler(load_event("compact_day.json"), FakeLambdaContext())
 

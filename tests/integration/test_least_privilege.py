@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from traderai.settings import TIMEFRAME_SECONDS
+from traderai.contracts import TIMEFRAME_SECONDS
 from traderai.testing.handlers import REPO_ROOT
 from traderai.testing.sam import translated_template
 

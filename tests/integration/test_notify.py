@@ -15,12 +15,13 @@ from typing import Any
 import boto3
 import pytest
 
+from traderai import wiring
 from traderai.adapters.signal_store import signal_from_item
 from traderai.adapters.subscribers import SecretStore, SubscriberStore
 from traderai.core.notify import Filters
 from traderai.core.text_format import signal_text
 from traderai.infra import create_dynamodb_table
-from traderai.services import notify, notify_wiring, subscriptions, wiring
+from traderai.services import notify, subscriptions
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 from traderai.testing.notify_servers import FakeTelegram, Scripted, WebhookReceiver
 from traderai.testing.serving import ServingTables
@@ -62,10 +63,8 @@ def stack(serving: ServingTables, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
         for name, value in running.environment.items():
             monkeypatch.setenv(name, value)
         wiring.clear()
-        notify_wiring.clear()
         yield running
         wiring.clear()
-        notify_wiring.clear()
 
 
 @pytest.fixture

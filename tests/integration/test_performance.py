@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from traderai import wiring
 from traderai.adapters.signal_store import SignalStore
 from traderai.contracts import Signal
-from traderai.services import performance, wiring
+from traderai.services import performance
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 from traderai.testing.serving import ServingTables
 
@@ -149,7 +150,7 @@ def test_paper_signals_are_reported_apart() -> None:
     paper = Signal(**(HISTORY[1].to_dict() | {"signal_id": "paper_1", "tradeable": False}))
     kept = Signal(**(HISTORY[0].to_dict() | {"tradeable": True}))
     report = performance.performance_report([kept, paper, HISTORY[3]], None, "2024-12-01T00:00:00Z",
-                                            computed_at=performance.wiring.now())
+                                            computed_at=wiring.now())
     assert (report.overall.signals, report.overall.paper, report.overall.tradeable) == (3, 1, 2)
     assert report.paper.overall.total_realised_net_pct == 2.5
     assert report.tradeable.overall.total_realised_net_pct == pytest.approx(-0.12)

@@ -10,9 +10,8 @@ from datetime import datetime
 
 import pytest
 
-from traderai.contracts import Signal
+from traderai.contracts import SettingsError, Signal
 from traderai.events import EventError
-from traderai.settings import SettingsError
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 
 Aws = object  # the fixture's type lives in conftest.py; annotations here are for the reader
@@ -168,7 +167,7 @@ def test_a_failing_market_is_logged_and_the_others_still_predict(
     aws: Aws, function_env, caplog: pytest.LogCaptureFixture
 ) -> None:
     function_env("PredictFunction", MarketSource="replay", Markets="BTC/USDT,ETH/USDT")
-    from traderai.runtime import predict_runtime
+    from traderai.wiring import predict_runtime
 
     handler = load_handler("predict").handler
     runtime = predict_runtime()
@@ -213,7 +212,7 @@ def test_a_lookup_bug_in_a_model_fails_the_tick_loudly_instead_of_model_missing(
     aws: Aws, predict, bug: LookupError
 ) -> None:
     """A KeyError/IndexError is a bug: recording it as model_missing would let every tick 'succeed'."""
-    from traderai.runtime import predict_runtime
+    from traderai.wiring import predict_runtime
 
     runtime = predict_runtime()
     registry = runtime.models

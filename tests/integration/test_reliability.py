@@ -20,10 +20,10 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from botocore.awsrequest import AWSResponse
 from moto.core.botocore_stubber import MockRawResponse
 
+from traderai import wiring
 from traderai.adapters.connections import ConnectionStore
 from traderai.market.csv import bundled_candles_path, load_candles_csv
 from traderai.market.exchange import CcxtSource, RetryPolicy
-from traderai.services import wiring
 from traderai.testing.connections_server import ConnectionsServer
 from traderai.testing.fake_exchange import FakeExchange
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
@@ -92,7 +92,7 @@ def signal(function_env, sample_clock) -> Callable[[Any], dict[str, Any]]:
 
 @pytest.fixture
 def signal_runtime(signal):
-    from traderai.runtime import signal_runtime
+    from traderai.wiring import signal_runtime
 
     return signal_runtime()
 
@@ -195,7 +195,7 @@ def predict(function_env):
 def test_prediction_log_put_failure_fails_the_tick_with_nothing_handed_on(
     aws, predict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from traderai.runtime import predict_runtime
+    from traderai.wiring import predict_runtime
 
     fault = inject(predict_runtime().log._s3, "PutObject", Fault("s3", "SlowDown", 503), monkeypatch)
     with pytest.raises(Exception, match="SlowDown"):
@@ -213,8 +213,8 @@ def test_prediction_log_put_failure_fails_the_tick_with_nothing_handed_on(
 @pytest.fixture
 def exchange_predict(aws, function_env, monkeypatch: pytest.MonkeyPatch):
     """PredictFunction with a fake ccxt exchange serving the bundled candles (retry sleeps recorded)."""
-    from traderai.runtime import build_predict_runtime, s3_client
     from traderai.settings import Settings
+    from traderai.wiring import build_predict_runtime, s3_client
 
     environment = function_env("PredictFunction", MarketSource="ccxt", Markets=",".join(MARKETS))
     candles = {symbol: load_candles_csv(bundled_candles_path(symbol), symbol) for symbol in MARKETS}

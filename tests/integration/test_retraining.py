@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from traderai import runtime
+from traderai import wiring
 from traderai.adapters import model_registry as registry
 from traderai.adapters.candle_archive import CandleArchive
 from traderai.adapters.model_registry import BundledModels
@@ -183,7 +183,7 @@ def test_a_gap_in_the_archive_window_refuses_that_market_with_a_reason(aws, step
     keep[500:540] = False  # ten hours missing
     index = np.flatnonzero(keep)
     key = archive.key("ETH/USDT", "15m", "2025-02")
-    from traderai.market import Candles
+    from traderai.contracts import Candles
     from traderai.market import archive as fmt
 
     columns = (getattr(month, n)[index] for n in ("open_time_ms", "open", "high", "low", "close", "volume"))
@@ -261,14 +261,14 @@ def test_an_expiring_champion_is_reported_and_an_expired_one_refused(aws, functi
     function_env("PredictFunction", MarketSource="replay", Markets="BTC/USDT")
     predict = load_handler("predict").handler
     event = {**load_event("predict_schedule.json"), "time": "2025-04-07T14:00:05Z"}
-    runtime.predict_runtime().models.get("BTC/USDT", "15m")
+    wiring.predict_runtime().models.get("BTC/USDT", "15m")
     late = json.loads(json.dumps(BundledModels().get("BTC/USDT", "15m").manifest))
     late["expires_at"] = "2025-04-07T00:00:00Z"
     root = BundledModels().root
     pointer = json.loads((root / "BTC_USDT" / "15m" / "latest.json").read_text())
     registry.publish(aws.s3, aws.bucket, "models", json.loads((root / pointer["key"]).read_text()),
                      {**late, "model_id": "BTC_USDT_15m_expired"})
-    runtime.predict_runtime().models._refresh_seconds = 0
+    wiring.predict_runtime().models._refresh_seconds = 0
     reply = predict(event, FakeLambdaContext())
     assert [f["reason"] for f in reply["failures"]] == ["model_expired"]
 
@@ -285,7 +285,7 @@ def test_a_warm_predict_function_serves_a_promoted_model_without_a_redeploy(aws,
     clock = [1000.0]
     event = load_event("predict_schedule.json")
     first = predict(event, FakeLambdaContext())
-    registry_ = runtime.predict_runtime().models
+    registry_ = wiring.predict_runtime().models
     registry_._clock = lambda: clock[0]
     registry_._cache = {k: registry._Cached(v.model, clock[0]) for k, v in registry_._cache.items()}
     assert {p["model_id"] for p in first["predictions"]} == {BUNDLED_ID["BTC/USDT"]}
@@ -293,7 +293,7 @@ def test_a_warm_predict_function_serves_a_promoted_model_without_a_redeploy(aws,
     challenger = _candidate(aws, "BTC_USDT_15m_20250427_020000")
     registry.move_pointer(aws.s3, aws.bucket, "models", "BTC/USDT", "15m", challenger,
                           expected_model_id=BUNDLED_ID["BTC/USDT"], reason="promote", moved_at="t")
-    clock[0] += runtime.MODEL_REFRESH_SECONDS - 1  # the same warm container, before the pointer is re-read
+    clock[0] += wiring.MODEL_REFRESH_SECONDS - 1  # the same warm container, before the pointer is re-read
     assert {p["model_id"] for p in predict(event, FakeLambdaContext())["predictions"]} == {BUNDLED_ID["BTC/USDT"]}
     clock[0] += 1  # MODEL_REFRESH_SECONDS after the last read: the pointer is read again
     assert {p["model_id"] for p in predict(event, FakeLambdaContext())["predictions"]} == {challenger}
@@ -336,7 +336,7 @@ def test_expiry_and_failure_alarms_watch_what_the_steps_emit(template) -> None:
 
 
 def test_retraining_settings_come_from_the_template_and_refuse_bad_values(aws) -> None:
-    from traderai.settings import SettingsError
+    from traderai.contracts import SettingsError
 
     environment = aws.local.environment("TrainFunction")
     settings = retraining.RetrainSettings.from_env(environment)

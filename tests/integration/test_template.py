@@ -19,6 +19,7 @@ import pytest
 from cfnlint.api import ManualArgs, lint
 from moto import mock_aws
 
+from traderai.contracts import Strategy
 from traderai.events import parse_schedule_event
 from traderai.infra import (
     TEMPLATE_PATH,
@@ -28,7 +29,7 @@ from traderai.infra import (
     function_environment,
     load_template,
 )
-from traderai.settings import ENV_NAMES, Settings, Strategy
+from traderai.settings import ENV_NAMES, Settings
 from traderai.testing.sam import translated_template
 
 ROOT = TEMPLATE_PATH.parents[1]
@@ -37,7 +38,7 @@ FUNCTIONS = ("PredictFunction", "SignalFunction", "ApiFunction", "WebSocketFunct
 # Read by Powertools or the push adapter rather than by traderai.settings.
 NON_SETTINGS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL",
                     "WEBSOCKET_ENDPOINT", "TOKEN_SECRET",
-                    "SUBSCRIBERS_TABLE", "NOTIFY_DLQ_URL",  # NotifyFunction's own wiring (services.notify_wiring)
+                    "SUBSCRIBERS_TABLE", "NOTIFY_DLQ_URL",  # NotifyFunction's (wiring.notify_adapters)
                     "SHARD_SIZE", "SHARD_CONCURRENCY", "EXCHANGE_WEIGHT_PER_MINUTE",  # services.sharding
                     "ATHENA_WORKGROUP", "ATHENA_DATABASE"}  # CompactFunction's own CompactionSettings
 STRATEGY_ENV = {field.name.upper() for field in fields(Strategy)}
@@ -585,7 +586,7 @@ def test_template_path_points_into_the_checkout() -> None:
 @pytest.mark.parametrize("timeframe", ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"])
 def test_a_market_failing_on_every_candle_alarms_and_one_bad_candle_does_not(cfn: dict, timeframe: str) -> None:
     """MarketFailures (the per-tick total) over the alarm's own periods, simulated over two days of ticks."""
-    from traderai.settings import TIMEFRAME_SECONDS
+    from traderai.contracts import TIMEFRAME_SECONDS
 
     alarm = cfn["Resources"]["MarketFailuresAlarm"]["Properties"]
     assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("TraderAI", "MarketFailures", "Sum")

@@ -14,11 +14,11 @@ import pytest
 from traderai.adapters.signal_store import SignalStore, VersionedSignal
 from traderai.contracts import Signal, SignalStatus, parse_iso_utc
 from traderai.core.text_format import signal_text
-from traderai.runtime import track_runtime
 from traderai.services.broadcast import change_from_record
 from traderai.services.track import track
 from traderai.settings import Settings
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
+from traderai.wiring import track_runtime
 
 COSTS = 0.32
 
@@ -223,7 +223,7 @@ def tracked_with(store: SignalStore, strategy_now: Any, at: str) -> dict[str, st
 
 
 def test_realised_profit_uses_the_weights_and_costs_stored_on_the_signal(store: SignalStore) -> None:
-    from traderai.settings import Strategy
+    from traderai.contracts import Strategy
 
     # Given a signal built when TP_WEIGHTS was 0.5,0.3,0.2 (and costs were 0.32%)
     weighted = Signal(**(TP1_THEN_STOP.to_dict() | {"tp_weights": [0.5, 0.3, 0.2]}))
@@ -242,7 +242,7 @@ def test_realised_profit_uses_the_weights_and_costs_stored_on_the_signal(store: 
 
 
 def test_a_signal_stored_without_weights_tracks_with_the_setting(store: SignalStore) -> None:
-    from traderai.settings import Strategy
+    from traderai.contracts import Strategy
 
     # Given an item written before signals recorded their weights (no tp_weights attribute at all)
     assert TP1_THEN_STOP.tp_weights is None and store.put_new(TP1_THEN_STOP)

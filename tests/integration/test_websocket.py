@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from traderai import wiring
 from traderai.adapters.connections import CONNECTION_TTL, ConnectionStore
-from traderai.services import wiring
 from traderai.testing.connections_server import ConnectionsServer
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 from traderai.testing.serving import ServingTables

@@ -9,7 +9,7 @@ from functools import cache
 import numpy as np
 import pytest
 
-from traderai.contracts import Prediction
+from traderai.contracts import Prediction, Strategy
 from traderai.core.signals import decide
 from traderai.market.csv import bundled_candles_path, load_candles_csv
 from traderai.research.backtest import (
@@ -21,7 +21,6 @@ from traderai.research.backtest import (
     without_overlaps,
 )
 from traderai.research.walkforward import MarketFrame, prepare_market
-from traderai.settings import Strategy
 
 SEED = Strategy()
 COSTS = SEED.costs_pct  # 0.32

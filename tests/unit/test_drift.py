@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 
 from traderai.adapters.model_registry import BundledModels
-from traderai.contracts import RejectReason
+from traderai.contracts import MarketInfo, RejectReason, Strategy
 from traderai.core.drift import DRIFT_WINDOW, MIN_DRIFT_ROWS, drift_score, feature_psi, psi
 from traderai.core.features import FEATURE_NAMES, compute_features
 from traderai.core.signals import decide
-from traderai.market import MarketInfo
 from traderai.market.csv import bundled_candles_path, load_candles_csv
 from traderai.model.serving import load_model
 from traderai.services.predict import predict_market
-from traderai.settings import Settings, Strategy
+from traderai.settings import Settings
 
 LEVELS = np.linspace(0.0, 1.0, 11)
 NOW = datetime(2025, 4, 30, 0, 5, tzinfo=UTC)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from traderai.contracts import OUTCOMES, Side
+from traderai.contracts import OUTCOMES, Side, Strategy
 from traderai.core.expected_value import (
     bracket_mismatch,
     edge_verdict,
@@ -19,7 +19,6 @@ from traderai.core.expected_value import (
     probabilities_problem,
 )
 from traderai.core.signals import compute_levels
-from traderai.settings import Strategy
 
 
 def test_payoffs_and_ev_equal_a_hand_computation() -> None:

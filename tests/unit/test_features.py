@@ -10,6 +10,7 @@ import talib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from traderai.contracts import Candles
 from traderai.core import features
 from traderai.core.features import (
     FEATURE_NAMES,
@@ -20,7 +21,6 @@ from traderai.core.features import (
     macd,
     rsi,
 )
-from traderai.market import Candles
 from traderai.market.csv import bundled_candles_path, load_candles_csv
 
 SKIP = 300  # compare after every indicator's seed has been forgotten

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from traderai.contracts import SettingsError
 from traderai.market import (
     BadCandlesError,
     MarketDataError,
@@ -25,7 +26,7 @@ from traderai.market.exchange import (
     steps_from_market,
     translate_ccxt_error,
 )
-from traderai.settings import Settings, SettingsError
+from traderai.settings import Settings
 from traderai.testing.fake_exchange import FakeExchange, synthetic_candles
 
 START = datetime(2025, 1, 1, tzinfo=UTC)

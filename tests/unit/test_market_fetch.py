@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 import ccxt
 import pytest
 
+from traderai.contracts import SettingsError
 from traderai.market import PermanentMarketError, TemporaryMarketError
 from traderai.market.exchange import CcxtSource, RetryPolicy
 from traderai.market.fetch import UnexpectedMarketError, fetch_markets, make_source
 from traderai.market.replay import ReplaySource
-from traderai.settings import Settings, SettingsError
+from traderai.settings import Settings
 from traderai.testing.fake_exchange import FakeExchange, synthetic_candles
 
 START = datetime(2025, 1, 1, tzinfo=UTC)

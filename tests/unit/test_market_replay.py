@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from traderai.contracts import SettingsError
 from traderai.market import PermanentMarketError, StaleFeedError
 from traderai.market.csv import bundled_candles_path, load_candles_csv
 from traderai.market.exchange import CcxtSource, RetryPolicy
 from traderai.market.replay import ReplayRangeError, ReplaySource, default_steps
-from traderai.settings import Settings, SettingsError
+from traderai.settings import Settings
 from traderai.testing.fake_exchange import FakeExchange, synthetic_candles
 
 SETTINGS = Settings(markets=("BTC/USDT", "ETH/USDT"), market_source="replay")

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traderai.market import BadCandlesError, Candles, StaleFeedError
+from traderai.contracts import Candles
+from traderai.market import BadCandlesError, StaleFeedError
 from traderai.market.validation import candles_from_rows, closed_only, validate_candles
 from traderai.testing.fake_exchange import synthetic_candles
 

@@ -13,7 +13,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from traderai.adapters.model_registry import ModelRegistry, market_key, publish
+from traderai.adapters.model_registry import ModelRegistry, publish
+from traderai.model.layout import market_key
 from traderai.model.serving import ModelError, ModelNotFoundError
 
 BUCKET, PREFIX = "traderai-test", "models"

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from traderai.adapters.model_registry import BundledModels
+from traderai.contracts import Candles
 from traderai.core.features import FEATURE_NAMES
-from traderai.market import Candles
 from traderai.market.csv import bundled_candles_path, load_candles_csv
 from traderai.model.serving import ModelError, ModelNotFoundError, ServedModel, load_model
-from traderai.model.train import (
+from traderai.train import (
     TrainConfig,
     TrainingResult,
     dump_json,

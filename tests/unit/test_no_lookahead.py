@@ -8,10 +8,10 @@ from functools import cache
 import numpy as np
 import pytest
 
+from traderai.contracts import Candles
 from traderai.core.features import compute_features
-from traderai.market import Candles
 from traderai.market.csv import bundled_candles_path, load_candles_csv
-from traderai.research.labels import BARRIER_CANDLES, DIRECTION_HORIZON, direction_labels, triple_barrier_labels
+from traderai.model.labels import BARRIER_CANDLES, DIRECTION_HORIZON, direction_labels, triple_barrier_labels
 from traderai.research.walkforward import (
     MarketFrame,
     WalkForwardConfig,

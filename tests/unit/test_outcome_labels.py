@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from traderai.contracts import SignalStatus
 from traderai.core.outcome import Bar, TradeSetup, resolve
-from traderai.research.labels import (
+from traderai.model.labels import (
     OUTCOMES,
     UNLABELLED,
     expiry_exit_atr,

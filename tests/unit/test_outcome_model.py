@@ -10,9 +10,10 @@ from functools import cache
 import numpy as np
 import pytest
 
-from traderai.market import Candles
+from traderai.contracts import Candles, Strategy
 from traderai.market.csv import bundled_candles_path, load_candles_csv
-from traderai.model import serving
+from traderai.model import labels, serving
+from traderai.model.fit import MIN_CALIBRATION_STEP_ROWS, calibration_document, fit_calibrator
 from traderai.model.outcome import (
     Bracket,
     brier,
@@ -24,17 +25,7 @@ from traderai.model.outcome import (
     shrink,
 )
 from traderai.model.serving import ModelError, ServedModel, load_model
-from traderai.model.train import (
-    MIN_CALIBRATION_STEP_ROWS,
-    TrainConfig,
-    TrainingResult,
-    calibration_document,
-    dump_json,
-    fit_calibrator,
-    train,
-)
-from traderai.research import labels
-from traderai.settings import Strategy
+from traderai.train import TrainConfig, TrainingResult, dump_json, train
 
 TRAINED_AT = datetime(2025, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -186,7 +177,7 @@ def test_no_isotonic_step_rests_on_fewer_than_the_minimum_rows() -> None:
 
 
 def _predict(model: ServedModel):
-    from traderai.market import MarketInfo
+    from traderai.contracts import MarketInfo
     from traderai.services.predict import predict_market
     from traderai.settings import Settings
 
@@ -240,7 +231,7 @@ def test_outcome_serving_imports_numpy_only(tmp_path) -> None:
     import subprocess
     import sys
 
-    from traderai.model.train import write_local
+    from traderai.train import write_local
 
     write_local(trained(), tmp_path)
     code = (
@@ -301,9 +292,9 @@ def test_ev_calibration_compares_predicted_ev_with_the_brackets_realised_net_on_
 def test_the_shipped_models_predictions_give_the_signal_step_the_ev_the_evidence_used() -> None:
     """Live EV (core, from the prediction's fields) = the EV the manifest's evidence was measured with."""
     from traderai.adapters.model_registry import BundledModels
+    from traderai.contracts import MarketInfo
     from traderai.core.features import atr, compute_features
     from traderai.core.signals import decide
-    from traderai.market import MarketInfo
     from traderai.services.predict import predict_market
     from traderai.settings import Settings
 

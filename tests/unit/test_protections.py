@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from traderai.contracts import Signal
-from traderai.core.protections import Close, ProtectionSettings, close_of, market_locks
-from traderai.settings import SettingsError, Strategy
+from traderai.contracts import ProtectionSettings, SettingsError, Signal, Strategy
+from traderai.core.protections import Close, close_of, market_locks
 
 T0 = datetime(2025, 5, 1, tzinfo=UTC)
 GUARD_ONLY = ProtectionSettings(3, 24.0, 12.0, 0, -0.5, 168.0, 24.0)

@@ -7,8 +7,8 @@ from functools import cache
 import numpy as np
 import pytest
 
+from traderai.contracts import Candles
 from traderai.core.features import FEATURE_NAMES, compute_features
-from traderai.market import Candles
 from traderai.market.csv import bundled_candles_path, load_candles_csv
 from traderai.research.extended import (
     EXTENDED_NAMES,

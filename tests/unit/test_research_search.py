@@ -7,7 +7,7 @@ from functools import cache
 import numpy as np
 import pytest
 
-from traderai.market import Candles
+from traderai.contracts import Candles, Strategy
 from traderai.market.csv import bundled_candles_path, load_candles_csv
 from traderai.research.edge import edge_report, evidence_passes, gate, protection_locks
 from traderai.research.search import (
@@ -21,7 +21,6 @@ from traderai.research.search import (
     summarize_config,
 )
 from traderai.research.stats import DAY_MS, BlockMean
-from traderai.settings import Strategy
 
 
 def test_a_geometry_is_the_outcome_models_bracket_at_each_timeframe() -> None:

@@ -21,7 +21,7 @@ from traderai.testing.handlers import load_handler
 assert callable(load_handler(sys.argv[1]).handler)
 # what the evaluate step computes: features and labels of the models' own kind, scored with numpy
 from traderai.market.csv import bundled_candles_path, load_candles_csv
-from traderai.model.train import build_dataset
+from traderai.train import build_dataset
 from traderai.services.retraining import brier_rows, log_loss_rows, not_worse
 candles = load_candles_csv(bundled_candles_path('BTC/USDT'), 'BTC/USDT').tail(1500)
 data = build_dataset([candles], 4, 'direction')

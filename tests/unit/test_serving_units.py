@@ -13,9 +13,9 @@ from botocore.credentials import Credentials
 
 from traderai.adapters.push import PostResult, Pusher, PushError, SignedPoster, encode, region_of
 from traderai.adapters.signal_store import BY_STATUS, BY_SYMBOL, BY_TIME, SignalFilters
+from traderai.contracts import SettingsError
 from traderai.services.api import BadRequest, InvalidPageToken, PageTokens, signal_filters
 from traderai.services.websocket import BadMessage, parse_message, parse_symbols
-from traderai.settings import SettingsError
 
 MOMENT = datetime(2026, 11, 25, 10, 45, 5, tzinfo=UTC)
 SECRET = "s" * 40

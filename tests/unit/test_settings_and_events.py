@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from traderai.contracts import SettingsError
 from traderai.events import EventError, parse_handoff, parse_schedule_event, tick_mark
-from traderai.settings import Settings, SettingsError, normalize_symbol
+from traderai.settings import Settings, normalize_symbol
 from traderai.testing.handlers import load_event
 
 NOW = datetime(2025, 4, 7, 14, 0, 9, tzinfo=UTC)

@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from traderai.contracts import OUTCOMES, PaperReason, Prediction, RejectReason
+from traderai.contracts import OUTCOMES, PaperReason, Prediction, RejectReason, Strategy
 from traderai.core.protections import Lock
 from traderai.core.signals import decide
-from traderai.settings import Strategy
 
 NOW = datetime(2025, 4, 29, 12, 0, 5, tzinfo=UTC)
 SEED = Strategy()

@@ -1,4 +1,4 @@
-"""The signal math of DESIGN.md, pinned by hand-computed examples and hammered by hypothesis."""
+"""The signal math of docs/design.md, pinned by hand-computed examples and hammered by hypothesis."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from traderai.contracts import Prediction, RejectReason, Side, Signal
+from traderai.contracts import Prediction, RejectReason, Side, Signal, Strategy
 from traderai.core.signals import (
     compute_levels,
     decide,
@@ -18,7 +18,6 @@ from traderai.core.signals import (
     round_down_to_step,
     signal_id_for,
 )
-from traderai.settings import Strategy
 
 NOW = datetime(2025, 4, 29, 12, 0, 5, tzinfo=UTC)
 SEED = Strategy()

@@ -13,9 +13,8 @@ import pytest
 
 from traderai.cli import main
 from traderai.market.csv import bundled_candles_path, load_candles_csv
+from traderai.model.labels import BARRIER_CANDLES
 from traderai.model.serving import ModelError, load_model
-from traderai.model.train import TrainConfig, TrainingResult, dump_json, train
-from traderai.research.labels import BARRIER_CANDLES
 from traderai.research.walkforward import (
     BASELINES,
     MarketFrame,
@@ -26,6 +25,7 @@ from traderai.research.walkforward import (
     walk_forward,
     winner,
 )
+from traderai.train import TrainConfig, TrainingResult, dump_json, train
 
 STEP = 900_000
 SMALL_GBDT = {"max_iter": 20, "max_leaf_nodes": 7, "learning_rate": 0.1, "min_samples_leaf": 100,

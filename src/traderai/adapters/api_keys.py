@@ -8,15 +8,13 @@ revoking keys is an operator's job through `traderai keys`, with the operator's 
 from __future__ import annotations
 
 from datetime import datetime
-from functools import lru_cache
 
 from pynamodb.attributes import UnicodeAttribute
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.models import Model
 
-from traderai.contracts import iso_utc
-from traderai.services.auth import ApiKeyRecord
-from traderai.settings import Settings
+from traderai.adapters.dynamo import table_model
+from traderai.contracts import ApiKeyRecord, iso_utc
 
 
 class KeyExists(ValueError):
@@ -36,18 +34,6 @@ class _ApiKeyItem(Model):
     revoked_at = UnicodeAttribute(null=True)
 
 
-@lru_cache(maxsize=16)
-def _model_for(table_name: str, region: str | None, host: str | None) -> type[_ApiKeyItem]:
-    meta = type("Meta", (), {"table_name": table_name, "region": region, "host": host})
-    return type("ApiKeyItem", (_ApiKeyItem,), {"__module__": __name__, "Meta": meta})
-
-
-def _region_default() -> str | None:
-    from botocore.session import get_session  # already imported by pynamodb: no cost
-
-    return get_session().get_config_variable("region")
-
-
 def _record(item: _ApiKeyItem) -> ApiKeyRecord:
     return ApiKeyRecord(item.key_id, item.name, item.salt, item.secret_hash, item.created_at, item.revoked_at)
 
@@ -57,7 +43,7 @@ class ApiKeyStore:
 
     def __init__(self, table_name: str, *, region: str | None = None, host: str | None = None) -> None:
         self.table_name = table_name
-        self._model = _model_for(table_name, region or _region_default(), host)
+        self._model = table_model(_ApiKeyItem, table_name, region, host)
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
         try:
@@ -92,14 +78,3 @@ class ApiKeyStore:
         """Every key (a Scan of a small table; operators only, the authorizer cannot)."""
         return sorted((_record(item) for item in self._model.scan()), key=lambda r: r.created_at)
 
-
-@lru_cache(maxsize=1)
-def api_key_store() -> ApiKeyStore:
-    """The store `API_KEYS_TABLE` names, built once per container."""
-    settings = Settings.from_env().require("api_keys_table")
-    return ApiKeyStore(settings.api_keys_table)  # type: ignore[arg-type]
-
-
-def clear() -> None:
-    """Forget the built store (tests; the local demo after changing the environment)."""
-    api_key_store.cache_clear()

@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from traderai.market import Candles
+from traderai.contracts import TIMEFRAME_SECONDS, Candles
 from traderai.market import archive as fmt
-from traderai.settings import TIMEFRAME_SECONDS
 
 DEFAULT_PREFIX = "candles"
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from pynamodb.attributes import BooleanAttribute, ListAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.exceptions import UpdateError
 from pynamodb.models import Model
 
+from traderai.adapters.dynamo import table_model
 from traderai.contracts import Signal, iso_utc
 
 CONNECTION_TTL = timedelta(hours=2, minutes=10)  # API Gateway's 2 h connection limit, plus slack
@@ -48,25 +48,12 @@ class _ConnectionItem(Model):
     ttl = TTLAttribute()
 
 
-@lru_cache(maxsize=16)
-def _model_for(table_name: str, region: str | None, host: str | None) -> type[_ConnectionItem]:
-    meta = type("Meta", (), {"table_name": table_name, "region": region, "host": host,
-                             "max_pool_connections": 32})
-    return type("ConnectionItem", (_ConnectionItem,), {"__module__": __name__, "Meta": meta})
-
-
-def _region_default() -> str | None:
-    from botocore.session import get_session  # already imported by pynamodb: no cost
-
-    return get_session().get_config_variable("region")
-
-
 class ConnectionStore:
     """Register, re-filter, list and forget WebSocket connections."""
 
     def __init__(self, table_name: str, *, region: str | None = None, host: str | None = None) -> None:
         self.table_name = table_name
-        self._model = _model_for(table_name, region or _region_default(), host)
+        self._model = table_model(_ConnectionItem, table_name, region, host, max_pool_connections=32)
 
     def add(self, connection_id: str, symbols: Iterable[str] | None, now: datetime, *,
             tradeable_only: bool = False) -> Connection:

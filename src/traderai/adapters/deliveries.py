@@ -19,27 +19,17 @@ import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from functools import lru_cache
-from typing import Protocol
 
 from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute, UnicodeSetAttribute
 from pynamodb.models import Model
+
+from traderai.adapters.dynamo import table_model
 
 DELIVERY_TTL = timedelta(days=1)
 # Fixed, never derived from the connection count: a retry must look for an id in the row its first
 # attempt wrote. 64 rows hold ~25 MB of ids, over a million connections, before one nears 400 KB.
 SHARDS = 64
 WRITERS = 16  # shard rows updated concurrently per record (pynamodb keeps one botocore session per thread)
-
-
-class DeliveryLedger(Protocol):
-    def delivered(self, delivery_id: str) -> frozenset[str]:
-        """Connection ids this signal version was already pushed to."""
-        ...
-
-    def record(self, delivery_id: str, connection_ids: Iterable[str], now: datetime) -> None:
-        """Add connection ids that just got this signal version."""
-        ...
 
 
 def delivery_id(signal_id: str, version: str) -> str:
@@ -67,25 +57,13 @@ class _DeliveryShard(Model):
     ttl = TTLAttribute(null=True)
 
 
-@lru_cache(maxsize=16)
-def _model_for(table_name: str, region: str | None, host: str | None) -> type[_DeliveryShard]:
-    meta = type("Meta", (), {"table_name": table_name, "region": region, "host": host})
-    return type("DeliveryShard", (_DeliveryShard,), {"__module__": __name__, "Meta": meta})
-
-
-def _region_default() -> str | None:
-    from botocore.session import get_session  # already imported by pynamodb: no cost
-
-    return get_session().get_config_variable("region")
-
-
 class DeliveryStore:
     """`DeliveryLedger` over the Deliveries table: a consistent Query per read, an `ADD` UpdateItem per
     shard row a record touches."""
 
     def __init__(self, table_name: str, *, region: str | None = None, host: str | None = None) -> None:
         self.table_name = table_name
-        self._model = _model_for(table_name, region or _region_default(), host)
+        self._model = table_model(_DeliveryShard, table_name, region, host)
 
     def delivered(self, delivery_id: str) -> frozenset[str]:
         reached: set[str] = set()

@@ -1,10 +1,6 @@
 """Where served models live: an S3 registry (deployed) or the models bundled in the package (local).
 
-Layout, the same in S3 and in the package:
-
-    {prefix}/{BASE_QUOTE}/{timeframe}/{model_id}/model.json      the artifact (plain JSON)
-    {prefix}/{BASE_QUOTE}/{timeframe}/{model_id}/manifest.json   identity, data range, metrics, quantiles
-    {prefix}/{BASE_QUOTE}/{timeframe}/latest.json                {"model_id", "key", "manifest_key"}
+The layout, the same in S3 and in the package, is `traderai.model.layout`'s.
 
 `publish` writes the two files first and moves the pointer last, so a reader never sees a pointer
 to a half-written model. A model trained on pooled markets is published once per market (each
@@ -20,36 +16,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from traderai.model.layout import POINTER_NAME, market_key, pointer_document
 from traderai.model.serving import ModelError, ModelNotFoundError, ServedModel, load_model
 from traderai.settings import normalize_symbol
 
 logger = Logger(child=True)
-
-POINTER_NAME = "latest.json"
-
-
-class ModelSource(Protocol):
-    """Anything that resolves (symbol, timeframe) to the model to serve."""
-
-    def get(self, symbol: str, timeframe: str) -> ServedModel: ...
-
-
-def market_key(prefix: str, symbol: str, timeframe: str) -> str:
-    """`{prefix}/{BASE_QUOTE}/{timeframe}` (no leading slash when prefix is empty)."""
-    base_quote = normalize_symbol(symbol).replace("/", "_").replace(":", "_")
-    return "/".join(part for part in (prefix.strip("/"), base_quote, timeframe) if part)
-
-
-def pointer_document(prefix: str, manifest: Mapping[str, Any]) -> dict[str, str]:
-    """The `latest.json` body that points a market at this manifest's model."""
-    folder = f"{market_key(prefix, manifest['symbol'], manifest['timeframe'])}/{manifest['model_id']}"
-    return {"model_id": manifest["model_id"], "key": f"{folder}/model.json",
-            "manifest_key": f"{folder}/manifest.json"}
-
 
 def _dump(document: Mapping[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()

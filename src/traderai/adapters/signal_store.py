@@ -27,6 +27,7 @@ from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from traderai.adapters.dynamo import table_model
 from traderai.contracts import OPEN_STATUSES, Signal, SignalStatus, iso_utc
 
 FEED_ALL = "ALL"
@@ -183,9 +184,13 @@ def _attribute_for(name: str, hint: Any) -> UnicodeAttribute | NumberAttribute |
     return UnicodeAttribute(null=optional)
 
 
-@lru_cache(maxsize=16)
 def _model_for(table_name: str, region: str | None, host: str | None) -> type[_SignalItem]:
-    """Build (once per table) the pynamodb model class bound to `table_name`."""
+    """The pynamodb model class bound to `table_name` (built once per table)."""
+    return table_model(_SignalItem, table_name, region, host, attributes=_signal_attributes)
+
+
+def _signal_attributes() -> dict[str, Any]:
+    """The three indexes and one typed attribute per `Signal` field."""
 
     def index(name: str, hash_name: str) -> GlobalSecondaryIndex:
         attrs = {
@@ -196,8 +201,6 @@ def _model_for(table_name: str, region: str | None, host: str | None) -> type[_S
         return type(f"Index_{name}", (GlobalSecondaryIndex,), attrs)()
 
     namespace: dict[str, Any] = {
-        "__module__": __name__,
-        "Meta": type("Meta", (), {"table_name": table_name, "region": region, "host": host}),
         BY_SYMBOL: index(BY_SYMBOL, "symbol"),
         BY_STATUS: index(BY_STATUS, "status"),
         BY_TIME: index(BY_TIME, "feed"),
@@ -205,7 +208,7 @@ def _model_for(table_name: str, region: str | None, host: str | None) -> type[_S
     for name, hint in get_type_hints(Signal).items():
         if name != "signal_id":
             namespace[name] = _attribute_for(name, hint)
-    return type("SignalItem", (_SignalItem,), namespace)
+    return namespace
 
 
 @lru_cache(maxsize=1)
@@ -224,18 +227,12 @@ def _to_signal(item: _SignalItem) -> Signal:
     return Signal(**{name: getattr(item, name) for name in Signal.field_names()})
 
 
-def _region_default() -> str | None:
-    from botocore.session import get_session  # already imported by pynamodb: no cost
-
-    return get_session().get_config_variable("region")
-
-
 class SignalStore:
     """Store and read signals in the Signals table; reads use Query on an index, never Scan."""
 
     def __init__(self, table_name: str, *, region: str | None = None, host: str | None = None) -> None:
         self.table_name = table_name
-        self._model = _model_for(table_name, region or _region_default(), host)
+        self._model = _model_for(table_name, region, host)
 
     def put_new(self, signal: Signal) -> bool:
         """Write the signal unless its id exists: True if written, False if it was already there (a retry)."""

@@ -12,13 +12,13 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 from pynamodb.attributes import BooleanAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.models import Model
 
+from traderai.adapters.dynamo import table_model
 from traderai.core.notify import Filters, Subscriber, filters_from_item
 
 DISABLE_AFTER = 3  # consecutive rejected (4xx) deliveries before a subscriber is disabled
@@ -46,18 +46,6 @@ class _SubscriberItem(Model):
     created_at = UnicodeAttribute(null=True)
 
 
-@lru_cache(maxsize=16)
-def _model_for(table_name: str, region: str | None, host: str | None) -> type[_SubscriberItem]:
-    meta = type("Meta", (), {"table_name": table_name, "region": region, "host": host})
-    return type("SubscriberItem", (_SubscriberItem,), {"__module__": __name__, "Meta": meta})
-
-
-def _region_default() -> str | None:
-    from botocore.session import get_session  # already imported by pynamodb: no cost
-
-    return get_session().get_config_variable("region")
-
-
 def _subscriber(item: _SubscriberItem) -> Subscriber:
     filters = filters_from_item({"symbols": item.symbols, "sides": item.sides, "tradeable_only": item.tradeable_only,
                                  "min_expected_value_pct": item.min_expected_value_pct, "events": item.events})
@@ -72,7 +60,7 @@ class SubscriberStore:
 
     def __init__(self, table_name: str, *, region: str | None = None, host: str | None = None) -> None:
         self.table_name = table_name
-        self._model = _model_for(table_name, region or _region_default(), host)
+        self._model = table_model(_SubscriberItem, table_name, region, host)
 
     def add(self, subscriber: Subscriber) -> None:
         """Store a new subscriber; refuses an id already taken (ValueError)."""

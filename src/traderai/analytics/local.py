@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from traderai.analytics.queries import COMPACTION_SQL, PARQUET_SUFFIX, to_duckdb
+from traderai.analytics.queries import COMPACTION_SQL, PARQUET_SUFFIX, sql_text, to_duckdb
 from traderai.analytics.schema import duckdb_type, glue_columns, partition_keys
 from traderai.infra import load_template
 
@@ -66,8 +66,6 @@ class LocalCatalog:
     def compact_day(self, table: str, day: str) -> Path:
         """What CompactFunction's UNLOAD writes, locally: the day's SELECT (the same SQL file) to Parquet
         at `<table>_parquet/dt=<day>/`."""
-        from traderai.analytics.queries import sql_text
-
         target = self.root / f"{table}{PARQUET_SUFFIX}" / f"dt={day}" / "part-0.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         select = to_duckdb(sql_text(COMPACTION_SQL[table]))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from traderai.market import Candles
+from traderai.contracts import Candles
 
 FEATURE_NAMES: tuple[str, ...] = (
     "rsi_14",  # Wilder RSI, 0..100

@@ -24,30 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from traderai.contracts import ClosedReason, PaperReason, Signal, iso_utc, parse_iso_utc
-
-
-@dataclass(frozen=True, slots=True)
-class ProtectionSettings:
-    """The guards' parameters (`Strategy.protections`: defaults and validation live there; 0 disables a guard)."""
-
-    stoploss_guard_stops: int
-    stoploss_guard_window_hours: float
-    stoploss_guard_cooldown_hours: float
-    low_profit_signals: int
-    low_profit_min_net_pct: float
-    low_profit_lookback_hours: float
-    low_profit_cooldown_hours: float
-
-    @property
-    def history_hours(self) -> float:
-        """How far back closes matter at any moment: cool-down plus the longer look-back of an enabled guard."""
-        spans = [0.0]
-        if self.stoploss_guard_stops:
-            spans.append(self.stoploss_guard_cooldown_hours + self.stoploss_guard_window_hours)
-        if self.low_profit_signals:
-            spans.append(self.low_profit_cooldown_hours + self.low_profit_lookback_hours)
-        return max(spans)
+from traderai.contracts import ClosedReason, PaperReason, ProtectionSettings, Signal, iso_utc, parse_iso_utc
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from traderai.contracts import (
+    TIMEFRAME_SECONDS,
     ContractError,
     Decision,
     PaperReason,
@@ -27,6 +28,7 @@ from traderai.contracts import (
     Side,
     Signal,
     SignalStatus,
+    Strategy,
     iso_utc,
     parse_iso_utc,
 )
@@ -39,7 +41,6 @@ from traderai.core.expected_value import (
     probabilities_problem,
 )
 from traderai.core.protections import Lock
-from traderai.settings import TIMEFRAME_SECONDS, Strategy
 
 
 @dataclass(frozen=True, slots=True)

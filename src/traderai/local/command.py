@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import TextIO
 
-from traderai.local.stack import DEFAULT_SPEED, DEFAULT_START
+from traderai.local.stack import DEFAULT_SPEED, DEFAULT_START, LocalOptions, LocalStack
 
 READY_LINE = "traderai local: ready"
 
@@ -75,8 +75,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, console: _Console, log_path: Path, parameters: dict[str, str]) -> int:
-    from traderai.local.stack import LocalOptions, LocalStack
-
     options = LocalOptions(host=args.host, http_port=args.http_port, ws_port=args.ws_port, aws_port=args.aws_port,
                            speed=args.speed, start=args.start, markets=args.markets, data_dir=args.data,
                            live=args.live, track=not args.no_track, auth=not args.no_auth, parameters=parameters,
@@ -110,8 +108,6 @@ def _serve(args: argparse.Namespace, console: _Console, log_path: Path, paramete
 
 
 def _print_urls(console: _Console, stack: object, log_path: Path) -> None:
-    from traderai.local.stack import LocalStack
-
     assert isinstance(stack, LocalStack) and stack.gateway is not None and stack.aws is not None
     gateway, aws, clock = stack.gateway, stack.aws, stack.clock
     assert clock is not None

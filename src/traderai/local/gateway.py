@@ -13,7 +13,7 @@
 
 Authorization is a hook: `authorizer` is anything with `authorize_http(event)` and
 `authorize_websocket(event)` returning a result with `allowed`, `status`, `context()` and `error_body()`
-(`traderai.services.auth` is exactly that), called before the HTTP route's integration and before
+(`traderai.services.auth.KeyAuthorizer` is exactly that), called before the HTTP route's integration and before
 `$connect`, as API Gateway calls a Lambda authorizer. None lets every request in.
 
 Handlers are synchronous: they run in a thread pool, never on the event loop. One asyncio loop in one
@@ -65,7 +65,7 @@ class AuthResult(Protocol):
 
 
 class Authorizer(Protocol):
-    """The authorizer hook: the module `traderai.services.auth` satisfies it as is."""
+    """The authorizer hook: `traderai.services.auth.KeyAuthorizer` over the ApiKeys table."""
 
     def authorize_http(self, event: Mapping[str, Any]) -> AuthResult: ...
 

@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from traderai import wiring
+from traderai.local.aws import LocalAws
+from traderai.local.scheduler import combined, scheduled_event
+from traderai.services.sharding import run_sharded_tick
+from traderai.testing.handlers import FakeLambdaContext, load_handler
+
 QUIET = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
          "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_DISABLED": "1"}
 
@@ -49,12 +55,7 @@ class EmbeddedPipeline:
         The signal step decides on the replay clock (`tick_time + decided_after`), so signal ages and
         expiries follow the replayed time.
         """
-        from traderai import runtime
-        from traderai.local.scheduler import scheduled_event
-        from traderai.services.sharding import run_sharded_tick
-        from traderai.testing.handlers import FakeLambdaContext
-
-        runtime.signal_runtime().clock = lambda: tick_time + decided_after
+        wiring.signal_runtime().clock = lambda: tick_time + decided_after
         event = scheduled_event(tick_time, "PredictFunctionTick")
         handlers = {"PredictFunction": self.predict, "SignalFunction": self.signal}
         # CloudWatch EMF metric lines are printed to stdout even with metrics disabled: keep them off
@@ -67,27 +68,6 @@ class EmbeddedPipeline:
         return combined(sharded)
 
 
-def combined(sharded: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """A sharded tick's replies as one: predictions counted, failures listed, signal summaries added up
-    (`log_keys`: every shard's decisions object)."""
-    reply = {"count": sharded.predictions, "failures": sharded.failures, "shards": len(sharded.shards)}
-    summaries = [s.summary for s in sharded.shards if s.summary is not None]
-    if not summaries:
-        return reply, None
-    summary: dict[str, Any] = {"accepted": 0, "rejected": {}, "log_keys": []}
-    for part in summaries:
-        for key, value in part.items():
-            if isinstance(value, int) and not isinstance(value, bool):
-                summary[key] = summary.get(key, 0) + value
-            elif isinstance(value, dict):  # counts by reason
-                merged = summary.setdefault(key, {})
-                for reason, count in value.items():
-                    merged[reason] = merged.get(reason, 0) + count
-        if part.get("log_key"):
-            summary["log_keys"].append(part["log_key"])
-    summary["log_key"] = summary["log_keys"][0] if summary["log_keys"] else None
-    return reply, summary
-
 
 @contextmanager
 def embedded_pipeline(markets: str, *, log_level: str = "ERROR",
@@ -98,17 +78,13 @@ def embedded_pipeline(markets: str, *, log_level: str = "ERROR",
     import boto3
     from moto import mock_aws
 
-    from traderai import runtime
-    from traderai.local.aws import LocalAws
-    from traderai.testing.handlers import load_handler
-
     with environment({**QUIET, "LOG_LEVEL": log_level}), mock_aws():
         local = LocalAws(boto3.client("s3"), boto3.client("dynamodb")).provision()
         env = {**local.environment("PredictFunction", {"MarketSource": "replay", "Markets": markets, **(params or {})}),
                **local.environment("SignalFunction"), "LOG_LEVEL": log_level}
         with environment(env):
-            runtime.clear()
+            wiring.clear()
             try:
                 yield EmbeddedPipeline(local, load_handler("predict").handler, load_handler("signal").handler)
             finally:
-                runtime.clear()
+                wiring.clear()

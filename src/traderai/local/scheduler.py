@@ -26,6 +26,7 @@ from typing import Any
 from traderai.contracts import iso_utc
 from traderai.events import tick_mark
 from traderai.local.functions import ACCOUNT_ID, REGION
+from traderai.services.sharding import run_sharded_tick
 
 TICK = timedelta(minutes=5)
 TRACK_OFFSET = timedelta(minutes=1)
@@ -155,9 +156,6 @@ class TickScheduler:
     def run_tick(self, tick_time: datetime) -> TickReport:
         """One tick as the TickStateMachine runs it (services.sharding): plan, then every shard predict ->
         signal (a failed shard retried alone), then track."""
-        from traderai.local.pipeline import combined
-        from traderai.services.sharding import run_sharded_tick
-
         started = time.monotonic()
         report = TickReport(tick_time)
         request = scheduled_event(tick_time, "traderai-TickStateMachine")
@@ -322,3 +320,25 @@ class StreamPoller:
                 self._on_drop(record)
             self._attempts = 0
         return False
+
+
+def combined(sharded: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A sharded tick's replies as one: predictions counted, failures listed, signal summaries added up
+    (`log_keys`: every shard's decisions object)."""
+    reply = {"count": sharded.predictions, "failures": sharded.failures, "shards": len(sharded.shards)}
+    summaries = [s.summary for s in sharded.shards if s.summary is not None]
+    if not summaries:
+        return reply, None
+    summary: dict[str, Any] = {"accepted": 0, "rejected": {}, "log_keys": []}
+    for part in summaries:
+        for key, value in part.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                summary[key] = summary.get(key, 0) + value
+            elif isinstance(value, dict):  # counts by reason
+                merged = summary.setdefault(key, {})
+                for reason, count in value.items():
+                    merged[reason] = merged.get(reason, 0) + count
+        if part.get("log_key"):
+            summary["log_keys"].append(part["log_key"])
+    summary["log_key"] = summary["log_keys"][0] if summary["log_keys"] else None
+    return reply, summary

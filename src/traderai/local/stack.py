@@ -25,11 +25,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from traderai.contracts import iso_utc, parse_iso_utc
+from traderai import wiring
+from traderai.adapters.logs import DECISIONS, JsonLinesLog, log_key
+from traderai.adapters.subscribers import SecretStore, SubscriberStore
+from traderai.contracts import TIMEFRAME_SECONDS, iso_utc, parse_iso_utc
+from traderai.core.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, Filters, signature
+from traderai.infra import load_template
 from traderai.local.aws import LocalAws
 from traderai.local.functions import LocalFunctions
 from traderai.local.gateway import GatewayConfig, LocalGateway, http_routes, websocket_route_keys
+from traderai.local.retraining import RetrainLoop, StateMachineRunner
 from traderai.local.scheduler import ReplayClock, StreamMapping, StreamPoller, TickReport, TickScheduler
+from traderai.market.csv import load_candles_csv
+from traderai.market.replay import REPLAY_TIMEFRAME, bundled_candles_dir, candles_file_name
+from traderai.services import auth, performance
+from traderai.services.subscriptions import add_subscriber, new_webhook_secret
+from traderai.settings import normalize_symbol
+from traderai.testing.notify_servers import FakeTelegram, WebhookReceiver
 
 DEFAULT_START = "2025-04-06T18:00:00Z"  # unseen by the bundled models; see docs/demo.md
 DEFAULT_SPEED = 300.0  # replay seconds per wall second: one 5-minute tick per second
@@ -83,10 +95,6 @@ def merged_environment(environments: Mapping[str, Mapping[str, str]]) -> dict[st
 
 def replay_end(markets: list[str], data_dir: Path | None) -> datetime:
     """The close time of the last candle every market has recorded (the replay stops there)."""
-    from traderai.market.csv import load_candles_csv
-    from traderai.market.replay import REPLAY_TIMEFRAME, bundled_candles_dir, candles_file_name
-    from traderai.settings import TIMEFRAME_SECONDS
-
     ends = []
     for symbol in markets:
         candles = load_candles_csv(Path(data_dir or bundled_candles_dir()) / candles_file_name(symbol), symbol,
@@ -144,8 +152,6 @@ class LocalStack:
         self._start_moto()
         import boto3
 
-        from traderai.infra import load_template
-
         template = load_template()
         self.aws = LocalAws(boto3.client("s3"), boto3.client("dynamodb"), template).provision()
         if "NotifyDeadLetterQueue" in template["Resources"]:  # its Ref is the queue URL NotifyFunction sends to
@@ -165,9 +171,8 @@ class LocalStack:
         self.functions.load()
         self._warm()
         if options.auth and "AuthorizerFunction" in names:
-            from traderai.services import auth
-
-            self.gateway.authorizer = auth  # the authorizer hook: API key on HTTP routes and $connect
+            # the authorizer hook: API key on HTTP routes and $connect
+            self.gateway.authorizer = auth.KeyAuthorizer(wiring.api_key_store())
             self.dev_key = self._create_dev_key()
         self.gateway.start()
         self.poller = StreamPoller(boto3.client("dynamodbstreams"), self.aws.stream_arn("SignalsTable"),
@@ -186,8 +191,6 @@ class LocalStack:
         self.clock.begin()
         self.scheduler.start()
         if "TrainFunction" in names:
-            from traderai.local.retraining import RetrainLoop, StateMachineRunner
-
             runner = StateMachineRunner(template, "RetrainStateMachine", self._invoke)
             self.retrain_loop = RetrainLoop(self._invoke, self.clock, runner, every_days=options.retrain_every_days,
                                             console=self.console, end=end)
@@ -212,8 +215,6 @@ class LocalStack:
         return ReplayClock(parse_iso_utc(self.options.start, "--start"), self.options.speed)
 
     def _markets(self) -> tuple[str, ...]:
-        from traderai.settings import normalize_symbol
-
         return tuple(dict.fromkeys(normalize_symbol(s) for s in self.options.markets.split(",") if s.strip()))
 
     def _function_environment(self, names: list[str]) -> dict[str, str | None]:
@@ -227,8 +228,6 @@ class LocalStack:
         if "NotifyFunction" in names:
             merged["NOTIFY_ALLOW_LOOPBACK_HTTP"] = "true"  # http:// webhooks to this machine's receivers
             if self.options.fake_telegram:
-                from traderai.testing.notify_servers import FakeTelegram
-
                 self.telegram = FakeTelegram([self._demo_bot_token()], chats=[DEMO_CHAT_ID]).start()
                 merged["TELEGRAM_API_URL"] = self.telegram.url
         if "TOKEN_SECRET" in merged:
@@ -239,34 +238,21 @@ class LocalStack:
 
     @staticmethod
     def _clear_caches() -> None:
-        from traderai import runtime
-        from traderai.adapters import api_keys
-        from traderai.services import wiring
-
-        runtime.clear()
         wiring.clear()
-        api_keys.clear()
 
     def _warm(self) -> None:
         """Cold starts now rather than at the first tick; the signal step decides on the replay clock."""
-        from traderai import runtime
-
         assert self.clock is not None
-        runtime.predict_runtime()
-        runtime.signal_runtime().clock = self.clock.now
+        wiring.predict_runtime()
+        wiring.signal_runtime().clock = self.clock.now
         # The API's "now" (GET /performance windows, a signal's chart) is the replay clock too; a report is
         # cached for 2 wall seconds (10 replay minutes at 300x), not a minute (5 replay hours).
-        from traderai.services import performance, wiring
-
         wiring.use_clock(self.clock.now)
         performance.CACHE.ttl = 2.0
 
     def _create_dev_key(self) -> str:
-        from traderai.adapters.api_keys import api_key_store
-        from traderai.services.auth import new_key
-
-        key, record = new_key(DEV_KEY_NAME, datetime.now(UTC))
-        api_key_store().add(record)
+        key, record = auth.new_key(DEV_KEY_NAME, datetime.now(UTC))
+        wiring.api_key_store().add(record)
         return key
 
     def _invoke(self, logical_id: str, event: Any) -> Any:
@@ -283,10 +269,6 @@ class LocalStack:
         """Subscribe the fake Telegram chat and the local webhook receiver (flags), through `notify add`'s code."""
         import boto3
 
-        from traderai.adapters.subscribers import SecretStore, SubscriberStore
-        from traderai.core.notify import Filters
-        from traderai.services.subscriptions import add_subscriber, new_webhook_secret
-
         assert self.aws is not None
         store = SubscriberStore(self.aws.names["NotifySubscribersTable"])
         secrets = SecretStore(boto3.client("secretsmanager"))
@@ -296,8 +278,6 @@ class LocalStack:
                            label="local fake Telegram chat")
             self.telegram.on_request = self._telegram_received
         if self.options.webhook_receiver:
-            from traderai.testing.notify_servers import WebhookReceiver
-
             secret = new_webhook_secret()
             self.webhook = WebhookReceiver().start()
             self.webhook.on_request = lambda request: self._webhook_received(request, secret)
@@ -315,8 +295,6 @@ class LocalStack:
         self.console(f"    > telegram chat {DEMO_CHAT_ID}: " + " / ".join([first, *shown]))
 
     def _webhook_received(self, request: Any, secret: str) -> None:
-        from traderai.core.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
-
         timestamp = request.headers.get(TIMESTAMP_HEADER.lower(), "0")
         valid = timestamp.isdigit() and abs(time.time() - int(timestamp)) <= 300 and secrets.compare_digest(
             signature(secret, int(timestamp), request.body), request.headers.get(SIGNATURE_HEADER.lower(), ""))
@@ -406,8 +384,6 @@ class LocalStack:
         The log keys sort by tick time (`decisions/dt=YYYY-MM-DD/YYYYMMDDTHHMMSSZ.jsonl`), so `since` is a
         `StartAfter` of one listing, as Athena's partition projection would prune by `dt`.
         """
-        from traderai.adapters.logs import DECISIONS, JsonLinesLog, log_key
-
         assert self.aws is not None and self.clock is not None
         try:
             limit = max(1, min(200, int(query.get("limit", "50"))))

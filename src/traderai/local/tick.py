@@ -8,6 +8,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from traderai.contracts import parse_iso_utc
+from traderai.local.pipeline import embedded_pipeline
+
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -21,9 +24,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from traderai.contracts import parse_iso_utc
-    from traderai.local.pipeline import embedded_pipeline
-
     start = parse_iso_utc(args.start, "--start")
     with embedded_pipeline(args.markets) as pipeline:
         for index in range(args.ticks):

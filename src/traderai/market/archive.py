@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from traderai.market import BadCandlesError, Candles
+from traderai.contracts import Candles
+from traderai.market import BadCandlesError
 from traderai.settings import normalize_symbol
 
 HEADER = "timestamp,open,high,low,close,volume"

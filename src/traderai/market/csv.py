@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from traderai.market import BadCandlesError, Candles
+from traderai.contracts import Candles
+from traderai.market import BadCandlesError
 from traderai.settings import normalize_symbol
 
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")

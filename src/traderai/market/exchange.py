@@ -18,11 +18,10 @@ from typing import Any
 
 import ccxt.async_support as ccxt
 
+from traderai.contracts import Candles, MarketInfo, SettingsError
 from traderai.market import (
     BadCandlesError,
-    Candles,
     MarketDataError,
-    MarketInfo,
     PermanentMarketError,
     RateLimitedError,
     TemporaryMarketError,
@@ -30,7 +29,7 @@ from traderai.market import (
 from traderai.market.budget import WeightBudget
 from traderai.market.validation import candles_from_rows, closed_only, validate_candles
 from traderai.observability import logger
-from traderai.settings import Settings, SettingsError
+from traderai.settings import Settings
 
 Sleep = Callable[[float], Awaitable[None]]
 

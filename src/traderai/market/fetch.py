@@ -10,9 +10,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
-from traderai.market import Candles, MarketDataError, MarketDataSource, MarketInfo
+from traderai.contracts import Candles, MarketInfo, SettingsError
+from traderai.market import MarketDataError
 from traderai.observability import logger
-from traderai.settings import Settings, SettingsError
+from traderai.ports import MarketDataSource, MarketSource
+from traderai.settings import Settings
 
 # Markets fetched at once. Each holds two requests (candles + ticker), so 50 markets are 100 requests in
 # flight: the size of aiohttp's connection pool in ccxt (TCPConnector's default limit), beyond which
@@ -35,14 +37,14 @@ class UnexpectedMarketError(MarketDataError):
     reason = "unexpected_error"
 
 
-def make_source(settings: Settings) -> MarketDataSource:
+def make_source(settings: Settings) -> MarketSource:
     """The market data source MARKET_SOURCE names: the live exchange (ccxt) or the recorded replay."""
     if settings.market_source == "ccxt":
-        from traderai.market.exchange import CcxtSource
+        from traderai.market.exchange import CcxtSource  # ccxt takes ~1 s to import: only a live source loads it
 
         return CcxtSource(settings)
     if settings.market_source == "replay":
-        from traderai.market.replay import ReplaySource
+        from traderai.market.replay import ReplaySource  # the recorded candles' reader: only the replay loads it
 
         return ReplaySource(settings)
     raise SettingsError(f"MARKET_SOURCE: {settings.market_source!r} is not 'ccxt' or 'replay'")

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from traderai.market import Candles, MarketInfo, PermanentMarketError
+from traderai.contracts import TIMEFRAME_SECONDS, Candles, MarketInfo, SettingsError
+from traderai.market import PermanentMarketError
+from traderai.market.csv import load_candles_csv
 from traderai.market.validation import now_ms, validate_candles
-from traderai.settings import TIMEFRAME_SECONDS, Settings, SettingsError
+from traderai.settings import Settings
 
 REPLAY_TIMEFRAME = "15m"
 """The timeframe of the recorded data; the replay does not resample."""
@@ -138,8 +140,6 @@ class ReplaySource:
             path = self._data_dir / candles_file_name(symbol)
             if not path.is_file():
                 raise PermanentMarketError(f"{symbol}: no recorded candles ({path} not found)")
-            from traderai.market.csv import load_candles_csv
-
             self._candles[symbol] = load_candles_csv(path, symbol, REPLAY_TIMEFRAME)
         return self._candles[symbol]
 

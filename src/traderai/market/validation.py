@@ -14,7 +14,8 @@ from typing import overload
 
 import numpy as np
 
-from traderai.market import BadCandlesError, Candles, StaleFeedError
+from traderai.contracts import Candles
+from traderai.market import BadCandlesError, StaleFeedError
 
 Row = Sequence[object]
 """One ccxt OHLCV row: [open_time_ms, open, high, low, close, volume]."""

@@ -3,7 +3,7 @@
 Training side (scikit-learn is imported lazily, inside the fitting functions only; the predict path
 never imports this module: it serves the exported JSON with `traderai.model.serving`).
 
-- Labels: `research.labels.outcome_labels` (first touch from high/low, the tracker's rule), for the
+- Labels: `model.labels.outcome_labels` (first touch from high/low, the tracker's rule), for the
   bracket of the default Strategy: SL 1 ATR, TP 2 / 3.5 / 6 ATR, a life of 96 candles at 15m.
 - Model, per side: StandardScaler + multinomial LogisticRegression on the 18 scale-free features,
   rows of all markets pooled (as the direction model).
@@ -29,11 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from traderai.contracts import TIMEFRAME_SECONDS, Candles
 from traderai.core.features import atr as atr_of
 from traderai.core.features import compute_features
-from traderai.market import Candles
-from traderai.research.labels import OUTCOME_LIFE_CANDLES, OUTCOME_SL_ATR, OUTCOME_TP_ATR, OUTCOMES, outcome_labels
-from traderai.settings import TIMEFRAME_SECONDS
+from traderai.model.labels import OUTCOME_LIFE_CANDLES, OUTCOME_SL_ATR, OUTCOME_TP_ATR, OUTCOMES, outcome_labels
 
 SIDES = ("LONG", "SHORT")
 

@@ -1,6 +1,6 @@
 """Serve a trained model from plain JSON with numpy alone (no scikit-learn, pandas or scipy).
 
-The training stack does not fit the Lambda zip limit (DESIGN.md), so `train.py` exports the
+The training stack does not fit the Lambda zip limit (docs/design.md), so training exports the
 fitted scikit-learn model as numbers and this module replays exactly the same arithmetic:
 
 - ``logistic``: StandardScaler then LogisticRegression: p = 1 / (1 + exp(-(((x - mean) / scale) . w + b)))
@@ -33,7 +33,7 @@ import numpy as np
 ARTIFACT_FORMAT = "traderai.model/1"
 MODEL_KINDS = ("logistic", "gbdt")
 CALIBRATION_KINDS = ("isotonic", "sigmoid")
-OUTCOMES = ("stop", "tp1_stop", "tp2_stop", "tp3", "expiry")  # = research.labels.OUTCOMES (a test pins it)
+OUTCOMES = ("stop", "tp1_stop", "tp2_stop", "tp3", "expiry")  # = model.labels.OUTCOMES (a test pins it)
 OUTCOME_SIDES = ("LONG", "SHORT")
 _LOGIT_EPS = 1e-12
 

@@ -30,12 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from traderai.contracts import Side
+from traderai.contracts import TIMEFRAME_SECONDS, Side, Strategy
 from traderai.core.signals import liquidation_distance_pct
-from traderai.research.labels import first_touch
+from traderai.model.labels import first_touch
 from traderai.research.stats import block_length_ms, block_mean
 from traderai.research.walkforward import MarketFrame
-from traderai.settings import TIMEFRAME_SECONDS, Strategy
 
 CONFIDENCE_BUCKETS = (0.55, 0.60, 0.65, 0.70, 1.0000001)
 

@@ -14,6 +14,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from traderai.contracts import Strategy
+from traderai.market.csv import bundled_candles_path, load_candles_csv, symbol_from_file_name
+from traderai.research.backtest import backtest_market, concat, report_tables
+from traderai.research.edge import edge_report
+from traderai.research.report import write_backtest_report, write_evaluation_report, write_search_report
+from traderai.research.search import SearchConfig, run_panel, run_search, signals_of
+from traderai.research.walkforward import (
+    CALIBRATIONS,
+    FAMILIES,
+    WalkForwardConfig,
+    prepare_market,
+    walk_forward,
+    winner,
+)
+
 BUNDLED_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT")
 SHIPPED_LABELING = "direction"
 SHIPPED_MODEL = "logistic+isotonic"
@@ -75,8 +90,6 @@ def add_backtest_parser(subparsers: argparse._SubParsersAction[argparse.Argument
 
 
 def _symbol_of(path: Path) -> str:
-    from traderai.market.csv import symbol_from_file_name
-
     symbol = symbol_from_file_name(path)
     if symbol is None:
         raise SystemExit(f"error: cannot tell the market of {path}; name it BASE_QUOTE-tf.csv[.gz]")
@@ -85,9 +98,6 @@ def _symbol_of(path: Path) -> str:
 
 def load_frames(args: argparse.Namespace, progress: _Progress) -> tuple[list[Any], list[str]]:
     """Candles of every market given on the command line, prepared (features, labels)."""
-    from traderai.market.csv import bundled_candles_path, load_candles_csv
-    from traderai.research.walkforward import prepare_market
-
     files = ([(bundled_candles_path(s, args.timeframe), s) for s in BUNDLED_SYMBOLS] if args.bundled
              else [(p, _symbol_of(p)) for p in args.data])
     frames = []
@@ -99,8 +109,6 @@ def load_frames(args: argparse.Namespace, progress: _Progress) -> tuple[list[Any
 
 def load_candles(args: argparse.Namespace, progress: _Progress) -> tuple[list[Any], list[str]]:
     """Raw candles of every market given on the command line (the search resamples them itself)."""
-    from traderai.market.csv import bundled_candles_path, load_candles_csv
-
     files = ([(bundled_candles_path(s, args.timeframe), s) for s in BUNDLED_SYMBOLS] if args.bundled
              else [(p, _symbol_of(p)) for p in args.data])
     markets = []
@@ -112,8 +120,6 @@ def load_candles(args: argparse.Namespace, progress: _Progress) -> tuple[list[An
 
 def run_search_command(args: argparse.Namespace) -> int:
     """`traderai evaluate --search`: the bounded grid; prints the verdict and every configuration (JSON)."""
-    from traderai.research.search import SearchConfig, run_search
-
     progress = _Progress()
     if args.timeframe != "15m":
         print("error: --search resamples 15m candles to 15m/1h/4h; give 15m candles", file=sys.stderr)
@@ -121,8 +127,6 @@ def run_search_command(args: argparse.Namespace) -> int:
     markets, sources = load_candles(args, progress)
     result = run_search(markets, SearchConfig(folds=args.folds, test_span=args.test_span), progress=progress)
     if args.report:
-        from traderai.research.report import write_search_report
-
         progress(f"wrote {write_search_report(result, args.report, sources)}")
     print(json.dumps({"configurations": result.config.configurations, "verdict": result.verdict,
                       "winner": result.winner, "correction": result.correction,
@@ -133,8 +137,6 @@ def run_search_command(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the walk-forward and print the overall table (JSON on stdout)."""
-    from traderai.research.walkforward import FAMILIES, WalkForwardConfig, walk_forward, winner
-
     if args.search:
         return run_search_command(args)
     progress = _Progress()
@@ -148,8 +150,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         progress(f"{row['labeling']:<15} {row['model']:<18} AUC {auc:.4f}  acc {row['accuracy']:.4f}  "
                  f"Brier {row['brier']:.5f}  log loss {row['log_loss']:.5f}  skill {row.get('brier_skill', 0):+.5f}")
     if args.report:
-        from traderai.research.report import write_evaluation_report
-
         progress(f"wrote {write_evaluation_report(result, args.report, sources)}")
     labeling, model = winner(result)
     print(json.dumps({"winner": {"labeling": labeling, "model": model}, "overall": result.overall,
@@ -160,11 +160,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_backtest(args: argparse.Namespace) -> int:
     """Walk-forward for one labeling/model, then the backtest of its OOS probabilities; prints the summary."""
     import numpy as np
-
-    from traderai.research.backtest import backtest_market, concat, report_tables
-    from traderai.research.report import write_backtest_report
-    from traderai.research.walkforward import CALIBRATIONS, WalkForwardConfig, walk_forward
-    from traderai.settings import Strategy
 
     family, _, calibration = args.model.partition("+")
     if family not in ("gbdt", "logistic") or calibration not in ("", *CALIBRATIONS):
@@ -201,9 +196,6 @@ def run_backtest(args: argparse.Namespace) -> int:
 
 def _edge(args: argparse.Namespace, frames: list[Any], strategy: Any, progress: _Progress) -> dict[str, Any]:
     """The expected-value section: the shipped recipe's outcome model on the seed's bracket, gate replayed."""
-    from traderai.research.edge import edge_report
-    from traderai.research.search import SearchConfig, run_panel, signals_of
-
     config = SearchConfig(timeframes=(args.timeframe,), feature_sets=("base",), geometries=("seed",),
                           folds=args.folds, test_span=args.test_span)
     panel = run_panel([f.candles for f in frames], args.timeframe, "base", config, strategy, progress)

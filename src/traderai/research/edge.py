@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from traderai.contracts import TIMEFRAME_SECONDS, Strategy
+from traderai.core.protections import Close, market_locks
 from traderai.research.search import GEOMETRIES, PanelResult, SignalTable
 from traderai.research.stats import BlockMean, block_length_ms, block_mean, calibration_figures
-from traderai.settings import TIMEFRAME_SECONDS, Strategy
 
 SIDES = {"LONG": True, "SHORT": False}
 
@@ -67,8 +68,6 @@ def protection_locks(table: SignalTable, step_ms: int, settings: Any) -> tuple[l
     """Per signal, the protections locking its market when it was decided; and every distinct lock engaged."""
     import bisect
     from datetime import UTC, datetime, timedelta
-
-    from traderai.core.protections import Close, market_locks
 
     def when(ms: int) -> datetime:
         return datetime.fromtimestamp(ms / 1000, tz=UTC)
@@ -139,36 +138,3 @@ def _settings_dict(settings: Any) -> dict[str, Any]:
     from dataclasses import asdict
 
     return asdict(settings)
-
-
-def plot_ev_deciles(report: dict[str, Any], path: Any) -> Any:
-    """One panel per market: realised mean net by predicted-EV decile, error bars 2 block s.e."""
-    from traderai.research.report import _pyplot
-
-    plt = _pyplot()
-    markets = list(report["markets"])
-    cols = min(2, max(1, len(markets)))
-    rows = max(1, math.ceil(len(markets) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False)
-    for ax, symbol in zip(axes.flat, markets, strict=False):
-        calibration = report["markets"][symbol]["calibration"]
-        deciles = calibration.get("deciles", [])
-        x = [d["predicted"] for d in deciles]
-        y = [d["realised"] for d in deciles]
-        err = [2 * d["se"] if math.isfinite(d["se"]) else 0.0 for d in deciles]
-        ax.errorbar(x, y, yerr=err, fmt="o", capsize=3, label="realised mean ± 2 s.e. (blocks)")
-        if x:
-            lo, hi = min(min(x), min(y)), max(max(x), max(y))
-            ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--", linewidth=1, label="predicted = realised")
-        ax.axhline(0, color="black", linewidth=0.6)
-        rho = calibration.get("decile_spearman", float("nan"))
-        ax.set_title(f"{symbol}: {calibration.get('n', 0)} signals, Spearman {rho:+.2f}", fontsize=10)
-        ax.set_xlabel("predicted EV, % of notional (decile mean)")
-        ax.set_ylabel("realised net %")
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(markets):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from traderai.contracts import Strategy, iso_utc
 from traderai.model.outcome import Bracket, expected_value_pct, newey_west_se
 from traderai.research.backtest import backtest_market
 from traderai.research.walkforward import MarketFrame
-from traderai.settings import Strategy
 
 MIN_BUCKET_SIGNALS = 30
 MAX_BUCKETS = 5
@@ -35,8 +35,6 @@ MAX_BUCKETS = 5
 
 def _iso(ms: int) -> str:
     from datetime import UTC, datetime
-
-    from traderai.contracts import iso_utc
 
     return iso_utc(datetime.fromtimestamp(ms / 1000, tz=UTC))
 

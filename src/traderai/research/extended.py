@@ -18,9 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from traderai.contracts import TIMEFRAME_SECONDS, Candles
 from traderai.core.features import FEATURE_NAMES, atr, compute_features
-from traderai.market import Candles
-from traderai.settings import TIMEFRAME_SECONDS
 
 MARKET_FACTOR_SYMBOL = "BTC/USDT"
 HTF_WINDOW = 96

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from traderai.contracts import Strategy
 from traderai.research.backtest import Trades
-from traderai.research.walkforward import BASELINES, WalkForwardResult
-from traderai.settings import Strategy
+from traderai.research.search import GEOMETRIES
+from traderai.research.walkforward import BASELINES, WalkForwardResult, winner
 
 
 def _pyplot() -> Any:
@@ -73,8 +74,6 @@ def plot_calibration(result: WalkForwardResult, keys: list[str], path: Path) -> 
 
 def write_evaluation_report(result: WalkForwardResult, out_dir: Path, sources: list[str]) -> Path:
     """evaluation.md + calibration PNG + evaluation.json; returns the Markdown path."""
-    from traderai.research.walkforward import winner
-
     out_dir.mkdir(parents=True, exist_ok=True)
     best_labeling, best_model = winner(result)
     keys = [f"{best_labeling}/{m}" for m in (best_model, *BASELINES)]
@@ -230,8 +229,6 @@ def write_backtest_report(result: WalkForwardResult, labeling: str, model: str, 
         "![expected vs realised](expected_vs_realised.png)", "",
     ]
     if edge is not None:
-        from traderai.research.edge import plot_ev_deciles
-
         plot_ev_deciles(edge, out_dir / "ev_deciles.png")
         lines += edge_section(edge, "ev_deciles.png")
     path = out_dir / "backtest.md"
@@ -251,8 +248,6 @@ SEARCH_COLUMNS = [("model", "model", 0), ("timeframe", "tf", 0), ("features", "f
 
 def write_search_report(result: Any, out_dir: Path, sources: list[str]) -> Path:
     """search.md + search.json of `research.search.run_search`; returns the Markdown path."""
-    from traderai.research.search import GEOMETRIES
-
     out_dir.mkdir(parents=True, exist_ok=True)
     config = result.config
     geometry_lines = [f"- `{name}`: stop {g.sl_atr:g}×ATR, targets {'/'.join(f'{m:g}' for m in g.tp_atr)}×ATR, "
@@ -384,3 +379,35 @@ def edge_section(report: dict[str, Any], png: str) -> list[str]:
         "" if len(protections["locks"]) <= 10 else f"- … {len(protections['locks']) - 10} more in backtest.json",
         "",
     ]
+
+
+def plot_ev_deciles(report: dict[str, Any], path: Any) -> Any:
+    """One panel per market: realised mean net by predicted-EV decile, error bars 2 block s.e."""
+    plt = _pyplot()
+    markets = list(report["markets"])
+    cols = min(2, max(1, len(markets)))
+    rows = max(1, math.ceil(len(markets) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False)
+    for ax, symbol in zip(axes.flat, markets, strict=False):
+        calibration = report["markets"][symbol]["calibration"]
+        deciles = calibration.get("deciles", [])
+        x = [d["predicted"] for d in deciles]
+        y = [d["realised"] for d in deciles]
+        err = [2 * d["se"] if math.isfinite(d["se"]) else 0.0 for d in deciles]
+        ax.errorbar(x, y, yerr=err, fmt="o", capsize=3, label="realised mean ± 2 s.e. (blocks)")
+        if x:
+            lo, hi = min(min(x), min(y)), max(max(x), max(y))
+            ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--", linewidth=1, label="predicted = realised")
+        ax.axhline(0, color="black", linewidth=0.6)
+        rho = calibration.get("decile_spearman", float("nan"))
+        ax.set_title(f"{symbol}: {calibration.get('n', 0)} signals, Spearman {rho:+.2f}", fontsize=10)
+        ax.set_xlabel("predicted EV, % of notional (decile mean)")
+        ax.set_ylabel("realised net %")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(markets):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+

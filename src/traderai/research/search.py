@@ -37,7 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from traderai.market import Candles
+from traderai.contracts import TIMEFRAME_SECONDS, Candles, Strategy
+from traderai.core.features import compute_features
+from traderai.model.fit import fit_calibration, fit_estimator
+from traderai.model.labels import DIRECTION_HORIZON, OUTCOMES, UNLABELLED, outcome_labels
 from traderai.model.outcome import (
     Bracket,
     OutcomeSide,
@@ -47,9 +50,9 @@ from traderai.model.outcome import (
     fit_outcome_estimator,
     fit_shrink,
 )
+from traderai.model.serving import apply_calibration
 from traderai.research.backtest import backtest_market, life_candles
 from traderai.research.extended import MARKET_FACTOR_SYMBOL, extended_features, resample
-from traderai.research.labels import DIRECTION_HORIZON, OUTCOMES, UNLABELLED, outcome_labels
 from traderai.research.stats import (
     block_length_ms,
     block_mean,
@@ -60,7 +63,6 @@ from traderai.research.stats import (
     sharpe_moments,
 )
 from traderai.research.walkforward import MarketFrame, PooledRows, make_folds, pool, prepare_market
-from traderai.settings import TIMEFRAME_SECONDS, Strategy
 
 Progress = Callable[[str], None]
 SIDES = ("LONG", "SHORT")
@@ -124,8 +126,6 @@ class SearchConfig:
 
 def feature_matrix(candles: Candles, feature_set: str, factor: Candles | None) -> np.ndarray:
     if feature_set == "base":
-        from traderai.core.features import compute_features
-
         return compute_features(candles)
     if feature_set == "extended":
         return extended_features(candles, factor)
@@ -196,9 +196,6 @@ def _fit_side(features: np.ndarray, classes: np.ndarray, exits: np.ndarray, trai
 def run_panel(markets: Sequence[Candles], timeframe: str, feature_set: str, config: SearchConfig,
               strategy: Strategy, progress: Progress = _quiet) -> PanelResult:
     """Walk-forward of the direction model and of every geometry's outcome models on one panel."""
-    from traderai.model.serving import apply_calibration
-    from traderai.model.train import fit_calibration, fit_estimator
-
     started = time.perf_counter()
     frames = build_frames(markets, timeframe, feature_set)
     rows = pool(frames)

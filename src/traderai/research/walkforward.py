@@ -27,13 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from traderai.contracts import TIMEFRAME_SECONDS, Candles
 from traderai.core.features import atr as atr_of
 from traderai.core.features import compute_features
-from traderai.market import Candles
+from traderai.model.fit import DEFAULT_GBDT_PARAMS, classification_metrics, fit_calibration, fit_estimator
+from traderai.model.labels import DIRECTION_HORIZON, LABELINGS, label_horizon, make_labels_for
 from traderai.model.serving import apply_calibration
-from traderai.model.train import DEFAULT_GBDT_PARAMS, classification_metrics, fit_calibration, fit_estimator
-from traderai.research.labels import DIRECTION_HORIZON, LABELINGS, label_horizon, make_labels_for
-from traderai.settings import TIMEFRAME_SECONDS
 
 FAMILIES = ("gbdt", "logistic")
 BASELINES = ("base_rate", "persistence")

@@ -22,8 +22,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from traderai.adapters.signal_store import InvalidStartKey, SignalFilters, SignalStore
-from traderai.contracts import Side, Signal, SignalStatus
-from traderai.settings import SettingsError, normalize_symbol
+from traderai.contracts import SettingsError, Side, Signal, SignalStatus
+from traderai.settings import normalize_symbol
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
 MIN_SECRET_LENGTH = 32

@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from traderai.market import Candles, MarketDataError
+from traderai.contracts import TIMEFRAME_SECONDS, Candles
+from traderai.market import MarketDataError
 from traderai.market import archive as fmt
 from traderai.market.validation import Row, candles_from_rows, closed_only, now_ms, validate_candles
 from traderai.observability import logger
-from traderai.settings import TIMEFRAME_SECONDS
 
 DEFAULT_BACKFILL_DAYS = 365
 PAGE_LIMIT = 1000  # Binance serves at most 1,000 klines per request (weight 2 at this size)

@@ -27,9 +27,10 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from traderai.contracts import iso_utc
+from traderai.contracts import ApiKeyRecord, iso_utc
+from traderai.ports import KeyLookup
 
 KEY_PREFIX = "tai"
 KEY_ID_LENGTH = 16
@@ -47,33 +48,6 @@ class Unauthorized(Exception):
 
     def __init__(self) -> None:
         super().__init__("Unauthorized")
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKeyRecord:
-    """One row of the ApiKeys table: everything but the secret."""
-
-    key_id: str
-    name: str
-    salt: str  # hex
-    secret_hash: str  # hex SHA-256(salt || secret)
-    created_at: str
-    revoked_at: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
-
-    def public(self) -> dict[str, Any]:
-        """What `traderai keys list` shows: never the hash or the salt."""
-        return {"key_id": self.key_id, "name": self.name, "created_at": self.created_at,
-                "revoked_at": self.revoked_at, "status": "active" if self.active else "revoked"}
-
-
-class KeyLookup(Protocol):
-    def get(self, key_id: str) -> ApiKeyRecord | None:
-        """The key's record, or None if no such key id."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,14 +145,27 @@ def credential_from_websocket(event: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def authorize_http(event: Mapping[str, Any], keys: KeyLookup | None = None) -> AuthResult:
+def authorize_http(event: Mapping[str, Any], keys: KeyLookup) -> AuthResult:
     """Authorize an HTTP API request (API Gateway v2 event or authorizer event): 200, 401 or 403."""
-    return verify(credential_from_http(event), keys or _default_keys())
+    return verify(credential_from_http(event), keys)
 
 
-def authorize_websocket(event: Mapping[str, Any], keys: KeyLookup | None = None) -> AuthResult:
+def authorize_websocket(event: Mapping[str, Any], keys: KeyLookup) -> AuthResult:
     """Authorize a WebSocket `$connect` request: 200, 401 or 403."""
-    return verify(credential_from_websocket(event), keys or _default_keys())
+    return verify(credential_from_websocket(event), keys)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAuthorizer:
+    """`authorize_http` / `authorize_websocket` over one key store: the local gateway's authorizer hook."""
+
+    keys: KeyLookup
+
+    def authorize_http(self, event: Mapping[str, Any]) -> AuthResult:
+        return authorize_http(event, self.keys)
+
+    def authorize_websocket(self, event: Mapping[str, Any]) -> AuthResult:
+        return authorize_websocket(event, self.keys)
 
 
 def http_simple_response(result: AuthResult) -> dict[str, Any]:
@@ -193,9 +180,3 @@ def websocket_policy(result: AuthResult, method_arn: str) -> dict[str, Any]:
     return {"principalId": result.key_id or "anonymous",
             "policyDocument": {"Version": "2012-10-17", "Statement": [statement]},
             "context": result.context()}
-
-
-def _default_keys() -> KeyLookup:
-    from traderai.adapters.api_keys import api_key_store
-
-    return api_key_store()

@@ -18,12 +18,13 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from traderai.adapters.connections import Connection, ConnectionStore
-from traderai.adapters.deliveries import DeliveryLedger, delivery_id
+from traderai.adapters.deliveries import delivery_id
 from traderai.adapters.push import PostResult, Pusher, encode
 from traderai.adapters.signal_store import signal_from_item
 from traderai.contracts import Signal
 from traderai.core.text_format import signal_text
 from traderai.observability import logger, metrics
+from traderai.ports import DeliveryLedger
 
 MESSAGE_TYPES = {"INSERT": "signal", "MODIFY": "signal_update"}
 # Posts between two ledger writes. A fan-out killed mid-way (a timeout) re-pushes at most this many on

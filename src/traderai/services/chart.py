@@ -6,8 +6,9 @@ AWS, the replay clock locally, so a replayed chart never shows the replay's futu
 market source the deployment reads (ccxt's `fetch_ohlcv` from the exchange, or the recorded candles of
 the replay) through `CandleHistory`; a candle archive implementing that protocol can take its place.
 
-This module imports no numpy or ccxt at import time: ApiFunction includes the router for the OpenAPI
-document only, ChartFunction (which carries the market layer) serves the route.
+This module imports no numpy or ccxt at import time: ApiFunction includes its route
+(`traderai.routes.chart`) for the OpenAPI document only, ChartFunction (which carries the market layer)
+serves it.
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Path
 from pydantic import BaseModel, Field
 
-from traderai.contracts import Signal, SignalStatus, parse_iso_utc
-from traderai.services import api, wiring
-from traderai.settings import TIMEFRAME_SECONDS
+from traderai.contracts import TIMEFRAME_SECONDS, Signal, SignalStatus, parse_iso_utc
+from traderai.market import MarketDataError
+from traderai.services import api
 
 if TYPE_CHECKING:
-    from traderai.market import CandleHistory, Candles
+    from traderai.contracts import Candles
+    from traderai.ports import CandleHistory
 
 BEFORE_CANDLES = 48
 AFTER_CANDLES = 12
@@ -126,8 +126,6 @@ def chart_of(signal: Signal, candles: Candles, source: str) -> SignalChart:
 def signal_chart(signal: Signal, history: CandleHistory, source: str, now: datetime,
                  loop: asyncio.AbstractEventLoop) -> SignalChart:
     """The chart of a signal; 502 (with the reason code) if its market's candles cannot be had."""
-    from traderai.market import MarketDataError
-
     window = chart_window(signal, now)
     try:
         candles = loop.run_until_complete(history.fetch_candles_between(
@@ -139,24 +137,3 @@ def signal_chart(signal: Signal, history: CandleHistory, source: str, now: datet
 
 def _ms(text: str) -> int:
     return int(parse_iso_utc(text).timestamp() * 1000)
-
-
-# ---------------------------------------------------------------- HTTP route (served by ChartFunction)
-
-router = Router()
-
-
-@router.get("/signals/<signal_id>/candles", summary="A signal's candles, levels and hit marks (its chart)",
-            security=[{"apiKey": []}],
-            responses=api.responses(api.ok_json(SignalChart, "The signal's chart"), not_found=True) | {
-                502: {"description": "The market's candles could not be fetched",
-                      "content": {"application/json": {"model": api.ErrorBody}}}})
-def get_signal_candles(
-    signal_id: Annotated[str, Path(pattern=api.SIGNAL_ID.pattern, min_length=1, max_length=128)],
-) -> SignalChart:
-    api.reject_unknown_parameters(router.current_event.query_string_parameters, frozenset())
-    signal = api.get_signal(wiring.signal_store(), signal_id)  # 400 / 404 before any market is touched
-    from traderai.runtime import chart_runtime
-
-    runtime = chart_runtime()
-    return signal_chart(signal, runtime.history, runtime.source, wiring.now(), runtime.loop)

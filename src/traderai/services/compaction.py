@@ -9,29 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from traderai.analytics.queries import COMPACTION_SQL, PARQUET_SUFFIX, sql_text, unload_statement
 from traderai.contracts import ContractError, parse_iso_utc
 from traderai.observability import logger, metrics
+from traderai.ports import Prefixes, QueryRunner
 
 
 class CompactionEventError(ValueError):
     """The event names no day to compact; the message says what was expected."""
-
-
-class QueryRunner(Protocol):
-    def run(self, sql: str, parameters: list[str]) -> str:
-        """Run and wait; return the query id, raise if it did not succeed."""
-        ...
-
-
-class Prefixes(Protocol):
-    bucket: str
-
-    def delete(self, prefix: str) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,6 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from traderai.adapters.deliveries import DeliveryLedger
 from traderai.contracts import iso_utc
 from traderai.core.notify import (
     InvalidSubscriber,
@@ -51,6 +50,7 @@ from traderai.core.notify import (
     webhook_headers,
 )
 from traderai.observability import logger, metrics
+from traderai.ports import DeliveryLedger
 from traderai.services.broadcast import SignalChange
 
 DEADLINE_MARGIN_SECONDS = 3.0  # stop starting work this long before the function's timeout

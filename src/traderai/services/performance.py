@@ -9,7 +9,7 @@ is closed, but its outcome is not known either: it is counted as `unpriced` and 
 and the profit figures.
 
 Windows: `?window=7d|30d|90d|all` ends at `until` (default: now), or `since`/`until` as before (default:
-the last 30 days). "Now" is the functions' clock (`wiring.now`): the wall clock on AWS, the replay clock
+the last 30 days). "Now" is the functions' clock (`traderai.wiring.now`): the wall clock on AWS, the replay clock
 in the local stack, so the demo's windows cover the replayed days. The arithmetic (win rate, expectancy,
 profit factor, drawdown) is the pure `core.track_record`; its definitions travel in the report.
 
@@ -28,18 +28,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
 
-from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, Field
 
 from traderai.adapters.signal_store import SignalOutcome, SignalStore
-from traderai.contracts import ClosedReason, Signal, SignalStatus, iso_utc
+from traderai.contracts import ClosedReason, Signal, SignalStatus, Strategy, iso_utc
 from traderai.core.protections import close_of, market_locks
 from traderai.core.track_record import DEFINITIONS, drawdown_span, r_multiple, summarise
-from traderai.services import api, wiring
-from traderai.settings import Strategy
+from traderai.services import api
 
 CACHE_SECONDS = 60.0
 CACHE_ENTRIES = 64
@@ -313,8 +309,9 @@ CACHE = PerformanceCache()
 
 
 def performance(store: SignalStore, since: datetime | None, until: datetime | None, now: datetime,
-                cache: PerformanceCache = CACHE, window: str | None = None) -> PerformanceReport:
-    """The report of the window, from the cache when a fresh one exists (key: the window as asked)."""
+                cache: PerformanceCache = CACHE, window: str | None = None, *, strategy: Strategy) -> PerformanceReport:
+    """The report of the window, from the cache when a fresh one exists (key: the window as asked), with the
+    protection locks `strategy`'s guards hold at `now`."""
     bounds = window_of(since, until, now, window)
     # The bounds as stored-precision text (since rounds up): an absent bound stays None, so "the last 30
     # days" is one entry rather than one per second of `now`.
@@ -324,7 +321,7 @@ def performance(store: SignalStore, since: datetime | None, until: datetime | No
         signals = store.outcomes_between(*bounds, limit=MAX_SIGNALS + 1)
         report = performance_report(signals[:MAX_SIGNALS], *bounds, computed_at=now,
                                     truncated=len(signals) > MAX_SIGNALS, window=window)
-        report.locks = current_locks(store, wiring.strategy(), now)
+        report.locks = current_locks(store, strategy, now)
         return report
 
     return cache.get(key, compute)
@@ -343,27 +340,3 @@ def current_locks(store: SignalStore, strategy: Strategy, now: datetime) -> list
             closes.setdefault(signal.symbol, []).append(close)
     return [LockView(**lock.to_dict()) for symbol in sorted(closes)
             for lock in market_locks(symbol, closes[symbol], now, settings)]
-
-
-# ---------------------------------------------------------------- HTTP route (included by ApiFunction)
-
-router = Router()
-_plus = BeforeValidator(lambda v: v.replace(" ", "+") if isinstance(v, str) else v)  # an unescaped '+'
-
-
-@router.get("/performance", summary="Track record: win rate, exits, realised profit, expectancy, drawdown",
-            security=[{"apiKey": []}],
-            responses=api.responses(api.ok_json(PerformanceReport, "The track record of the window")))
-def get_performance(
-    since: Annotated[str | None, _plus, Query(json_schema_extra=api.DATE_TIME_SCHEMA,
-                                              description="created_at >= since (RFC 3339; default: until - 30d); "
-                                                          "at most until, at most 366 days before it, and not "
-                                                          "with window")] = None,
-    until: Annotated[str | None, _plus, Query(json_schema_extra=api.DATE_TIME_SCHEMA,
-                                              description="created_at <= until (RFC 3339; default: now)")] = None,
-    window: Annotated[Literal["7d", "30d", "90d", "all"] | None,
-                      Query(description="the named window ending at until (instead of since)")] = None,
-) -> PerformanceReport:
-    api.reject_unknown_parameters(router.current_event.query_string_parameters, PARAMETERS)
-    return performance(wiring.signal_store(), api.parse_date_time("since", since), api.parse_date_time("until", until),
-                       wiring.now(), window=window)

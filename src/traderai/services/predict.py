@@ -9,30 +9,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from traderai.adapters.logs import PREDICTIONS, JsonLinesLog
-from traderai.contracts import EDGE_EVIDENCE_KEYS, OUTCOMES, SIDES, Prediction, iso_utc
+from traderai.contracts import EDGE_EVIDENCE_KEYS, OUTCOMES, SIDES, Candles, MarketInfo, Prediction, iso_utc
 from traderai.core.drift import drift_score
 from traderai.core.features import FEATURE_NAMES, atr, compute_features
 from traderai.events import Handoff
-from traderai.market import Candles, MarketDataError, MarketInfo
+from traderai.market import MarketDataError
 from traderai.market.fetch import fetch_markets
 from traderai.model.serving import ModelNotFoundError
 from traderai.observability import logger, metrics
+from traderai.ports import ModelProvider, PredictiveModel
 from traderai.settings import Settings
-
-
-class PredictiveModel(Protocol):
-    model_id: str
-    horizon: int
-    feature_names: tuple[str, ...]
-    expires_at: datetime | None
-
-    def predict_proba(self, features: np.ndarray) -> np.ndarray: ...
 
 
 def outcome_fields(model: PredictiveModel, row: np.ndarray) -> dict[str, Any]:
@@ -60,10 +52,6 @@ def _evidence(raw: Any) -> dict[str, dict[str, float]] | None:
     kept = {side: {k: raw[side][k] for k in EDGE_EVIDENCE_KEYS} for side in SIDES
             if isinstance(raw.get(side), dict) and all(raw[side].get(k) is not None for k in EDGE_EVIDENCE_KEYS)}
     return kept or None
-
-
-class ModelProvider(Protocol):
-    def get(self, symbol: str, timeframe: str) -> PredictiveModel: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Scheduled retraining, one step per function of the state machine: train -> evaluate -> promote or keep.
 
-- **train** fits the shipped recipe (`traderai.model.train.train`, the very function `traderai train`
+- **train** fits the shipped recipe (`traderai.train.train`, the very function `traderai train`
   calls, with its default `TrainConfig`) on the last TRAIN_DAYS of the archive before the evaluation
   window, and writes each market's candidate to the registry under its own model_id. It never moves a
   pointer. A market whose archive window has bad candles, a gap longer than RETRAIN_MAX_GAP_CANDLES or
@@ -33,12 +33,12 @@ import numpy as np
 
 from traderai.adapters import model_registry as registry
 from traderai.adapters.candle_archive import CandleArchive
-from traderai.contracts import iso_utc
-from traderai.market import BadCandlesError, Candles
+from traderai.contracts import TIMEFRAME_SECONDS, Candles, SettingsError, iso_utc
+from traderai.market import BadCandlesError
 from traderai.market.validation import validate_candles
 from traderai.model.serving import ModelError, ModelNotFoundError, ServedModel
 from traderai.observability import logger
-from traderai.settings import TIMEFRAME_SECONDS, Settings, SettingsError
+from traderai.settings import Settings
 
 RETRAINING_PREFIX = "retraining"
 MIN_EVAL_ROWS = 200
@@ -133,7 +133,7 @@ def check_window(candles: Candles, start_ms: int, end_ms: int, retrain: RetrainS
 def train_step(settings: Settings, retrain: RetrainSettings, archive: CandleArchive, s3: Any, now: datetime,
                *, run_id: str | None = None) -> dict[str, Any]:
     """Fit the shipped recipe on every market whose window is clean; write the candidates (no pointer move)."""
-    from traderai.model.train import TrainConfig, train
+    from traderai.train import TrainConfig, train
 
     bucket = settings.require("bucket_name").bucket_name
     step_ms = settings.timeframe_seconds * 1000
@@ -245,7 +245,7 @@ def _last_seen_ms(model: ServedModel) -> int:
 def _scores(model: ServedModel, candles: Candles, from_ms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(open times, labels, probabilities) of the complete rows at or after from_ms, labelled as the model's
     manifest says (its horizon and labeling: what its probability means)."""
-    from traderai.model.train import build_dataset
+    from traderai.train import build_dataset
 
     data = build_dataset([candles], model.horizon, str(model.manifest.get("labeling", "direction")))
     keep = data.open_time_ms >= from_ms

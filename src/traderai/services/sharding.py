@@ -18,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from traderai.contracts import SettingsError
 from traderai.core.shards import RETRY_INTERVAL_SECONDS, Shard, ShardPlanError, plan_shards, shard_for
-from traderai.settings import Settings, SettingsError
+from traderai.settings import Settings
 
 DEFAULT_SHARD_SIZE = 100
 DEFAULT_CONCURRENCY = 10

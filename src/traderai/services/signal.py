@@ -5,34 +5,18 @@ The predictions come inline in the hand-off or, for a claim check, from the tick
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from traderai.adapters.logs import DECISIONS, JsonLinesLog, LogObjectMissing
-from traderai.contracts import Decision, Prediction, Signal, iso_utc
+from traderai.contracts import Decision, Prediction, Signal, Strategy, iso_utc
 from traderai.core.protections import Lock, close_of, market_locks
 from traderai.core.signals import decide, signal_id_for
 from traderai.events import EventError, Handoff, parse_predictions
 from traderai.observability import logger, metrics
-from traderai.settings import Strategy
-
-
-class SignalRepository(Protocol):
-    def active_signal_ids(self, symbols: Iterable[str], now: datetime) -> dict[tuple[str, str], frozenset[str]]:
-        """(symbol, side) -> ids of signals ACTIVE and unexpired at `now`."""
-        ...
-
-    def put_new(self, signal: Signal) -> bool:
-        """Store unless it exists (conditional put); False means a retry found it already there."""
-        ...
-
-    def closed_signals(self, symbol: str, created_since: str) -> list[Signal]:
-        """The market's closed signals created since then (the protections' input)."""
-        ...
+from traderai.ports import SignalRepository
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from traderai.contracts import Signal, iso_utc
+from traderai.contracts import SettingsError, Signal, iso_utc
 from traderai.core.notify import (
     EVENTS,
     Filters,
@@ -23,7 +23,7 @@ from traderai.core.notify import (
 )
 from traderai.services.broadcast import SignalChange
 from traderai.services.notify import DeliveryResult, Notifier
-from traderai.settings import SettingsError, normalize_symbol
+from traderai.settings import normalize_symbol
 
 
 def build_filters(symbols: str | None, side: str | None, tradeable_only: bool, min_expected_value_pct: float | None,

@@ -26,11 +26,11 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from traderai.adapters.signal_store import SignalStore, VersionedSignal
-from traderai.contracts import Signal, SignalStatus, iso_utc, parse_iso_utc
+from traderai.contracts import TIMEFRAME_SECONDS, Candles, Signal, SignalStatus, Strategy, iso_utc, parse_iso_utc
 from traderai.core.outcome import Bar, TradeSetup, TradeState, advance, expire_unpriced, realised
-from traderai.market import Candles, MarketDataError, MarketDataSource
+from traderai.market import MarketDataError
 from traderai.observability import logger, metrics
-from traderai.settings import TIMEFRAME_SECONDS, Strategy
+from traderai.ports import MarketDataSource
 
 MAX_CANDLES = 1000  # one exchange request; 10 days of 15m candles, far beyond a signal's default 24 h life
 

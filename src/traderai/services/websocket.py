@@ -18,8 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from traderai.adapters.connections import ConnectionStore
-from traderai.contracts import iso_utc
-from traderai.settings import SettingsError, normalize_symbol
+from traderai.contracts import SettingsError, iso_utc
+from traderai.settings import normalize_symbol
 
 MAX_SYMBOLS = 50
 MAX_MESSAGE_BYTES = 8192

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+from traderai.ports import KeyLookup
 from traderai.services import auth
 
 OPEN_PATHS = frozenset({"/health", "/openapi.json"})  # Auth: { Authorizer: NONE } in the template
@@ -53,7 +54,7 @@ def http_event(method: str, path: str, query: str, headers: dict[str, str], body
 class ApiGatewayWsgi:
     """WSGI app: WSGI request -> (authorizer) -> payload 2.0 event -> `handler` -> WSGI response."""
 
-    def __init__(self, handler: Handler, context: Any, keys: auth.KeyLookup | None = None) -> None:
+    def __init__(self, handler: Handler, context: Any, keys: KeyLookup) -> None:
         self._handler = handler
         self._context = context
         self._keys = keys

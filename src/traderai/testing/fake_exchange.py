@@ -18,8 +18,9 @@ from typing import Any
 import ccxt
 import numpy as np
 
-from traderai.market import Candles
-from traderai.settings import TIMEFRAME_SECONDS
+from traderai.contracts import TIMEFRAME_SECONDS, Candles
+from traderai.market.csv import load_candles_csv
+from traderai.market.replay import candles_file_name
 
 Row = list[float]
 BINANCE_TIMEFRAMES = {
@@ -108,9 +109,6 @@ class FakeExchange:
     @classmethod
     def from_csv_dir(cls, data_dir: str | Path, symbols: Iterable[str], **kwargs: Any) -> FakeExchange:
         """Serve the recorded `<BASE>_<QUOTE>-15m.csv.gz` files of `data_dir` (real candles, real gaps)."""
-        from traderai.market.csv import load_candles_csv
-        from traderai.market.replay import candles_file_name
-
         return cls(
             {s: load_candles_csv(Path(data_dir) / candles_file_name(s), s, "15m") for s in symbols}, **kwargs
         )

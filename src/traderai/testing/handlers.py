@@ -13,7 +13,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from traderai.infra import REPO_ROOT
+
+__all__ = ["EVENTS_DIR", "FUNCTIONS_DIR", "REPO_ROOT", "FakeLambdaContext", "load_event", "load_handler"]
+
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 EVENTS_DIR = REPO_ROOT / "events"
 

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from traderai.infra import create_dynamodb_table, function_environment
+
 SIGNALS_TABLE = "traderai-signals-test"
 CONNECTIONS_TABLE = "traderai-connections-test"
 DELIVERIES_TABLE = "traderai-deliveries-test"  # the name ServingTables.environment derives
@@ -25,8 +27,6 @@ class ServingTables:
 
     def environment(self, function: str, **values: str) -> dict[str, str]:
         """The env the template gives `function`, resolved against these tables (and `values`)."""
-        from traderai.infra import function_environment
-
         tables = {logical_id: f"traderai-{logical_id.removesuffix('Table').lower()}-test"
                   for logical_id, spec in self.template["Resources"].items()
                   if spec.get("Type") == "AWS::DynamoDB::Table"}
@@ -41,8 +41,6 @@ def serving_tables(template: dict[str, Any]) -> Iterator[ServingTables]:
     """A moto account holding the template's Signals and Connections tables."""
     import boto3
     from moto import mock_aws
-
-    from traderai.infra import create_dynamodb_table
 
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from traderai.local.pipeline import embedded_pipeline
+
 LOG_PREFIXES = ("predictions/", "decisions/")
 
 
@@ -31,8 +33,6 @@ def replay_logs(root: Path, start: datetime, ticks: int, markets: str = "BTC/USD
     Ticks fall on candle closes (15 minutes for the bundled 15m candles), so each one predicts; the
     signal step's clock is the tick's, so decisions and signal expiry follow the replayed time.
     """
-    from traderai.local.pipeline import embedded_pipeline
-
     with embedded_pipeline(markets) as pipeline:
         for index in range(ticks):
             pipeline.tick(start + timedelta(minutes=tick_minutes * index), decided_after=timedelta(seconds=10))

@@ -1,0 +1,360 @@
+"""The wiring: every client, store and runtime a function uses, built once per container, never at import.
+
+Handlers (`functions/*/app.py`) and the local stack get their adapters here and nowhere else. The first
+call reads and validates the settings, so a missing or malformed one fails that cold start naming its
+environment variable; warm invocations reuse what was built (ccxt's sessions and loaded markets, boto3
+clients, pynamodb connection pools). Each object is handed over typed as the port its service declares
+(`traderai.ports`). `clear()` forgets everything (tests, and the local stack after changing the
+environment).
+
+The API, WebSocket, broadcast, signal and compact functions import this module too, and their layer
+carries neither numpy nor ccxt: what needs them (the predict step, the model registry, the market
+source) is imported inside the function that builds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from traderai.adapters.api_keys import ApiKeyStore
+from traderai.adapters.athena import AthenaQueries, S3Prefix
+from traderai.adapters.connections import ConnectionStore
+from traderai.adapters.deliveries import DeliveryStore
+from traderai.adapters.http_post import post
+from traderai.adapters.logs import JsonLinesLog
+from traderai.adapters.push import Pusher
+from traderai.adapters.signal_store import SignalStore
+from traderai.adapters.subscribers import DeadLetters, SecretStore, SubscriberStore
+from traderai.contracts import Strategy
+from traderai.ports import (
+    CandleHistory,
+    DeliveryLedger,
+    MarketDataSource,
+    MarketSource,
+    ModelProvider,
+    Prefixes,
+    QueryRunner,
+    SignalRepository,
+)
+from traderai.services.api import PageTokens
+from traderai.services.notify import Notifier
+from traderai.services.sharding import ShardSettings
+from traderai.settings import CompactionSettings, Settings, required_env
+
+DEFAULT_TELEGRAM_API = "https://api.telegram.org"
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+
+    from traderai.adapters.candle_archive import CandleArchive
+    from traderai.core.shards import Shard
+    from traderai.services.predict import TickResult
+    from traderai.services.retraining import RetrainSettings
+    from traderai.services.track import TrackReport
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+_clock: Callable[[], datetime] = wall_clock
+
+
+def now() -> datetime:
+    """The functions' "now": the wall clock on AWS; the local stack sets its replay clock (`use_clock`)."""
+    return _clock()
+
+
+def use_clock(clock: Callable[[], datetime]) -> None:
+    """Make `now()` read this clock (the local stack's replay clock) until `clear()`."""
+    global _clock
+    _clock = clock
+
+
+@lru_cache(maxsize=1)
+def s3_client() -> BaseClient:
+    import boto3  # the Lambda runtime's own; loaded only by the functions that talk to S3
+
+    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None)
+
+
+# ---------------------------------------------------------------- predict, signal, track (the tick)
+
+@dataclass
+class MarketRuntime:
+    """What every function that reads markets keeps per container: settings, a source, a clock, a loop.
+
+    The event loop lives as long as the container, so ccxt's sessions and loaded markets survive
+    warm invocations.
+    """
+
+    settings: Settings
+    source: MarketDataSource
+    clock: Callable[[], datetime] = field(default=wall_clock, kw_only=True)
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop, kw_only=True)
+
+    def now_for(self, tick_time: datetime) -> datetime:
+        """The live exchange runs on the wall clock; the replay runs on the tick's own clock."""
+        if self.settings.market_source == "replay":
+            return tick_time + timedelta(seconds=5)
+        return self.clock()
+
+
+@dataclass
+class PredictRuntime(MarketRuntime):
+    models: ModelProvider
+    log: JsonLinesLog
+    shards: ShardSettings | None = None
+
+    def run(self, tick_time: datetime, shard: Shard | None = None) -> TickResult:
+        """Every market, or one shard's (core.shards.Shard): its markets, its log object, its budget share."""
+        from traderai.services.predict import run_tick  # numpy: only the predict layer carries it
+
+        markets, label = (None, None) if shard is None else (shard.markets, shard.label)
+        if shard is not None and hasattr(self.source, "share_budget"):
+            self.source.share_budget(shard.weight_per_minute)
+        return self.loop.run_until_complete(
+            run_tick(self.settings, self.source, self.models, self.log, tick_time, self.now_for(tick_time),
+                     markets, label))
+
+
+@dataclass
+class TrackRuntime(MarketRuntime):
+    store: SignalStore
+
+    def run(self, tick_time: datetime) -> TrackReport:
+        from traderai.services.track import track  # the predict layer's: the tracker runs with it
+
+        return track(self.store, self.source, self.settings.strategy, self.now_for(tick_time), self.loop)
+
+
+def build_predict_runtime(settings: Settings, s3: BaseClient, source: MarketDataSource | None = None
+                          ) -> PredictRuntime:
+    """Validate markets/timeframe against the source and find the models: fails fast, naming the setting."""
+    from traderai.adapters.model_registry import ModelRegistry  # numpy (model serving): predict layer only
+
+    settings.require("bucket_name")
+    assert settings.bucket_name is not None  # require() checked it
+    source = source or market_source(settings)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(source.check_settings(settings.markets, settings.timeframe))
+    # The pointer is re-read at most every MODEL_REFRESH_SECONDS, so a promoted model serves from the first
+    # tick after that without a redeploy (one small GET per market and minute; docs/retraining.md).
+    models = ModelRegistry(settings.bucket_name, settings.model_prefix, lambda: s3,
+                           refresh_seconds=MODEL_REFRESH_SECONDS)
+    return PredictRuntime(settings, source, models, JsonLinesLog(s3, settings.bucket_name),
+                          ShardSettings.from_env(settings), loop=loop)
+
+
+MODEL_REFRESH_SECONDS = 60.0
+
+
+def market_source(settings: Settings) -> MarketSource:
+    from traderai.market.fetch import make_source  # ccxt or the replay's numpy: predict layer only
+
+    return make_source(settings)
+
+
+_PREDICT_RUNTIMES: dict[str, PredictRuntime] = {}
+_PREDICT_LOCK = threading.Lock()
+
+
+def predict_runtime() -> PredictRuntime:
+    """One per container. On Lambda that is one per process; the local runner runs concurrent shards in
+    threads, so each thread (named per shard slot) is a container of its own, with its own event loop."""
+    name = threading.current_thread().name
+    with _PREDICT_LOCK:
+        runtime = _PREDICT_RUNTIMES.get(name)
+    if runtime is None:
+        runtime = build_predict_runtime(Settings.from_env(), s3_client())
+        with _PREDICT_LOCK:
+            runtime = _PREDICT_RUNTIMES.setdefault(name, runtime)
+    return runtime
+
+
+@dataclass
+class SignalRuntime:
+    settings: Settings
+    repository: SignalRepository
+    log: JsonLinesLog
+    clock: Callable[[], datetime] = wall_clock
+
+
+@lru_cache(maxsize=1)
+def signal_runtime() -> SignalRuntime:
+    settings = Settings.from_env().require("bucket_name", "signals_table")
+    assert settings.bucket_name is not None and settings.signals_table is not None  # require() checked them
+    return SignalRuntime(settings, SignalStore(settings.signals_table), JsonLinesLog(s3_client(), settings.bucket_name))
+
+
+@lru_cache(maxsize=1)
+def track_runtime() -> TrackRuntime:
+    """Settings validated at cold start (a wrong one fails naming it); the market source is made once."""
+    settings = Settings.from_env().require("signals_table")
+    assert settings.signals_table is not None  # require() checked it
+    return TrackRuntime(settings, market_source(settings), store=SignalStore(settings.signals_table))
+
+
+@dataclass
+class ChartRuntime:
+    """A signal chart's candle history (the market source MARKET_SOURCE names) and its event loop."""
+
+    history: CandleHistory
+    source: str  # "exchange" or "replay": said in the reply
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+
+
+@lru_cache(maxsize=1)
+def chart_runtime() -> ChartRuntime:
+    """GET /signals/{id}/candles: the same market source as predict and track (ccxt or the replay)."""
+    settings = Settings.from_env()
+    return ChartRuntime(market_source(settings), "replay" if settings.market_source == "replay" else "exchange")
+
+
+# ---------------------------------------------------------------- API, WebSocket, broadcast, authorizer
+
+@lru_cache(maxsize=1)
+def signal_store() -> SignalStore:
+    settings = Settings.from_env().require("signals_table")
+    assert settings.signals_table is not None  # require() checked it
+    return SignalStore(settings.signals_table)
+
+
+@lru_cache(maxsize=1)
+def strategy() -> Strategy:
+    """The signal rules in force (the protections' settings: GET /performance shows the same locks)."""
+    return Settings.from_env().strategy
+
+
+@lru_cache(maxsize=1)
+def connection_store() -> ConnectionStore:
+    settings = Settings.from_env().require("connections_table")
+    assert settings.connections_table is not None  # require() checked it
+    return ConnectionStore(settings.connections_table)
+
+
+@lru_cache(maxsize=1)
+def delivery_ledger() -> DeliveryLedger:
+    """Which connections already got a signal version (DELIVERIES_TABLE): one push per connection per version."""
+    settings = Settings.from_env().require("deliveries_table")
+    assert settings.deliveries_table is not None  # require() checked it
+    return DeliveryStore(settings.deliveries_table)
+
+
+@lru_cache(maxsize=1)
+def page_tokens() -> PageTokens:
+    return PageTokens(required_env("TOKEN_SECRET"))
+
+
+@lru_cache(maxsize=1)
+def pusher() -> Pusher:
+    """Posts to `WEBSOCKET_ENDPOINT`; `PUSH_TRANSPORT=boto3` switches to boto3's client (default: signed)."""
+    return Pusher.for_endpoint(required_env("WEBSOCKET_ENDPOINT"),
+                               transport=os.environ.get("PUSH_TRANSPORT", "").strip() or "signed")
+
+
+@lru_cache(maxsize=1)
+def api_key_store() -> ApiKeyStore:
+    """The store `API_KEYS_TABLE` names (the authorizer reads it; `traderai keys` and the demo write it)."""
+    settings = Settings.from_env().require("api_keys_table")
+    assert settings.api_keys_table is not None  # require() checked it
+    return ApiKeyStore(settings.api_keys_table)
+
+
+# ---------------------------------------------------------------- compaction (nightly)
+
+@dataclass
+class CompactionRuntime:
+    settings: CompactionSettings
+    queries: QueryRunner
+    prefixes: Prefixes
+    today: Callable[[], date] = utc_today
+
+
+@lru_cache(maxsize=1)
+def compaction_runtime() -> CompactionRuntime:
+    import boto3  # the Lambda runtime's own; loaded only by the functions that talk to AWS
+
+    settings = CompactionSettings.from_env()
+    athena = boto3.client("athena")
+    return CompactionRuntime(settings, AthenaQueries(athena, settings.workgroup, settings.database),
+                             S3Prefix(s3_client(), settings.bucket_name))
+
+
+# ---------------------------------------------------------------- notifications (NotifyFunction)
+
+@lru_cache(maxsize=1)
+def notify_adapters() -> NotifyAdapters:
+    """The subscriber table, the secrets and the dead-letter queue (SUBSCRIBERS_TABLE, NOTIFY_DLQ_URL)."""
+    import boto3  # the Lambda runtime's own; loaded only by the functions that talk to AWS
+
+    return NotifyAdapters(SubscriberStore(required_env("SUBSCRIBERS_TABLE")),
+                          SecretStore(boto3.client("secretsmanager")),
+                          DeadLetters(boto3.client("sqs"), required_env("NOTIFY_DLQ_URL")))
+
+
+def notifier() -> Notifier:
+    """A Notifier for one invocation around the built adapters, so each batch reads the subscriber list once,
+    fresh (`TELEGRAM_API_URL` set only to point at another Bot API, e.g. a fake)."""
+    adapters = notify_adapters()
+    return Notifier(adapters.subscribers, adapters.secrets, delivery_ledger(), adapters.dead_letters,
+                    telegram_api=os.environ.get("TELEGRAM_API_URL", "").strip() or DEFAULT_TELEGRAM_API, post=post,
+                    allow_loopback_http=os.environ.get("NOTIFY_ALLOW_LOOPBACK_HTTP", "") == "true")
+
+
+@dataclass(frozen=True)
+class NotifyAdapters:
+    subscribers: SubscriberStore
+    secrets: SecretStore
+    dead_letters: DeadLetters
+
+
+# ---------------------------------------------------------------- candle archive and retraining
+
+@dataclass
+class RetrainingRuntime:
+    """The archive and retraining functions' settings, archive and S3 client (built once per container)."""
+
+    settings: Settings
+    retrain: RetrainSettings
+    archive: CandleArchive
+    s3: BaseClient
+    clock: Callable[[], datetime] = wall_clock
+
+
+@lru_cache(maxsize=1)
+def retraining_runtime() -> RetrainingRuntime:
+    # numpy: only the archive and retraining functions' layers carry it
+    from traderai.adapters.candle_archive import CandleArchive
+    from traderai.services.retraining import RetrainSettings
+
+    settings = Settings.from_env().require("bucket_name")
+    assert settings.bucket_name is not None  # require() checked it
+    retrain = RetrainSettings.from_env()
+    return RetrainingRuntime(settings, retrain, CandleArchive(s3_client(), settings.bucket_name, settings.exchange_id,
+                                                              retrain.archive_prefix), s3_client())
+
+
+_BUILT = (s3_client, signal_runtime, track_runtime, chart_runtime, signal_store, strategy,
+          connection_store, delivery_ledger, page_tokens, pusher, api_key_store, compaction_runtime, notify_adapters,
+          retraining_runtime)
+
+
+def clear() -> None:
+    """Forget everything built (tests, and the local stack when it changes the environment)."""
+    for built in _BUILT:
+        built.cache_clear()
+    with _PREDICT_LOCK:
+        _PREDICT_RUNTIMES.clear()
+    use_clock(wall_clock)
