@@ -20,6 +20,7 @@ venv: $(STAMP)
 test: $(STAMP) browser
 	$(PY) -m ruff check src functions tests bench
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 	$(MAKE) --no-print-directory security
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
@@ -40,6 +41,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check src functions tests bench
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 	$(PY) -m ruff format --check src functions tests bench
 
 clean:

@@ -13,7 +13,7 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 
 if TYPE_CHECKING:  # annotations only: numpy is never imported here (the API path does not load it)
     import numpy as np
@@ -93,10 +93,10 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_iso_utc(text: str, name: str = "time") -> datetime:
-    """Parse an ISO-8601 time; a time without an offset is refused rather than guessed."""
+def parse_iso_utc(text: object, name: str = "time") -> datetime:
+    """Parse an ISO-8601 time; anything else (a time without an offset too) is refused rather than guessed."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(cast(str, text).replace("Z", "+00:00"))
     except (TypeError, ValueError, AttributeError) as exc:
         raise ContractError(f"{name}: {text!r} is not an ISO-8601 time") from exc
     if moment.tzinfo is None:
@@ -184,9 +184,9 @@ def _parse_edge_evidence(value: Any) -> dict[str, dict[str, float]] | None:
         numbers = (mean, se)
         if (isinstance(n, bool) or not isinstance(n, int) or n < 0
                 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in numbers)
-                or not all(math.isfinite(v) for v in numbers) or se < 0):
+                or not all(math.isfinite(cast(float, v)) for v in numbers) or cast(float, se) < 0):
             continue
-        kept[side] = {"n": n, "mean_net_pct": float(mean), "se_pct": float(se)}
+        kept[side] = {"n": n, "mean_net_pct": float(cast(float, mean)), "se_pct": float(cast(float, se))}
     return kept
 
 

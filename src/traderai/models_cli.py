@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -138,7 +139,8 @@ def _models_rollback(args: argparse.Namespace, s3: Any, bucket: str, symbol: str
     return 0
 
 
-_ACTIONS = {"list": _models_list, "show": _models_show, "promote": _models_promote, "rollback": _models_rollback}
+_ACTIONS: dict[str, Callable[..., int]] = {"list": _models_list, "show": _models_show, "promote": _models_promote,
+                                           "rollback": _models_rollback}
 
 
 def add_retrain_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -77,7 +77,7 @@ def _markets(text: str | None) -> tuple[str, ...]:
 
 
 def _loopback_endpoint(endpoint_url: str | None) -> bool:
-    return bool(endpoint_url) and is_loopback(urlsplit(endpoint_url).hostname or "")
+    return endpoint_url is not None and bool(endpoint_url) and is_loopback(urlsplit(endpoint_url).hostname or "")
 
 
 def run_notify(args: argparse.Namespace) -> int:

@@ -49,10 +49,17 @@ class CandleHistory(Protocol):
 class PredictiveModel(Protocol):
     """A served model: probabilities of an up move for rows of features (`traderai.model.serving`)."""
 
-    model_id: str
-    horizon: int
-    feature_names: tuple[str, ...]
-    expires_at: datetime | None
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def horizon(self) -> int: ...
+
+    @property
+    def feature_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def expires_at(self) -> datetime | None: ...
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray: ...
 

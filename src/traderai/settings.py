@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Self
+from typing import Any, Self
 
 from traderai.contracts import TIMEFRAME_SECONDS, SettingsError, Strategy
 
@@ -43,6 +43,12 @@ class Settings:
             if not getattr(self, name):
                 raise SettingsError(f"{_ENV_OF[name]}: required by this function but not set")
         return self
+
+    def required(self, name: str) -> str:
+        """A resource name this function uses (`bucket_name`, `signals_table`, ...); unset fails naming its variable."""
+        value = getattr(self.require(name), name)
+        assert isinstance(value, str)  # require() refused None and ""
+        return value
 
     @property
     def timeframe_seconds(self) -> int:
@@ -77,7 +83,7 @@ class Settings:
         settings._validate()
         return settings
 
-    def with_strategy(self, **changes: object) -> Self:
+    def with_strategy(self, **changes: Any) -> Self:
         return replace(self, strategy=replace(self.strategy, **changes))
 
     def _validate(self) -> None:
@@ -121,7 +127,7 @@ def _float_triple(text: str) -> tuple[float, float, float]:
     values = tuple(float(v) for v in text.split(","))
     if len(values) != 3:
         raise ValueError("expected three comma-separated numbers")
-    return values  # type: ignore[return-value]
+    return values[0], values[1], values[2]
 
 
 def _parse(name: str, text: str, parse):

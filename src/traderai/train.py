@@ -201,7 +201,8 @@ def build_dataset(markets: Sequence[Candles], horizon: int, labeling: str = "dir
                       np.full(int(ok.sum()), index, dtype=np.int64)))
     if not parts or sum(p[0].shape[0] for p in parts) == 0:
         raise ValueError("no complete rows: give more candles than the feature warm-up")
-    return Dataset(*(np.concatenate([p[i] for p in parts]) for i in range(4)), symbols=symbols)
+    features, labels, open_time_ms, market = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    return Dataset(features, labels, open_time_ms, market, symbols=symbols)
 
 
 def time_split(open_time_ms: np.ndarray, horizon: int, timeframe: str,
@@ -402,8 +403,9 @@ def _train_outcome(markets: Sequence[Candles], data: Dataset, p_test: np.ndarray
     known = rows.open_time_ms + (bracket.life_candles + 1) * step_ms
     fit_slice, calibration_slice = known <= calibration_cut, (rows.open_time_ms >= calibration_cut) & (known <= cut)
     test_slice = rows.open_time_ms >= cut
-    sides, metrics = {}, {"bracket": bracket.to_dict(), "classes": list(OUTCOMES), "test": {}, "per_symbol": {},
-                          "calibration": {}}
+    sides: dict[str, OutcomeSide] = {}
+    metrics: dict[str, Any] = {"bracket": bracket.to_dict(), "classes": list(OUTCOMES), "test": {}, "per_symbol": {},
+                               "calibration": {}}
     for side in SIDES:
         y = rows.outcome[side]
         fit, cal, test = (mask & (y >= 0) for mask in (fit_slice, calibration_slice, test_slice))

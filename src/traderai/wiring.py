@@ -144,16 +144,14 @@ def build_predict_runtime(settings: Settings, s3: BaseClient, source: MarketData
     """Validate markets/timeframe against the source and find the models: fails fast, naming the setting."""
     from traderai.adapters.model_registry import ModelRegistry  # numpy (model serving): predict layer only
 
-    settings.require("bucket_name")
-    assert settings.bucket_name is not None  # require() checked it
+    bucket = settings.required("bucket_name")
     source = source or market_source(settings)
     loop = asyncio.new_event_loop()
     loop.run_until_complete(source.check_settings(settings.markets, settings.timeframe))
     # The pointer is re-read at most every MODEL_REFRESH_SECONDS, so a promoted model serves from the first
     # tick after that without a redeploy (one small GET per market and minute; docs/retraining.md).
-    models = ModelRegistry(settings.bucket_name, settings.model_prefix, lambda: s3,
-                           refresh_seconds=MODEL_REFRESH_SECONDS)
-    return PredictRuntime(settings, source, models, JsonLinesLog(s3, settings.bucket_name),
+    models = ModelRegistry(bucket, settings.model_prefix, lambda: s3, refresh_seconds=MODEL_REFRESH_SECONDS)
+    return PredictRuntime(settings, source, models, JsonLinesLog(s3, bucket),
                           ShardSettings.from_env(settings), loop=loop)
 
 
@@ -194,16 +192,16 @@ class SignalRuntime:
 @lru_cache(maxsize=1)
 def signal_runtime() -> SignalRuntime:
     settings = Settings.from_env().require("bucket_name", "signals_table")
-    assert settings.bucket_name is not None and settings.signals_table is not None  # require() checked them
-    return SignalRuntime(settings, SignalStore(settings.signals_table), JsonLinesLog(s3_client(), settings.bucket_name))
+    return SignalRuntime(settings, SignalStore(settings.required("signals_table")),
+                         JsonLinesLog(s3_client(), settings.required("bucket_name")))
 
 
 @lru_cache(maxsize=1)
 def track_runtime() -> TrackRuntime:
     """Settings validated at cold start (a wrong one fails naming it); the market source is made once."""
-    settings = Settings.from_env().require("signals_table")
-    assert settings.signals_table is not None  # require() checked it
-    return TrackRuntime(settings, market_source(settings), store=SignalStore(settings.signals_table))
+    settings = Settings.from_env()
+    store = SignalStore(settings.required("signals_table"))
+    return TrackRuntime(settings, market_source(settings), store=store)
 
 
 @dataclass
@@ -226,9 +224,7 @@ def chart_runtime() -> ChartRuntime:
 
 @lru_cache(maxsize=1)
 def signal_store() -> SignalStore:
-    settings = Settings.from_env().require("signals_table")
-    assert settings.signals_table is not None  # require() checked it
-    return SignalStore(settings.signals_table)
+    return SignalStore(Settings.from_env().required("signals_table"))
 
 
 @lru_cache(maxsize=1)
@@ -239,17 +235,13 @@ def strategy() -> Strategy:
 
 @lru_cache(maxsize=1)
 def connection_store() -> ConnectionStore:
-    settings = Settings.from_env().require("connections_table")
-    assert settings.connections_table is not None  # require() checked it
-    return ConnectionStore(settings.connections_table)
+    return ConnectionStore(Settings.from_env().required("connections_table"))
 
 
 @lru_cache(maxsize=1)
 def delivery_ledger() -> DeliveryLedger:
     """Which connections already got a signal version (DELIVERIES_TABLE): one push per connection per version."""
-    settings = Settings.from_env().require("deliveries_table")
-    assert settings.deliveries_table is not None  # require() checked it
-    return DeliveryStore(settings.deliveries_table)
+    return DeliveryStore(Settings.from_env().required("deliveries_table"))
 
 
 @lru_cache(maxsize=1)
@@ -267,9 +259,7 @@ def pusher() -> Pusher:
 @lru_cache(maxsize=1)
 def api_key_store() -> ApiKeyStore:
     """The store `API_KEYS_TABLE` names (the authorizer reads it; `traderai keys` and the demo write it)."""
-    settings = Settings.from_env().require("api_keys_table")
-    assert settings.api_keys_table is not None  # require() checked it
-    return ApiKeyStore(settings.api_keys_table)
+    return ApiKeyStore(Settings.from_env().required("api_keys_table"))
 
 
 # ---------------------------------------------------------------- compaction (nightly)
@@ -339,10 +329,10 @@ def retraining_runtime() -> RetrainingRuntime:
     from traderai.adapters.candle_archive import CandleArchive
     from traderai.services.retraining import RetrainSettings
 
-    settings = Settings.from_env().require("bucket_name")
-    assert settings.bucket_name is not None  # require() checked it
+    settings = Settings.from_env()
+    bucket = settings.required("bucket_name")
     retrain = RetrainSettings.from_env()
-    return RetrainingRuntime(settings, retrain, CandleArchive(s3_client(), settings.bucket_name, settings.exchange_id,
+    return RetrainingRuntime(settings, retrain, CandleArchive(s3_client(), bucket, settings.exchange_id,
                                                               retrain.archive_prefix), s3_client())
 
 

@@ -69,12 +69,13 @@ class ConnectionStore:
         re-created rather than lost."""
         listed = _listed(symbols)
         model = self._model
-        actions = [model.symbols.set(listed) if listed is not None else model.symbols.remove()]
+        # pynamodb's stubs type a ListAttribute's value as its attribute class, not as the values it holds
+        actions = [model.symbols.set(listed) if listed is not None else model.symbols.remove()]  # type: ignore[arg-type]
         if tradeable_only is not None:
             actions.append(model.tradeable_only.set(True) if tradeable_only else model.tradeable_only.remove())
         item = model(connection_id)
         try:
-            item.update(actions=actions, condition=model.connection_id.exists())
+            item.update(actions=actions, condition=model.connection_id.exists())  # type: ignore[arg-type]
         except UpdateError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":
                 raise

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
 from pynamodb.attributes import (
     Attribute,
@@ -24,6 +24,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.constants import MAP
 from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.expressions.condition import Condition
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -163,9 +164,16 @@ class _SignalItem(Model):
     feed = UnicodeAttribute(default=FEED_ALL)
     # Incremented on every write; the tracker's updates are conditional on the version it read.
     version = VersionAttribute()
+    if TYPE_CHECKING:  # one attribute per Signal field, added per table by _signal_attributes(); the ones queried
+        symbol: UnicodeAttribute
+        side: UnicodeAttribute
+        status: UnicodeAttribute
+        created_at: UnicodeAttribute
+        expires_at: UnicodeAttribute
+        tradeable: BooleanAttribute
 
 
-def _attribute_for(name: str, hint: Any) -> UnicodeAttribute | NumberAttribute | ListAttribute:
+def _attribute_for(name: str, hint: Any) -> Attribute[Any]:
     """The pynamodb attribute of a Signal field; `X | None` fields (lifecycle, `tp_weights`) may be absent."""
     kinds = set(get_args(hint)) or {hint}
     optional = type(None) in kinds
@@ -264,7 +272,7 @@ class SignalStore:
         if not wanted:
             return {}
         index = getattr(self._model, BY_STATUS)
-        condition = None
+        condition: Condition | None = None
         if len(wanted) <= 100:  # DynamoDB's IN takes at most 100 operands; more are filtered here
             condition = self._model.symbol.is_in(*sorted(wanted))
         if now is not None:

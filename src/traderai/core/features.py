@@ -94,7 +94,8 @@ def _linear_recurrence(inputs: np.ndarray, decay: float, initial: float) -> np.n
         carries[b] = carry
         carry = block_decay * carry + ends[b]
     out = local + carries[:, None] * (decay ** (lags + 1))[None, :]
-    return out.reshape(-1)[:n]
+    result: np.ndarray = out.reshape(-1)[:n]
+    return result
 
 
 def _smooth(values: np.ndarray, alpha: float, seed_index: int, seed: float) -> np.ndarray:

@@ -88,4 +88,5 @@ def shard_for(markets: Sequence[str], shard_size: int, weight_per_minute: int | 
     if count != len(plan) or not 0 <= index < count or len(plan[index].markets) != size:
         raise ShardPlanError(f"shard: {descriptor!r} does not match the current plan ({len(plan)} shards of "
                              f"{shard_size} over {len(markets)} markets): the market list changed during the tick")
-    return plan[index]
+    shard: Shard = plan[index]
+    return shard

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import overload
+from typing import cast, overload
 
 import numpy as np
 
@@ -86,11 +86,11 @@ def candles_from_rows(symbol: str, timeframe: str, rows: Sequence[Row]) -> Candl
         for j, cell in enumerate(row[:6]):
             if isinstance(cell, bool) or not isinstance(cell, (int, float)):
                 raise BadCandlesError(f"{symbol}: candle #{i} field {_FIELDS[j]} is not a number: {cell!r}")
-        open_time = row[0]
-        if not math.isfinite(open_time) or open_time != int(open_time):  # type: ignore[arg-type]
+        open_time = cast(float, row[0])
+        if not math.isfinite(open_time) or open_time != int(open_time):
             raise BadCandlesError(f"{symbol}: candle #{i} open time {open_time!r} is not whole milliseconds")
-        times[i] = int(open_time)  # type: ignore[arg-type]
-        values[i] = row[1:6]
+        times[i] = int(open_time)
+        values[i] = cast("Sequence[float]", row[1:6])
     return Candles(
         symbol,
         timeframe,

@@ -51,7 +51,8 @@ class Bracket:
     @classmethod
     def of_strategy(cls, strategy: Any, timeframe: str) -> Bracket:
         """The bracket a Strategy trades at a timeframe (life = candles wholly inside SIGNAL_TTL_HOURS)."""
-        return cls(float(strategy.sl_atr_multiplier), tuple(float(m) for m in strategy.tp_atr_multipliers),
+        tp1, tp2, tp3 = (float(m) for m in strategy.tp_atr_multipliers)
+        return cls(float(strategy.sl_atr_multiplier), (tp1, tp2, tp3),
                    int(strategy.signal_ttl_hours * 3600 // TIMEFRAME_SECONDS[timeframe]))
 
 

@@ -111,8 +111,8 @@ def edge_report(panel: PanelResult, geometry: str, table: SignalTable, strategy:
         trade_stats = block_mean(table.net_pct[t], table.open_time_ms[t], block_ms)
         paper_stats = block_mean(table.net_pct[p], table.open_time_ms[p], block_ms)
         reason_counts: dict[str, int] = {}
-        for i in np.flatnonzero(p):
-            for reason in reasons[i]:
+        for row in np.flatnonzero(p):
+            for reason in reasons[row]:
                 reason_counts[reason] = reason_counts.get(reason, 0) + 1
         locked_stats = block_mean(table.net_pct[mine & was_locked], table.open_time_ms[mine & was_locked], block_ms)
         free_stats = block_mean(table.net_pct[mine & ~was_locked], table.open_time_ms[mine & ~was_locked], block_ms)

@@ -84,7 +84,7 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 
 
 def responses(ok: dict[str, Any], *, keyed: bool = True, not_found: bool = False,
-              parameters: bool = True) -> dict[int, dict[str, Any]]:
+              parameters: bool = True) -> dict[int, Any]:
     """A route's documented replies: `ok` for 200, and the errors it can answer, each with its schema."""
     documented: dict[int, dict[str, Any]] = {200: ok}
     if parameters:
@@ -110,7 +110,8 @@ def tidy_openapi(document: dict[str, Any]) -> dict[str, Any]:
     schemas = document.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
-    return _uniform_tuples_as_items(document)
+    documented: dict[str, Any] = _uniform_tuples_as_items(document)
+    return documented
 
 
 def _uniform_tuples_as_items(node: Any) -> Any:
@@ -229,7 +230,8 @@ class PageTokens:
         if content.get("v") != _TOKEN_VERSION or content.get("q") != _fingerprint(filters):
             raise InvalidPageToken("next_token: belongs to a query with other filters; "
                                    "repeat the same filters, or start again without next_token")
-        return content["k"]
+        key: dict[str, str] = content["k"]
+        return key
 
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:20]

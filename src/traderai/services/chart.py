@@ -96,6 +96,7 @@ def marks_of(signal: Signal) -> list[ChartMark]:
     step = TIMEFRAME_SECONDS[signal.timeframe]
     entry_candle = _ms(signal.candle_time) // 1000
     marks = [ChartMark(kind="entry", at=signal.created_at, candle_time=entry_candle, price=signal.entry_price)]
+    price: float | None
     for kind, at, price in (("tp1", signal.tp1_hit_at, signal.tp1_price), ("tp2", signal.tp2_hit_at, signal.tp2_price),
                             ("tp3", signal.tp3_hit_at, signal.tp3_price)):
         if at:

@@ -20,24 +20,24 @@ def install(app: APIGatewayHttpResolver) -> None:
     """Map every error of `app` to its HTTP reply."""
 
     @app.exception_handler(api.ApiError)
-    def domain_error(error: api.ApiError) -> Response:
+    def domain_error(error: api.ApiError) -> Response[Any]:
         return error_reply(error.status_code, error.code, str(error))
 
     @app.exception_handler(RequestValidationError)
-    def invalid_request(error: RequestValidationError) -> Response:
+    def invalid_request(error: RequestValidationError) -> Response[Any]:
         details = [{"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]} for e in error.errors()]
         return error_reply(400, "bad_request", api.validation_message(list(error.errors())), details)
 
     @app.not_found
-    def no_route(_: NotFoundError) -> Response:
+    def no_route(_: NotFoundError) -> Response[Any]:
         return error_reply(404, "not_found", f"no route {app.current_event.http_method} {app.current_event.path}")
 
     @app.exception_handler(Exception)
-    def unexpected(error: Exception) -> Response:
+    def unexpected(error: Exception) -> Response[Any]:
         logger.exception("Unhandled error")
         return error_reply(500, "internal_error", "internal error; the request id is in the logs")
 
 
-def error_reply(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
+def error_reply(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response[Any]:
     body = api.ErrorBody(error=code, message=message, details=details).model_dump(exclude_none=True)
     return Response(status, content_types.APPLICATION_JSON, body)

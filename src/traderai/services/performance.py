@@ -26,14 +26,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
 from traderai.adapters.signal_store import SignalOutcome, SignalStore
 from traderai.contracts import ClosedReason, Signal, SignalStatus, Strategy, iso_utc
-from traderai.core.protections import close_of, market_locks
+from traderai.core.protections import Close, close_of, market_locks
 from traderai.core.track_record import DEFINITIONS, drawdown_span, r_multiple, summarise
 from traderai.services import api
 
@@ -228,12 +228,12 @@ def track_record(signals: list[Tracked]) -> TrackRecord:
                        equity_curve_thinned=thinned)
 
 
-def _by_symbol(signals: list[Tracked]) -> dict[str, Stats]:
+def _by_symbol(signals: Sequence[Tracked]) -> dict[str, Stats]:
     symbols = sorted({s.symbol for s in signals})
     return {symbol: stats_of(s for s in signals if s.symbol == symbol) for symbol in symbols}
 
 
-def performance_report(signals: list[Tracked], since: str | None, until: str, computed_at: datetime,
+def performance_report(signals: Sequence[Tracked], since: str | None, until: str, computed_at: datetime,
                        truncated: bool = False, window: str | None = None) -> PerformanceReport:
     """Pure: overall and per-symbol Stats of the signals of a window, tradeable and paper apart."""
     paper = [s for s in signals if is_paper(s)]
@@ -333,7 +333,7 @@ def current_locks(store: SignalStore, strategy: Strategy, now: datetime) -> list
     if not settings.history_hours:
         return []
     since = iso_utc(now - timedelta(hours=settings.history_hours + strategy.signal_ttl_hours))
-    closes: dict[str, list] = {}
+    closes: dict[str, list[Close]] = {}
     for signal in store.closed_signals_of_all(since):
         close = close_of(signal)
         if close is not None:

@@ -23,7 +23,7 @@ from traderai.market import MarketDataError
 from traderai.market.fetch import fetch_markets
 from traderai.model.serving import ModelNotFoundError
 from traderai.observability import logger, metrics
-from traderai.ports import ModelProvider, PredictiveModel
+from traderai.ports import MarketDataSource, ModelProvider, PredictiveModel
 from traderai.settings import Settings
 
 
@@ -141,7 +141,7 @@ class ModelUnusableError(MarketDataError):
         self.reason = reason
 
 
-async def run_tick(settings: Settings, source, models: ModelProvider, log: JsonLinesLog,
+async def run_tick(settings: Settings, source: MarketDataSource, models: ModelProvider, log: JsonLinesLog,
                    tick_time: datetime, now: datetime, markets: tuple[str, ...] | None = None,
                    shard: str | None = None) -> TickResult:
     """Fetch every market (or this shard's `markets`) concurrently, predict where a candle closed, log all

@@ -27,7 +27,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -135,7 +135,7 @@ def train_step(settings: Settings, retrain: RetrainSettings, archive: CandleArch
     """Fit the shipped recipe on every market whose window is clean; write the candidates (no pointer move)."""
     from traderai.train import TrainConfig, train
 
-    bucket = settings.require("bucket_name").bucket_name
+    bucket = settings.required("bucket_name")
     step_ms = settings.timeframe_seconds * 1000
     end_ms = _ms(now) - _ms(now) % step_ms - retrain.eval_days * 86_400_000
     start_ms = end_ms - retrain.train_days * 86_400_000
@@ -175,11 +175,13 @@ def train_step(settings: Settings, retrain: RetrainSettings, archive: CandleArch
 
 def log_loss_rows(labels: np.ndarray, probability: np.ndarray) -> np.ndarray:
     p = np.clip(probability, 1e-15, 1 - 1e-15)
-    return -(labels * np.log(p) + (1 - labels) * np.log1p(-p))
+    rows: np.ndarray = -(labels * np.log(p) + (1 - labels) * np.log1p(-p))
+    return rows
 
 
 def brier_rows(labels: np.ndarray, probability: np.ndarray) -> np.ndarray:
-    return (probability - labels) ** 2
+    rows: np.ndarray = (probability - labels) ** 2
+    return rows
 
 
 def not_worse(challenger: np.ndarray, champion: np.ndarray, horizon: int, z: float) -> dict[str, float | bool]:
@@ -238,7 +240,7 @@ def _last_seen_ms(model: ServedModel) -> int:
     data = model.manifest.get("data", {})
     seen = [part.get("to") for part in (data.get("train"), data.get("calibration")) if isinstance(part, Mapping)]
     if seen and all(isinstance(t, str) for t in seen):
-        return max(_ms(_parse_iso(t)) for t in seen)
+        return max(_ms(_parse_iso(cast(str, t))) for t in seen)
     return _ms(_parse_iso(data["last_candle"]))
 
 
@@ -313,7 +315,7 @@ def evaluate_market(symbol: str, champion: ServedModel | None, challenger: Serve
 def evaluate_step(settings: Settings, retrain: RetrainSettings, archive: CandleArchive, s3: Any,
                   trained: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """Per market: champion and challenger loaded from the registry, scored, verdict and reasons."""
-    bucket, prefix, timeframe = settings.bucket_name, settings.model_prefix, settings.timeframe
+    bucket, prefix, timeframe = settings.required("bucket_name"), settings.model_prefix, settings.timeframe
     markets: dict[str, Any] = {}
     for symbol in settings.markets:
         entry: dict[str, Any] = {"symbol": symbol, "challenger_model_id": trained.get("candidates", {}).get(symbol)}
@@ -357,7 +359,7 @@ def decide_step(settings: Settings, s3: Any, evaluated: Mapping[str, Any], now: 
     from traderai.observability import metrics
 
     retrain = retrain or RetrainSettings()
-    bucket, prefix, timeframe = settings.bucket_name, settings.model_prefix, settings.timeframe
+    bucket, prefix, timeframe = settings.required("bucket_name"), settings.model_prefix, settings.timeframe
     run_id = evaluated["run_id"]
     records = []
     for symbol, entry in evaluated["markets"].items():
@@ -428,9 +430,9 @@ def days_to_expiry(settings: Settings, s3: Any, now: datetime) -> dict[str, floa
     out: dict[str, float | None] = {}
     for symbol in settings.markets:
         try:
-            pointer, _ = registry.read_pointer(s3, settings.bucket_name, settings.model_prefix, symbol,
+            pointer, _ = registry.read_pointer(s3, settings.required("bucket_name"), settings.model_prefix, symbol,
                                                settings.timeframe)
-            model = registry.load_model_id(s3, settings.bucket_name, settings.model_prefix, symbol,
+            model = registry.load_model_id(s3, settings.required("bucket_name"), settings.model_prefix, symbol,
                                            settings.timeframe, pointer["model_id"]) if pointer else None
         except (ModelError, ValueError):
             model = None

@@ -63,7 +63,7 @@ class ConnectionsServer:
     @property
     def endpoint(self) -> str:
         """The endpoint URL to give the management API client (`WEBSOCKET_ENDPOINT`)."""
-        host, port = self._httpd.server_address[:2]
+        host, port = str(self._httpd.server_address[0]), self._httpd.server_address[1]
         return f"http://{host}:{port}"
 
     def start(self) -> Self:

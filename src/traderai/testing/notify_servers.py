@@ -67,7 +67,7 @@ class _FakeHttp:
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
+        host, port = str(self._httpd.server_address[0]), self._httpd.server_address[1]
         return f"http://{host}:{port}"
 
     def fail_next(self, *answers: Scripted) -> None:
