@@ -221,6 +221,9 @@ class RetrainLoop:
             self.archive(next_archive)  # the first run backfills the archive up to the replay clock
             due = last_retrain is None or next_archive - last_retrain >= self.every
             if self.every.total_seconds() > 0 and due and not self._stop.is_set():
-                self.retrain(next_archive)
+                try:
+                    self.retrain(next_archive)
+                except Exception as exc:  # noqa: BLE001 - a runner bug must not end the loop silently
+                    self._console(f"    ! retraining: {type(exc).__name__}: {exc}")
                 last_retrain = next_archive
             next_archive += timedelta(days=1)
