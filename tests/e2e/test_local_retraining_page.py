@@ -14,9 +14,10 @@ def _retraining(stack: Any) -> dict[str, Any]:
 
 
 def test_the_page_shows_a_promotion_or_a_kept_champion_with_its_reasons(start_local, chromium) -> None:
-    # One market, a replay starting just before midnight: the first archive run (00:10) comes ~2 s in and
-    # the retraining state machine right after it.
-    stack = start_local("--markets", "BTC/USDT", "--start", "2025-04-06T23:59:00Z", "--no-track", "--no-auth")
+    # One market, a replay starting just before midnight, a retraining due after 0.005 replayed days (7 min):
+    # the archive run at 00:10 comes ~2 s in and the retraining state machine right after it.
+    stack = start_local("--markets", "BTC/USDT", "--start", "2025-04-06T23:59:00Z", "--retrain-every", "0.005",
+                        "--no-track", "--no-auth")
     deadline = time.monotonic() + 240
     runs: list[dict[str, Any]] = []
     while not runs and time.monotonic() < deadline:

@@ -50,8 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                              "signature check")
     parser.add_argument("--log-file", type=Path, help="where the functions' logs go (default: a temp file)")
     parser.add_argument("--retrain-every", type=float, default=7.0, metavar="DAYS",
-                        help="replayed days between retrainings (default 7; the first after the first archive run, "
-                             "at the first replayed 00:10 UTC; 0: archive only). The archive runs every replayed day")
+                        help="replayed days between retrainings, the first that long after the start (default 7; "
+                             "0: archive only); each runs after the replayed day's archive run (00:10 UTC)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="template parameter override, e.g. --param MinNetProfitPct=1.5 (repeatable)")
     parser.set_defaults(func=run)

@@ -3,9 +3,9 @@
 `StateMachineRunner` runs the template's own `RetrainStateMachine` definition (Task, Choice, Fail; Catch
 with a ResultPath; `lambda:invoke` and `sns:publish` integrations) with the real handlers, so the local run
 follows the deployed wiring; Retry is not replayed (a local failure is reported at once). `RetrainLoop`
-fires ArchiveFunction at every replayed day's 00:10 and the state machine every `every_days` replayed days
-(the first one right after the first archive run, at the first replayed midnight: 74 wall seconds into
-the default demo, so the first minute's ticks do not compete with a training for the CPU).
+fires ArchiveFunction at every replayed day's 00:10 and, after it, the state machine once `every_days`
+replayed days have passed since the start or the previous retraining (a week by default: the served models
+stay the shipped ones for the first replayed week, as on a fresh stack).
 """
 
 from __future__ import annotations
@@ -212,14 +212,14 @@ class RetrainLoop:
         next_archive = datetime(now.year, now.month, now.day, tzinfo=now.tzinfo) + ARCHIVE_AT
         if next_archive < now:
             next_archive += timedelta(days=1)
-        last_retrain: datetime | None = None
+        last_retrain = now  # the first retraining comes `every` after the start, as a weekly schedule would
         while not self._stop.is_set():
             if self._end is not None and next_archive > self._end:
                 return
             if self._stop.wait(self.clock.wall_seconds_until(next_archive)):
                 return
             self.archive(next_archive)  # the first run backfills the archive up to the replay clock
-            due = last_retrain is None or next_archive - last_retrain >= self.every
+            due = next_archive - last_retrain >= self.every
             if self.every.total_seconds() > 0 and due and not self._stop.is_set():
                 try:
                     self.retrain(next_archive)
