@@ -2,9 +2,10 @@
 
 Layers are installed the way `sam build` builds them without a container: each layer's
 requirements.txt with pip for aarch64 manylinux (up to glibc 2.34) / CPython 3.12, binary wheels
-only, no bytecode; a layer without requirements.txt is its source folder (CoreLayer is src/). Functions and
-layers are read from infra/template.yaml, so the figures follow the template. Exits 1 if any
-function exceeds Lambda's 250 MB unzipped limit.
+only, no bytecode; a `BuildMethod: makefile` layer (CoreLayer, TrainingCodeLayer: our own code) with its
+recipe in src/Makefile, as `sam build` runs it; any other is its source folder. Functions and layers are
+read from infra/template.yaml, so the figures follow the template. Exits 1 if any function exceeds
+Lambda's 250 MB unzipped limit.
 
     .venv/bin/python bench/sizes.py [--cache-dir DIR] [--refresh] [--top N]
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from traderai.infra import TEMPLATE_PATH, load_template
+from traderai.testing.sam import build_makefile_layer
 
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # bytes: "250 MB", function code plus all its layers
 MB = 1_000_000
@@ -87,7 +89,10 @@ def layer_trees(template: dict[str, Any], cache_dir: Path, refresh: bool) -> dic
             continue
         content = (TEMPLATE_PATH.parent / spec["Properties"]["ContentUri"]).resolve()
         requirements = content / "requirements.txt"
-        if requirements.exists():
+        if spec.get("Metadata", {}).get("BuildMethod") == "makefile":  # our own code: src/Makefile's list
+            with tempfile.TemporaryDirectory() as scratch:
+                trees[logical_id] = tree_size(build_makefile_layer(content, logical_id, Path(scratch)))
+        elif requirements.exists():
             trees[logical_id] = tree_size(install_layer(requirements, cache_dir, refresh) / "python")
         else:
             trees[logical_id] = tree_size(content)

@@ -21,6 +21,7 @@ import pytest
 
 from traderai.infra import load_template
 from traderai.testing.handlers import FUNCTIONS_DIR, REPO_ROOT
+from traderai.testing.sam import build_makefile_layer
 
 SRC = REPO_ROOT / "src"
 SHIPPED_TOP = {"__init__.py", "py.typed", "contracts.py", "ports.py", "settings.py", "observability.py", "events.py",
@@ -54,14 +55,7 @@ print(json.dumps({"modules": modules, "outside": outside}))
 
 def build(layer_id: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The layer as `sam build` makes it: the recipe run in a scratch copy of ContentUri, ARTIFACTS_DIR set."""
-    scratch = tmp_path_factory.mktemp("scratch") / "src"
-    shutil.copytree(SRC, scratch, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    artifacts = tmp_path_factory.mktemp(layer_id)
-    result = subprocess.run(["make", "--no-print-directory", "-f", "Makefile", f"build-{layer_id}"], cwd=scratch,
-                            env={**os.environ, "ARTIFACTS_DIR": str(artifacts)}, capture_output=True, text=True,
-                            timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    return artifacts / "python"
+    return build_makefile_layer(SRC, layer_id, tmp_path_factory.mktemp(layer_id))
 
 
 @pytest.fixture(scope="module")

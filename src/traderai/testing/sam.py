@@ -7,7 +7,11 @@ least-privilege and wiring checks read this rather than the template as written.
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import subprocess  # nosec B404 - runs make on the project's own layer recipe
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from traderai.infra import load_template
@@ -31,3 +35,18 @@ def _translated() -> dict[str, Any]:
 def translated_template() -> dict[str, Any]:
     """A fresh copy of the translated template (translated once per process)."""
     return copy.deepcopy(_translated())
+
+
+def build_makefile_layer(content_dir: Path, layer_id: str, scratch: Path) -> Path:
+    """A `BuildMethod: makefile` layer as `sam build` makes it: `make build-<layer_id>` run in a copy of its
+    ContentUri with ARTIFACTS_DIR set; returns the built `python/` folder (what Lambda puts on sys.path)."""
+    source, artifacts = scratch / "source", scratch / "artifacts"
+    shutil.copytree(content_dir, source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    # the project's own recipe (src/Makefile), with make from PATH as sam build runs it
+    result = subprocess.run(["make", "--no-print-directory", "-f", "Makefile", f"build-{layer_id}"],  # noqa: S603,S607
+                            cwd=source, env={**os.environ, "ARTIFACTS_DIR": str(artifacts)}, capture_output=True,
+                            text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"make build-{layer_id} failed: {result.stderr.strip()}")
+    return artifacts / "python"
