@@ -8,7 +8,7 @@ are imported here: the ports sit just above them, below every adapter and servic
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -124,3 +124,19 @@ class Prefixes(Protocol):
 
 class MarketSource(MarketDataSource, CandleHistory, Protocol):
     """What `traderai.market.fetch.make_source` returns: both sources (ccxt, the replay) are both."""
+
+
+class HistorySource(Protocol):
+    """Pages of OHLCV rows from `since_ms` on, oldest first (ccxt's fetch_ohlcv with `since`)."""
+
+    exchange_id: str
+
+    async def fetch_page(self, symbol: str, timeframe: str, since_ms: int, limit: int) -> list[Sequence[object]]: ...
+
+
+class Archive(Protocol):
+    """The candle archive, as the archive job appends to it (`traderai.adapters.candle_archive`)."""
+
+    def last_open_ms(self, symbol: str, timeframe: str) -> int | None: ...
+
+    def write_month(self, symbol: str, timeframe: str, month: str, candles: Candles) -> bool: ...

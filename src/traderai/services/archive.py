@@ -13,30 +13,17 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from traderai.contracts import TIMEFRAME_SECONDS, Candles
 from traderai.market import MarketDataError
 from traderai.market import archive as fmt
 from traderai.market.validation import Row, candles_from_rows, closed_only, now_ms, validate_candles
 from traderai.observability import logger
+from traderai.ports import Archive, HistorySource
 
 DEFAULT_BACKFILL_DAYS = 365
 PAGE_LIMIT = 1000  # Binance serves at most 1,000 klines per request (weight 2 at this size)
-
-
-class HistorySource(Protocol):
-    """Pages of OHLCV rows from `since_ms` on, oldest first (ccxt's fetch_ohlcv with `since`)."""
-
-    exchange_id: str
-
-    async def fetch_page(self, symbol: str, timeframe: str, since_ms: int, limit: int) -> list[Row]: ...
-
-
-class Archive(Protocol):
-    def last_open_ms(self, symbol: str, timeframe: str) -> int | None: ...
-
-    def write_month(self, symbol: str, timeframe: str, month: str, candles: Candles) -> bool: ...
 
 
 @dataclass
