@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from traderai.core.shards import (
@@ -78,11 +79,14 @@ def _simulate(plan, request_gaps, failing: set[int], fail_after: int) -> list[tu
 
 
 def _max_in_any_window(granted: list[tuple[float, int]]) -> int:
+    """The most weight in any half-open window (t - 60 s, t], compared in exact arithmetic (Fraction), as
+    WeightBudget defines it: a float `t_end - WINDOW_SECONDS` rounds, and would count a grant in or out of a
+    window it is not in."""
     times = sorted(granted)
     best, total, start = 0, 0, 0
     for end in range(len(times)):
         total += times[end][1]
-        while times[start][0] <= times[end][0] - WINDOW_SECONDS:
+        while Fraction(times[end][0]) - Fraction(times[start][0]) >= WINDOW_SECONDS:
             total -= times[start][1]
             start += 1
         best = max(best, total)
@@ -93,6 +97,7 @@ def _max_in_any_window(granted: list[tuple[float, int]]) -> int:
 @given(markets=st.integers(1, 1500), size=st.integers(20, 400), limit=st.sampled_from([1200, 2400, 6000]),
        gaps=st.lists(st.floats(0, 0.5), min_size=1, max_size=7), failing=st.sets(st.integers(0, 80), max_size=5),
        fail_after=st.integers(0, 300))
+@example(markets=301, size=20, limit=1200, gaps=[7.766539596959239e-131], failing=set(), fail_after=0)
 def test_shards_together_never_exceed_the_exchange_budget(markets: int, size: int, limit: int, gaps: list[float],
                                                           failing: set[int], fail_after: int) -> None:
     symbols = [f"M{i}/USDT" for i in range(markets)]
@@ -103,6 +108,24 @@ def test_shards_together_never_exceed_the_exchange_budget(markets: int, size: in
     granted = _simulate(plan, gaps, failing, fail_after)
     assert sum(w for _, w in granted) >= markets * WEIGHT_PER_MARKET  # every market fetched (retries included)
     assert _max_in_any_window(granted) <= limit, (markets, size, limit, gaps, failing, fail_after)
+
+
+@settings(deadline=None)
+@given(start=st.sampled_from([0.0, 1e-300, 3.0, 86_400.123456789, 1e7 + 0.1]),
+       gaps=st.lists(st.floats(0, 61), min_size=1, max_size=200), limit=st.integers(2, 20))
+def test_one_budget_never_grants_over_its_limit_at_the_window_boundary(start: float, gaps: list[float],
+                                                                       limit: int) -> None:
+    # monotonic clocks read large values (days of uptime) where the float sum t + 60 rounds; tiny gaps
+    # put grants within an ulp of a window boundary
+    budget, now, granted = WeightBudget(limit, WINDOW_SECONDS), start, []
+    for gap in gaps:
+        now += gap
+        while (wait := budget.delay(2, now)) > 0:
+            now += wait
+        budget.grant(2, now)
+        granted.append((now, 2))
+        assert budget.used(now) <= limit
+    assert _max_in_any_window(granted) <= limit
 
 
 def test_acquire_waits_for_the_window_in_order() -> None:
