@@ -45,20 +45,40 @@ def replayed() -> Iterator[Stack]:
         assert_stopped_cleanly(running)
 
 
-def open_page(chromium: Any, stack: Stack) -> tuple[Any, list[Any], list[str]]:
-    """The page, the /performance replies it received (in order), and its script errors."""
-    page = chromium.new_page(viewport={"width": 1400, "height": 1100})
-    reports: list[Any] = []
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+@pytest.fixture
+def open_page(chromium: Any) -> Iterator[Callable[[Stack], tuple[Any, list[Any], list[str]]]]:
+    """Open pages: each gives the page, the /performance replies it received (in order), and its script errors.
 
-    def on_response(response: Any) -> None:
-        if "/performance" in response.url and response.status == 200:
-            reports.append((response.url, response.json()))
+    The pages keep re-reading /performance: each is closed at the test's end, its response handler removed
+    first, so no handler reads a body once its page (or the browser) is gone."""
+    from playwright.sync_api import Error as PlaywrightError
 
-    page.on("response", on_response)
-    page.goto(stack.http_url + "/", wait_until="domcontentloaded")
-    return page, reports, errors
+    opened: list[tuple[Any, Callable[[Any], None]]] = []
+
+    def open_one(stack: Stack) -> tuple[Any, list[Any], list[str]]:
+        page = chromium.new_page(viewport={"width": 1400, "height": 1100})
+        reports: list[Any] = []
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+
+        def on_response(response: Any) -> None:
+            if "/performance" in response.url and response.status == 200:
+                try:
+                    reports.append((response.url, response.json()))
+                except PlaywrightError:
+                    if not page.is_closed():
+                        raise  # a body unreadable on an open page is a real failure
+
+        page.on("response", on_response)
+        opened.append((page, on_response))
+        page.goto(stack.http_url + "/", wait_until="domcontentloaded")
+        return page, reports, errors
+
+    yield open_one
+    for page, on_response in opened:
+        page.remove_listener("response", on_response)
+        if not page.is_closed():
+            page.close()
 
 
 def group_with_data(stack: Stack) -> str:
@@ -81,8 +101,8 @@ def repr_js(value: float) -> str:
     return str(int(value)) if value == int(value) else repr(value)
 
 
-def test_the_track_record_shows_the_numbers_of_performance(replayed: Stack, chromium: Any) -> None:
-    page, reports, errors = open_page(chromium, replayed)
+def test_the_track_record_shows_the_numbers_of_performance(replayed: Stack, open_page: Callable[..., Any]) -> None:
+    page, reports, errors = open_page(replayed)
     group = group_with_data(replayed)
     page.locator("#track-window button[data-window='all']").click()
     page.locator(f"#track-group button[data-group='{group}']").click()
@@ -117,8 +137,8 @@ def test_the_track_record_shows_the_numbers_of_performance(replayed: Stack, chro
     assert errors == []
 
 
-def test_the_equity_curve_is_drawn_through_its_points(replayed: Stack, chromium: Any) -> None:
-    page, reports, _ = open_page(chromium, replayed)
+def test_the_equity_curve_is_drawn_through_its_points(replayed: Stack, open_page: Callable[..., Any]) -> None:
+    page, reports, _ = open_page(replayed)
     group = group_with_data(replayed)
     page.locator(f"#track-group button[data-group='{group}']").click()
     page.locator("#equity-chart[data-points]").wait_for(timeout=15000)
@@ -141,14 +161,24 @@ def test_the_equity_curve_is_drawn_through_its_points(replayed: Stack, chromium:
     assert 0 <= drawn["y"] <= drawn["height"] and drawn["x"] is not None
 
 
-def test_a_signals_chart_has_its_candles_and_lines_at_its_prices(replayed: Stack, chromium: Any) -> None:
-    page, _, errors = open_page(chromium, replayed)
+def test_a_signals_chart_has_its_candles_and_lines_at_its_prices(replayed: Stack,
+                                                                 open_page: Callable[..., Any]) -> None:
+    page, _, errors = open_page(replayed)
     row = page.locator("#signal-rows tr[data-status='STOPPED']").first
     row.wait_for(timeout=15000)
     signal_id = row.get_attribute("data-signal-id")
-    row.click()
+    # The chart runs to AFTER_CANDLES past the stop, never past the replay's "now", which moves at 900x: a
+    # just-stopped signal's chart gains candles between two reads. So the drawn chart is compared with the
+    # very reply the page drew, and a later independent read must start with that reply's candles.
+    with page.expect_response(lambda r: r.request.method == "GET"
+                              and r.url.endswith(f"/signals/{signal_id}/candles")) as replied:
+        row.click()
+    assert replied.value.status == 200
+    chart = replied.value.json()
     page.locator("#chart-panel[data-state='drawn']").wait_for(timeout=15000)
-    chart = get_json(replayed, f"/signals/{signal_id}/candles")
+    later = get_json(replayed, f"/signals/{signal_id}/candles")
+    assert later["candles"][:len(chart["candles"])] == chart["candles"]
+    assert later["levels"] == chart["levels"] and later["marks"] == chart["marks"]
     signal = get_json(replayed, f"/signals/{signal_id}")
     assert chart["levels"] == {"entry": signal["entry_price"], "tp1": signal["tp1_price"], "tp2": signal["tp2_price"],
                                "tp3": signal["tp3_price"], "stop": signal["sl_price"]}
@@ -183,10 +213,10 @@ def test_a_signals_chart_has_its_candles_and_lines_at_its_prices(replayed: Stack
 
 
 def test_with_no_signal_at_all_the_page_says_why_and_stays_usable(start_local: Callable[..., Stack],
-                                                                   chromium: Any) -> None:
+                                                                   open_page: Callable[..., Any]) -> None:
     # Given a replay at real speed: the first signal of this stretch is 45 minutes away
     running = start_local("--start", "2025-04-06T18:00:00Z", "--speed", "1")
-    page, reports, errors = open_page(chromium, running)
+    page, reports, errors = open_page(running)
     page.locator("#track-empty:not([hidden])").wait_for(timeout=15000)
     assert "No signals in this window yet" in page.locator("#track-empty").inner_text()
     assert "Why no signals?" in page.locator("#track-empty").inner_text()
