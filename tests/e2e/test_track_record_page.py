@@ -177,6 +177,8 @@ def test_a_signals_chart_has_its_candles_and_lines_at_its_prices(replayed: Stack
     row = page.locator("#signal-rows tr[data-status='STOPPED']").first
     row.wait_for(timeout=15000)
     signal_id = row.get_attribute("data-signal-id")
+    # that very signal's row: `.first` is re-resolved on click, and a newer stopped signal may top the list by then
+    row = page.locator(f"#signal-rows tr[data-signal-id='{signal_id}']")
     # The chart runs to AFTER_CANDLES past the stop, never past the replay's "now", which moves at 900x: a
     # just-stopped signal's chart gains candles between two reads. So the drawn chart is compared with the
     # very reply the page drew, and a later independent read must start with that reply's candles.
