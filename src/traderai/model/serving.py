@@ -91,12 +91,7 @@ class ServedModel:
         A 1-D input is one row. Rows with NaN give NaN under the logistic model (the signal step
         rejects a NaN probability as invalid); the tree model routes NaN as trained.
         """
-        matrix = np.asarray(features, dtype=np.float64)
-        if matrix.ndim == 1:
-            matrix = matrix[None, :]
-        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
-            raise ModelError(f"{self.model_id}: expected rows of {len(self.feature_names)} features, "
-                             f"got shape {np.shape(features)}")
+        matrix = self._rows(features)
         if self.kind == "logistic":
             scaled = (matrix - self._params["mean"]) / self._params["scale"]
             logit = scaled @ self._params["coef"] + self._params["intercept"]
@@ -106,6 +101,16 @@ class ServedModel:
             for tree in self._params["trees"]:
                 logit += _walk(tree, matrix, rows)
         return apply_calibration(self._params.get("calibration"), 1.0 / (1.0 + np.exp(-logit)))
+
+    def _rows(self, features: np.ndarray) -> np.ndarray:
+        """`features` as an (n, k) float matrix in `feature_names` order (a 1-D input is one row)."""
+        matrix = np.asarray(features, dtype=np.float64)
+        if matrix.ndim == 1:
+            matrix = matrix[None, :]
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
+            raise ModelError(f"{self.model_id}: expected rows of {len(self.feature_names)} features, "
+                             f"got shape {np.shape(features)}")
+        return matrix
 
     @property
     def has_outcomes(self) -> bool:
@@ -131,12 +136,7 @@ class ServedModel:
         outcome = self._params.get("outcome")
         if outcome is None:
             return None
-        matrix = np.asarray(features, dtype=np.float64)
-        if matrix.ndim == 1:
-            matrix = matrix[None, :]
-        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
-            raise ModelError(f"{self.model_id}: expected rows of {len(self.feature_names)} features, "
-                             f"got shape {np.shape(features)}")
+        matrix = self._rows(features)
         result = {}
         for side, p in outcome["sides"].items():
             logits = ((matrix - p["mean"]) / p["scale"]) @ p["coef"].T + p["intercept"]
