@@ -1,23 +1,26 @@
 """PredictFunction: every 5 minutes, a prediction per market whose candle just closed, logged to S3.
 
-Deployed, the TickStateMachine invokes it twice over: once to plan the tick (`detail.plan`: the shard
-descriptors, services/sharding.py), then once per shard (`detail.shard`: that shard's markets, its own
-predictions/ object and its share of the exchange budget). Its reply is the hand-off the state machine
-passes to SignalFunction; a reply too big (200 KB) names the shard's predictions/ object instead of listing
-the predictions. A scheduled event with an empty `detail` predicts every market in one invocation
-(`sam local invoke`, the tests).
+Deployed, the TickStateMachine invokes it twice over: once to plan the tick (`detail.plan`: the market list
+read from S3 or MARKETS, checked, split into shards written to the tick's plan object; services/sharding.py),
+then once per item of that object (`detail.shard`: that shard's markets, its own predictions/ object and its
+share of the exchange budget). A plan refused (a bad market list, a tick over the exchange budget) raises
+after counting `TickRefused` by reason: the execution fails and TickFailedAlarm fires. A shard's reply is the
+hand-off the state machine passes to SignalFunction; a reply too big (200 KB) names the shard's predictions/
+object instead of listing the predictions. A scheduled event with an empty `detail` predicts every market
+(MARKETS) in one invocation (`sam local invoke`, the tests).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from traderai.contracts import iso_utc
+from traderai.contracts import SettingsError, iso_utc
+from traderai.core.shards import ShardPlanError, TickBudgetError
 from traderai.events import EventError, parse_schedule_event
 from traderai.observability import logger, metrics, tracer
-from traderai.services.sharding import plan_reply
 from traderai.wiring import predict_runtime
 
 
@@ -31,11 +34,18 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if not isinstance(detail, dict):
         raise EventError(f"detail: expected an object, got {type(detail).__name__}")
     if detail.get("plan") is True:  # the TickStateMachine's Plan state
-        plan = plan_reply(runtime.settings, runtime.shards)
-        logger.info("Tick planned", extra={"tick_time": tick_time.isoformat(), "markets": plan["markets"],
-                                           "shards": len(plan["shards"]), "max_concurrency": plan["max_concurrency"]})
+        try:
+            plan = runtime.plan(tick_time)
+        except (SettingsError, ShardPlanError) as exc:
+            reason = "over_budget" if isinstance(exc, TickBudgetError) else getattr(exc, "reason", "plan_refused")
+            logger.error(f"Tick refused: {exc}", extra={"reason": reason, "tick_time": tick_time.isoformat()})
+            with single_metric(name="TickRefused", unit=MetricUnit.Count, value=1,
+                               namespace=metrics.namespace) as metric:
+                metric.add_dimension(name="reason", value=reason)
+            raise
+        logger.info("Tick planned", extra={"tick_time": tick_time.isoformat(), **plan})
         return {"tick_time": iso_utc(tick_time), **plan}
-    shard = runtime.shards.shard(runtime.settings.markets, detail["shard"]) if "shard" in detail else None
+    shard = runtime.shards.shard(detail["shard"]) if "shard" in detail and runtime.shards else None
     result = runtime.run(tick_time, shard)
     handoff = result.handoff()
     logger.info("Tick predicted", extra={"tick_time": tick_time.isoformat(), "log_key": result.log_key,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from traderai.keys_cli import add_keys_parser
 from traderai.local import command, tick
+from traderai.markets_cli import add_markets_parser
 from traderai.models_cli import add_models_parser, add_retrain_parser
 from traderai.notify_cli import add_notify_parser
 from traderai.research.commands import add_backtest_parser, add_evaluate_parser
@@ -127,6 +128,7 @@ SUBCOMMANDS: dict[str, AddSubcommand] = {
     "tick": tick.add_parser,
     "local": command.add_parser,
     "keys": add_keys_parser,
+    "markets": add_markets_parser,
     "notify": add_notify_parser,
     "evaluate": add_evaluate_parser,
     "backtest": add_backtest_parser,

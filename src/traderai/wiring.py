@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from traderai.adapters.api_keys import ApiKeyStore
 from traderai.adapters.athena import AthenaQueries, S3Prefix
@@ -29,6 +29,7 @@ from traderai.adapters.connections import ConnectionStore
 from traderai.adapters.deliveries import DeliveryStore
 from traderai.adapters.http_post import post
 from traderai.adapters.logs import JsonLinesLog
+from traderai.adapters.market_list import S3MarketList, ShardPlans
 from traderai.adapters.push import Pusher
 from traderai.adapters.signal_store import SignalStore
 from traderai.adapters.subscribers import DeadLetters, SecretStore, SubscriberStore
@@ -45,7 +46,7 @@ from traderai.ports import (
 )
 from traderai.services.api import PageTokens
 from traderai.services.notify import Notifier
-from traderai.services.sharding import ShardSettings
+from traderai.services.sharding import FixedMarketList, MarketListSource, PlanStore, ShardSettings, plan_tick
 from traderai.settings import CompactionSettings, Settings, required_env
 
 DEFAULT_TELEGRAM_API = "https://api.telegram.org"
@@ -116,12 +117,29 @@ class PredictRuntime(MarketRuntime):
     models: ModelProvider
     log: JsonLinesLog
     shards: ShardSettings | None = None
+    market_list: MarketListSource | None = None  # the S3 list (MARKET_LIST_KEY) or MARKETS
+    plans: PlanStore | None = None  # where the Plan state writes each tick's shard items
+
+    def plan(self, tick_time: datetime) -> dict[str, Any]:
+        """The Plan state: the tick's market list read and checked (against the exchange too), split into
+        shards written to the tick's plan object (services.sharding.plan_tick)."""
+        assert self.market_list is not None and self.plans is not None and self.shards is not None
+
+        def on_the_exchange(markets: tuple[str, ...]) -> None:
+            self.loop.run_until_complete(self.source.check_settings(markets, self.settings.timeframe))
+
+        return plan_tick(tick_time, self.market_list, self.shards, self.plans, check=on_the_exchange)
 
     def run(self, tick_time: datetime, shard: Shard | None = None) -> TickResult:
         """Every market, or one shard's (core.shards.Shard): its markets, its log object, its budget share."""
         from traderai.services.predict import run_tick  # numpy: only the predict layer carries it
 
-        markets, label = (None, None) if shard is None else (shard.markets, shard.label)
+        markets: tuple[str, ...] | None
+        label: str | None
+        if shard is not None:
+            markets, label = shard.markets, shard.label
+        else:  # one invocation over the whole list (`sam local invoke`, tests): the list a plan would read
+            markets, label = (self.market_list.read().markets if self.market_list else None), None
         if shard is not None and hasattr(self.source, "share_budget"):
             self.source.share_budget(shard.weight_per_minute)
         return self.loop.run_until_complete(
@@ -146,13 +164,17 @@ def build_predict_runtime(settings: Settings, s3: BaseClient, source: MarketData
 
     bucket = settings.required("bucket_name")
     source = source or market_source(settings)
+    shards = ShardSettings.from_env(settings)
     loop = asyncio.new_event_loop()
-    loop.run_until_complete(source.check_settings(settings.markets, settings.timeframe))
+    # MARKETS is checked at cold start; a list in S3 is checked by every plan (it may change any tick).
+    loop.run_until_complete(source.check_settings(() if shards.list_key else settings.markets, settings.timeframe))
     # The pointer is re-read at most every MODEL_REFRESH_SECONDS, so a promoted model serves from the first
     # tick after that without a redeploy (one small GET per market and minute; docs/retraining.md).
     models = ModelRegistry(bucket, settings.model_prefix, lambda: s3, refresh_seconds=MODEL_REFRESH_SECONDS)
-    return PredictRuntime(settings, source, models, JsonLinesLog(s3, bucket),
-                          ShardSettings.from_env(settings), loop=loop)
+    market_list: MarketListSource = (S3MarketList(s3, bucket, shards.list_key) if shards.list_key
+                                     else FixedMarketList(settings.markets))
+    return PredictRuntime(settings, source, models, JsonLinesLog(s3, bucket), shards, market_list,
+                          ShardPlans(s3, bucket), loop=loop)
 
 
 MODEL_REFRESH_SECONDS = 60.0

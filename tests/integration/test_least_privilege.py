@@ -311,9 +311,22 @@ def test_the_tick_state_machine_role_invokes_predict_and_signal_and_dead_letters
         assert statement["Effect"] == "Allow"
         for action in _as_list(statement["Action"]):
             grants.setdefault(action, []).extend(_as_list(statement["Resource"]))
+    machine_arn = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-tick"
+    assert machine["Properties"]["StateMachineName"] == {"Fn::Sub": "${AWS::StackName}-tick"}
     assert grants == {
         "lambda:InvokeFunction": [{"Fn::GetAtt": [f"{step}Function", "Arn"]} for step in ("Predict", "Signal")],
-        "sqs:SendMessage": [{"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}]}
+        "sqs:SendMessage": [{"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}],
+        # the Distributed Map: its ItemReader reads the plan objects, its children are executions of itself
+        "s3:GetObject": [{"Fn::Sub": "${DataBucket.Arn}/plans/*"}],
+        "states:StartExecution": [{"Fn::Sub": machine_arn}],
+        "states:DescribeExecution": [{"Fn::Sub": machine_arn.replace(":stateMachine:", ":execution:") + "/*"}],
+        "states:StopExecution": [{"Fn::Sub": machine_arn.replace(":stateMachine:", ":execution:") + "/*"}]}
+
+
+def test_predict_reads_only_the_market_list_key_and_writes_only_its_logs_and_plans(cfn: dict[str, Any]) -> None:
+    grants = _s3_grants(cfn, "PredictFunction")
+    assert grants["s3:PutObject"] == {_sub("predictions/*"), _sub("plans/*")}
+    assert grants["s3:GetObject"] == {_sub("models/*"), _sub("${MarketListKey}")}
 
 
 def test_the_state_machine_role_invokes_its_three_steps_and_publishes_to_the_alarm_topic(cfn: dict[str, Any]) -> None:

@@ -1,17 +1,27 @@
 """A sharded tick under moto: the real PredictFunction (plan, then one invocation per shard) and SignalFunction,
-run by the same plan the TickStateMachine runs (services.sharding.run_sharded_tick)."""
+run by the same plan the TickStateMachine runs (services.sharding.run_sharded_tick), the shards read from the
+tick's plan object in S3 as the Distributed Map's ItemReader reads them; the market list from MARKETS or from
+the S3 object MARKET_LIST_KEY, read anew by every plan."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
+from traderai.adapters.market_list import ShardPlans
+from traderai.contracts import parse_iso_utc
 from traderai.local.scheduler import scheduled_event
+from traderai.market.listing import MarketListError
 from traderai.services import predict as predict_service
-from traderai.services.sharding import run_sharded_tick
+from traderai.services.sharding import run_sharded_tick, shard_request
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 
 Aws = object  # the fixture's type lives in conftest.py
 MARKETS = "BTC/USDT,ETH/USDT,SOL/USDT,BNB/USDT"
+LIST_KEY = "config/markets.csv"
+TICK = load_event("predict_schedule.json")["time"]  # 2025-04-07T14:00:00Z
 
 
 @pytest.fixture
@@ -21,26 +31,38 @@ def handlers(function_env, signal):
     return {"PredictFunction": predict, "SignalFunction": signal}
 
 
-def _run(handlers, **kwargs):
-    tick = load_event("predict_schedule.json")["time"]
-    from traderai.contracts import parse_iso_utc
+@pytest.fixture
+def listed(function_env, signal):
+    """PredictFunction deployed with MarketListKey (its Markets left at the template default)."""
+    function_env("PredictFunction", MarketSource="replay", MarketListKey=LIST_KEY, ShardSize="2")
+    return {"PredictFunction": load_handler("predict").handler, "SignalFunction": signal}
 
+
+def _run(aws, handlers, tick: str = TICK, **kwargs):
     event = scheduled_event(parse_iso_utc(tick), "TickStateMachine")
-    return run_sharded_tick(lambda name, request: handlers[name](request, FakeLambdaContext()), event, **kwargs)
+    return run_sharded_tick(lambda name, request: handlers[name](request, FakeLambdaContext()),
+                            ShardPlans(aws.s3, aws.bucket).read, event, **kwargs)
+
+
+def _logged(aws, prefix: str = "predictions/") -> list[str]:
+    return sorted(record["symbol"] for key in aws.objects(prefix) for record in aws.json_lines(key))
 
 
 def test_a_tick_split_into_shards_logs_every_market_once_in_its_own_objects(aws: Aws, handlers) -> None:
-    tick = _run(handlers)
+    tick = _run(aws, handlers)
 
-    assert tick.plan["shards"] == [{"index": i, "count": 4, "markets": 1} for i in range(4)]
+    assert tick.plan["shards"] == 4 and tick.plan["market_list"] == "MARKETS" and tick.plan["markets"] == 4
+    assert tick.plan["plan_key"] == "plans/dt=2025-04-07/20250407T140000Z.json"
+    items = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key=tick.plan["plan_key"])["Body"].read())
+    assert items == [{"index": i, "count": 4, "markets": [m], "weight_per_minute": None}
+                     for i, m in enumerate(MARKETS.split(","))]
     assert tick.plan["max_concurrency"] == 3 and not tick.errors
     keys = aws.objects("predictions/")
     assert keys == [f"predictions/dt=2025-04-07/20250407T140000Z-s00{i}of004.jsonl" for i in range(4)]
-    logged = [record["symbol"] for key in keys for record in aws.json_lines(key)]
-    assert sorted(logged) == sorted(MARKETS.split(","))  # nothing lost, nothing doubled
+    assert _logged(aws) == sorted(MARKETS.split(","))  # nothing lost, nothing doubled
     decisions = aws.objects("decisions/")
     assert len(decisions) == 4 and all("-s00" in key for key in decisions)
-    assert sorted(r["symbol"] for key in decisions for r in aws.json_lines(key)) == sorted(MARKETS.split(","))
+    assert _logged(aws, "decisions/") == sorted(MARKETS.split(","))
 
 
 def test_one_shard_failing_is_retried_alone_and_the_others_still_log(aws: Aws, handlers, monkeypatch) -> None:
@@ -54,21 +76,51 @@ def test_one_shard_failing_is_retried_alone_and_the_others_still_log(aws: Aws, h
         return original(candles, *args, **kwargs)
 
     monkeypatch.setattr(predict_service, "predict_market", broken_for_sol)
-    tick = _run(handlers)
+    tick = _run(aws, handlers)
 
     (failed,) = [s for s in tick.shards if s.error]
-    assert failed.descriptor["index"] == 2 and failed.attempts == 2 and "a bug in this shard" in failed.error
+    assert failed.item["index"] == 2 and failed.attempts == 2 and "a bug in this shard" in failed.error
     assert calls == {"BTC/USDT": 1, "ETH/USDT": 1, "SOL/USDT": 2, "BNB/USDT": 1}  # only the failed shard ran again
-    logged = sorted(r["symbol"] for key in aws.objects("predictions/") for r in aws.json_lines(key))
-    assert logged == ["BNB/USDT", "BTC/USDT", "ETH/USDT"]
+    assert _logged(aws) == ["BNB/USDT", "BTC/USDT", "ETH/USDT"]
     assert tick.predictions == 3
 
 
-def test_a_shard_descriptor_that_no_longer_matches_the_market_list_fails_loudly(aws: Aws, handlers) -> None:
+def test_a_shard_item_that_is_not_one_of_a_plan_fails_loudly(aws: Aws, handlers) -> None:
     from traderai.core.shards import ShardPlanError
-    from traderai.services.sharding import shard_request
 
-    event = shard_request(load_event("predict_schedule.json"), {"index": 0, "count": 3, "markets": 1})
-    with pytest.raises(ShardPlanError, match="market list changed"):
-        handlers["PredictFunction"](event, FakeLambdaContext())
+    for item, message in (({"index": 0, "count": 3, "markets": 1}, "not a shard item"),
+                          ({"index": 0, "count": 1, "markets": ["btc/usdt"], "weight_per_minute": None},
+                           "not a canonical symbol")):
+        with pytest.raises(ShardPlanError, match=message):
+            handlers["PredictFunction"](shard_request(load_event("predict_schedule.json"), item), FakeLambdaContext())
     assert aws.objects("predictions/") == []
+
+
+def test_the_market_list_is_read_from_s3_and_a_change_serves_from_the_next_tick(aws: Aws, listed) -> None:
+    aws.s3.put_object(Bucket=aws.bucket, Key=LIST_KEY, Body=b"symbol\nBTC/USDT\neth_usdt\nSOL/USDT\n")
+    first = _run(aws, listed)
+    assert first.plan["market_list"] == f"s3://{aws.bucket}/{LIST_KEY}" and first.plan["market_list_version"]
+    assert (first.plan["markets"], first.plan["shards"]) == (3, 2) and not first.errors
+    assert _logged(aws) == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]  # the list's, not Markets' four
+
+    # an operator replaces the list (traderai markets put, aws s3 cp): same warm function, no redeploy
+    aws.s3.put_object(Bucket=aws.bucket, Key=LIST_KEY, Body=b'["BNB/USDT"]')
+    second = _run(aws, listed, tick="2025-04-07T14:15:00Z")
+    assert (second.plan["markets"], second.plan["shards"]) == (1, 1) and not second.errors
+    assert second.plan["market_list_version"] != first.plan["market_list_version"]
+    assert [r["symbol"] for r in aws.json_lines("predictions/dt=2025-04-07/20250407T141500Z-s000of001.jsonl")] \
+        == ["BNB/USDT"]
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b"symbol\nBTC/USDT\nBTCUSDT\nETH/USDT\n", "config/markets.csv line 3: 'BTCUSDT' is not BASE/QUOTE"),
+    (b"", "config/markets.csv: no market listed"),
+    (b"BTC/USDT\nDOGE/USDT\n", "config/markets.csv: MARKETS: no recorded candles for DOGE/USDT"),
+    (None, "config/markets.csv: no such object (upload one: traderai markets put FILE"),
+])
+def test_a_bad_or_missing_list_fails_the_tick_naming_why_and_nothing_runs(aws: Aws, listed, body, message) -> None:
+    if body is not None:
+        aws.s3.put_object(Bucket=aws.bucket, Key=LIST_KEY, Body=body)
+    with pytest.raises(MarketListError, match=re.escape(message)):
+        _run(aws, listed)
+    assert aws.objects("plans/") == [] and aws.objects("predictions/") == []  # never part of a list, never empty

@@ -39,7 +39,7 @@ FUNCTIONS = ("PredictFunction", "SignalFunction", "ApiFunction", "WebSocketFunct
 NON_SETTINGS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL",
                     "WEBSOCKET_ENDPOINT", "TOKEN_SECRET",
                     "SUBSCRIBERS_TABLE", "NOTIFY_DLQ_URL",  # NotifyFunction's (wiring.notify_adapters)
-                    "SHARD_SIZE", "SHARD_CONCURRENCY", "EXCHANGE_WEIGHT_PER_MINUTE",  # services.sharding
+                    "SHARD_SIZE", "SHARD_CONCURRENCY", "EXCHANGE_WEIGHT_PER_MINUTE", "MARKET_LIST_KEY",  # sharding
                     "ATHENA_WORKGROUP", "ATHENA_DATABASE"}  # CompactFunction's own CompactionSettings
 STRATEGY_ENV = {field.name.upper() for field in fields(Strategy)}
 # AWS managed policies SAM attaches; their "*" resources are what those services require
@@ -229,11 +229,19 @@ def test_the_tick_plans_then_runs_each_shard_predict_then_signal(cfn: dict) -> N
     plan = definition["States"]["Plan"]
     assert plan["Parameters"]["FunctionName"] == "${PredictFunctionArn}"
     assert plan["Parameters"]["Payload"]["detail"] == {"plan": True}
+    assert plan["ResultSelector"]["plan_key.$"] == "$.Payload.plan_key"  # the key, never the market list
     shards = definition["States"][plan["Next"]]
-    assert shards["Type"] == "Map" and shards["ItemsPath"] == "$.plan.shards"
+    # A Distributed Map reads the shard items from the plan object the Plan state wrote (ItemReader), so no
+    # market list travels in the execution's state (256 KB), and shards run as child executions
+    assert shards["Type"] == "Map" and "ItemsPath" not in shards
+    assert shards["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert shards["ItemReader"] == {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "JSON"},
+                                    "Parameters": {"Bucket": "${DataBucketName}", "Key.$": "$.plan.plan_key"}}
+    assert substitutions["DataBucketName"] == {"Ref": "DataBucket"}
     assert shards["MaxConcurrencyPath"] == "$.plan.max_concurrency"
     assert shards["ItemSelector"]["detail"] == {"shard.$": "$$.Map.Item.Value"}
     assert shards["ResultPath"] is None  # the shards' hand-offs never accumulate in the execution's state
+    assert shards["ToleratedFailurePercentage"] == 0
     states = shards["ItemProcessor"]["States"]
     predict = states[shards["ItemProcessor"]["StartAt"]]
     assert predict["Parameters"] == {"FunctionName": "${PredictFunctionArn}", "Payload.$": "$"}
@@ -252,7 +260,27 @@ def test_predict_gets_the_shard_settings_from_the_template(sam_template: dict) -
 
     env = function_environment(sam_template, "PredictFunction", RESOURCE_NAMES)
     shards = ShardSettings.from_env(Settings.from_env(env), env)
-    assert (shards.size, shards.concurrency, shards.weight_per_minute) == (100, 10, 6000)
+    assert (shards.size, shards.concurrency, shards.weight_per_minute, shards.list_key) == (100, 10, 6000, None)
+    env = function_environment(sam_template, "PredictFunction", {**RESOURCE_NAMES, "MarketListKey": "config/m.csv"})
+    assert ShardSettings.from_env(Settings.from_env(env), env).list_key == "config/m.csv"
+
+
+def test_a_failed_tick_reaches_a_person(cfn: dict) -> None:
+    alarm = cfn["Resources"]["TickFailedAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/States", "ExecutionsFailed")
+    assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": "TickStateMachine"}}]
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_the_market_list_key_is_a_parameter_under_config(sam_template: dict) -> None:
+    import re
+
+    parameter = sam_template["Parameters"]["MarketListKey"]
+    assert parameter["Default"] == ""
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert all(pattern.fullmatch(k) for k in ("", "config/markets.csv", "config/prod/markets-v2.json"))
+    assert not any(pattern.fullmatch(k) for k in ("markets.csv", "config/", "predictions/x", "config/../models/x"))
 
 
 def test_signal_sends_failures_to_the_dlq(cfn: dict) -> None:
@@ -459,8 +487,10 @@ def test_s3_access_is_scoped_to_prefixes(cfn: dict) -> None:
         return found
 
     assert s3_resources("PredictFunction") == {
-        "s3:PutObject": {json.dumps({"Fn::Sub": "${DataBucket.Arn}/predictions/*"})},
-        "s3:GetObject": {json.dumps({"Fn::Sub": "${DataBucket.Arn}/models/*"})},
+        "s3:PutObject": {json.dumps({"Fn::Sub": "${DataBucket.Arn}/predictions/*"}),
+                         json.dumps({"Fn::Sub": "${DataBucket.Arn}/plans/*"})},  # each tick's shard plan
+        "s3:GetObject": {json.dumps({"Fn::Sub": "${DataBucket.Arn}/models/*"}),
+                         json.dumps({"Fn::Sub": "${DataBucket.Arn}/${MarketListKey}"})},  # the market list
         "s3:ListBucket": {json.dumps({"Fn::GetAtt": ["DataBucket", "Arn"]})},
     }
     assert s3_resources("SignalFunction") == {
@@ -487,7 +517,8 @@ def test_data_bucket_is_encrypted_private_versioned_and_tls_only(cfn: dict) -> N
         "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
     expiring = {r.get("Prefix") for r in bucket["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r}
-    assert expiring == {"predictions/", "decisions/", "predictions_parquet/", "decisions_parquet/", "athena-results/"}
+    assert expiring == {"predictions/", "decisions/", "predictions_parquet/", "decisions_parquet/", "athena-results/",
+                        "plans/"}
     (statement,) = cfn["Resources"]["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert (statement["Effect"], statement["Action"]) == ("Deny", "s3:*")
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}

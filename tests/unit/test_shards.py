@@ -15,12 +15,13 @@ from traderai.core.shards import (
     WEIGHT_PER_MARKET,
     WINDOW_SECONDS,
     ShardPlanError,
+    TickBudgetError,
     plan_shards,
-    shard_for,
+    shard_from_item,
 )
 from traderai.market.budget import WeightBudget
 
-MARKETS = st.integers(0, 2500).map(lambda n: [f"M{i}/USDT" for i in range(n)])
+MARKETS = st.integers(1, 2500).map(lambda n: [f"M{i}/USDT" for i in range(n)])
 
 
 @settings(deadline=None)
@@ -28,21 +29,34 @@ MARKETS = st.integers(0, 2500).map(lambda n: [f"M{i}/USDT" for i in range(n)])
 def test_a_plan_splits_and_rejoins_the_list_with_nothing_lost_or_doubled(markets: list[str], size: int) -> None:
     plan = plan_shards(markets, size)
     assert [m for shard in plan for m in shard.markets] == markets  # same markets, same order, once each
-    assert all(0 < len(shard.markets) <= size for shard in plan) or markets == []
+    assert all(0 < len(shard.markets) <= size for shard in plan)
     assert [shard.index for shard in plan] == list(range(len(plan)))
     assert {shard.count for shard in plan} == {len(plan)}
     assert len({shard.label for shard in plan}) == len(plan)  # log keys never collide within a tick
-    for shard in {plan[0], plan[len(plan) // 2], plan[-1]}:  # a shard re-derives its slice from its descriptor
-        assert shard_for(markets, size, None, shard.descriptor()) == shard
+    for shard in plan:  # each item of the plan object is its shard, and nothing else
+        assert shard_from_item(shard.item(), size) == shard
 
 
-def test_a_descriptor_from_another_list_is_refused_not_silently_resliced() -> None:
-    before = [f"M{i}/USDT" for i in range(250)]
-    descriptor = plan_shards(before, 100)[2].descriptor()  # 50 markets
-    with pytest.raises(ShardPlanError, match="market list changed"):
-        shard_for(before + [f"X{i}/USDT" for i in range(60)], 100, None, descriptor)  # now 3 shards of 100
-    with pytest.raises(ShardPlanError, match="not a shard descriptor"):
-        shard_for(before, 100, None, {"index": "two"})
+def test_an_empty_list_is_refused_never_planned_as_an_empty_tick() -> None:
+    with pytest.raises(ShardPlanError, match="no market listed"):
+        plan_shards([], 100, 6000)
+
+
+def test_an_item_that_is_not_a_shard_of_a_plan_is_refused() -> None:
+    (shard,) = plan_shards(["BTC/USDT", "ETH/USDT"], 100, 6000)
+    item = shard.item()
+    assert shard_from_item(item, 100).markets == ("BTC/USDT", "ETH/USDT")
+    for broken, message in (({"index": "two"}, "not a shard item"),
+                            ({**item, "index": 1}, "is not a shard of a plan"),
+                            ({**item, "index": True}, "is not a shard of a plan"),
+                            ({**item, "markets": []}, "1..100 symbols"),
+                            ({**item, "markets": "BTC/USDT"}, "1..100 symbols"),
+                            ({**item, "markets": ["BTC/USDT"] * 2}, "listed twice"),
+                            ({**item, "weight_per_minute": 1}, "not a budget share")):
+        with pytest.raises(ShardPlanError, match=message):
+            shard_from_item(broken, 100)
+    with pytest.raises(ShardPlanError, match=r"1\.\.1 symbols"):
+        shard_from_item(item, 1)  # more markets than SHARD_SIZE allows
 
 
 def test_the_budget_is_shared_equally_below_the_exchange_limit() -> None:
@@ -50,7 +64,20 @@ def test_the_budget_is_shared_equally_below_the_exchange_limit() -> None:
     assert len(plan) == 10 and {s.weight_per_minute for s in plan} == {480}  # 6,000 x 0.8 / 10
     assert all(s.minutes_needed <= 1 for s in plan)  # 100 markets x 4 weight = 400 <= 480: one burst
     with pytest.raises(ShardPlanError, match="EXCHANGE_WEIGHT_PER_MINUTE"):
-        plan_shards([f"M{i}/USDT" for i in range(10_000)], 1, 6000)  # 10,000 shards: < 1 market each
+        plan_shards([f"M{i}/USDT" for i in range(2000)], 1, 6000, max_windows=None)  # 2,000 shards: 2 weight each
+
+
+def test_a_tick_over_one_window_of_the_budget_is_refused_with_the_figures() -> None:
+    assert len(plan_shards([f"M{i}/USDT" for i in range(1200)], 100, 6000)) == 12  # 4,800 weight: exactly fits
+    with pytest.raises(TickBudgetError) as refused:
+        plan_shards([f"M{i}/USDT" for i in range(10_000)], 100, 6000)
+    assert str(refused.value) == (
+        "exchange budget: 10,000 markets need 40,000 request weight per tick (4 each), but "
+        "EXCHANGE_WEIGHT_PER_MINUTE 6,000 less the 20% reserve gives 4,800 per minute: at most 1,200 markets "
+        "per tick from one IP")
+    with pytest.raises(TickBudgetError, match="1,201 markets"):
+        plan_shards([f"M{i}/USDT" for i in range(1201)], 100, 6000)
+    assert len(plan_shards([f"M{i}/USDT" for i in range(10_000)], 100, None)) == 100  # no budget counted
 
 
 def _simulate(plan, request_gaps, failing: set[int], fail_after: int) -> list[tuple[float, int]]:
@@ -102,7 +129,7 @@ def test_shards_together_never_exceed_the_exchange_budget(markets: int, size: in
                                                           failing: set[int], fail_after: int) -> None:
     symbols = [f"M{i}/USDT" for i in range(markets)]
     try:
-        plan = plan_shards(symbols, size, limit)
+        plan = plan_shards(symbols, size, limit, max_windows=None)  # past one window too: the limiter alone
     except ShardPlanError:
         return  # too many shards for the budget: refused at planning, nothing runs
     granted = _simulate(plan, gaps, failing, fail_after)

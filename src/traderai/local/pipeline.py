@@ -13,11 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from traderai import wiring
+from traderai.adapters.market_list import ShardPlans
 from traderai.local.aws import LocalAws
 from traderai.local.scheduler import combined, scheduled_event
 from traderai.services.sharding import run_sharded_tick
 from traderai.testing.handlers import FakeLambdaContext, load_handler
 
+LOCAL_MARKET_LIST_KEY = "config/markets.csv"
 QUIET = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
          "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_DISABLED": "1"}
 
@@ -45,6 +47,7 @@ class EmbeddedPipeline:
     predict: Any
     signal: Any
     max_concurrency: int | None = 1  # None: the plan's (ShardConcurrency)
+    invoke: Any = None  # (function, event) -> reply: e.g. local.sandboxes.Sandboxes.invoke; None: in this process
 
     def tick(self, tick_time: datetime, *, decided_after: timedelta = timedelta(seconds=5)
              ) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -61,7 +64,8 @@ class EmbeddedPipeline:
         # CloudWatch EMF metric lines are printed to stdout even with metrics disabled: keep them off
         # a terminal where this module's callers print their own summary.
         with contextlib.redirect_stdout(io.StringIO()):
-            sharded = run_sharded_tick(lambda name, request: handlers[name](request, FakeLambdaContext()), event,
+            invoke = self.invoke or (lambda name, request: handlers[name](request, FakeLambdaContext()))
+            sharded = run_sharded_tick(invoke, ShardPlans(self.local.s3, self.local.bucket).read, event,
                                        max_concurrency=self.max_concurrency)
         if sharded.errors:
             raise RuntimeError("; ".join(sharded.errors))
@@ -70,17 +74,22 @@ class EmbeddedPipeline:
 
 
 @contextmanager
-def embedded_pipeline(markets: str, *, log_level: str = "ERROR",
-                      params: Mapping[str, str] | None = None) -> Iterator[EmbeddedPipeline]:
+def embedded_pipeline(markets: str, *, log_level: str = "ERROR", params: Mapping[str, str] | None = None,
+                      market_list: bytes | None = None) -> Iterator[EmbeddedPipeline]:
     """moto in-process with the template's bucket and tables, the bundled models published, and the
     handlers' environment set as the template sets it (replay source unless `params` say otherwise);
-    everything undone on exit."""
+    everything undone on exit. `market_list`: the tick reads its markets from this S3 object
+    (MarketListKey `config/markets.csv`, as a deployment with a list in S3) instead of `markets`."""
     import boto3
     from moto import mock_aws
 
     with environment({**QUIET, "LOG_LEVEL": log_level}), mock_aws():
         local = LocalAws(boto3.client("s3"), boto3.client("dynamodb")).provision()
-        env = {**local.environment("PredictFunction", {"MarketSource": "replay", "Markets": markets, **(params or {})}),
+        params = dict(params or {})
+        if market_list is not None:
+            params.setdefault("MarketListKey", LOCAL_MARKET_LIST_KEY)
+            local.s3.put_object(Bucket=local.bucket, Key=params["MarketListKey"], Body=market_list)
+        env = {**local.environment("PredictFunction", {"MarketSource": "replay", "Markets": markets, **params}),
                **local.environment("SignalFunction"), "LOG_LEVEL": log_level}
         with environment(env):
             wiring.clear()

@@ -26,7 +26,7 @@ from typing import Any
 from traderai.contracts import iso_utc
 from traderai.events import tick_mark
 from traderai.local.functions import ACCOUNT_ID, REGION
-from traderai.services.sharding import run_sharded_tick
+from traderai.services.sharding import ReadItems, run_sharded_tick
 
 TICK = timedelta(minutes=5)
 TRACK_OFFSET = timedelta(minutes=1)
@@ -116,10 +116,11 @@ Invoke = Callable[[str, Any], Any]
 class TickScheduler:
     """Fires the predict -> signal hand-off and the tracker at every 5-minute mark of the clock."""
 
-    def __init__(self, invoke: Invoke, clock: ReplayClock, *, on_tick: Callable[[TickReport], None],
-                 track: bool = True, end: datetime | None = None,
+    def __init__(self, invoke: Invoke, read_items: ReadItems, clock: ReplayClock, *,
+                 on_tick: Callable[[TickReport], None], track: bool = True, end: datetime | None = None,
                  on_end: Callable[[datetime], None] | None = None) -> None:
         self._invoke = invoke
+        self._read_items = read_items  # the Distributed Map's ItemReader: a tick's plan object from S3
         self.clock = clock
         self._on_tick = on_tick
         self._track = track
@@ -160,7 +161,8 @@ class TickScheduler:
         report = TickReport(tick_time)
         request = scheduled_event(tick_time, "traderai-TickStateMachine")
         try:
-            sharded = run_sharded_tick(self._invoke, request, retry_interval_s=self.retry_interval_s)
+            sharded = run_sharded_tick(self._invoke, self._read_items, request,
+                                       retry_interval_s=self.retry_interval_s)
         except Exception as exc:  # noqa: BLE001 - the plan failed: on AWS the execution fails (alarmed); shown here
             report.errors.append(f"PredictFunction (plan): {type(exc).__name__}: {exc}")
             sharded = None

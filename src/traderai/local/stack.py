@@ -27,6 +27,7 @@ from typing import Any
 
 from traderai import wiring
 from traderai.adapters.logs import DECISIONS, JsonLinesLog, log_key
+from traderai.adapters.market_list import ShardPlans
 from traderai.adapters.subscribers import SecretStore, SubscriberStore
 from traderai.contracts import TIMEFRAME_SECONDS, iso_utc, parse_iso_utc
 from traderai.core.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, Filters, signature
@@ -186,7 +187,9 @@ class LocalStack:
                                               on_drop=self._stream_record_dropped)
             self.notify_poller.start()
         end = None if options.live else replay_end(list(self._markets()), options.data_dir)
-        self.scheduler = TickScheduler(self._invoke, self.clock, on_tick=self._report, track="TrackFunction" in names,
+        plans = ShardPlans(boto3.client("s3"), self.aws.bucket)
+        self.scheduler = TickScheduler(self._invoke, plans.read, self.clock, on_tick=self._report,
+                                       track="TrackFunction" in names,
                                        end=end, on_end=self._replay_ended)
         self.clock.begin()
         self.scheduler.start()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from traderai.contracts import parse_iso_utc
@@ -20,12 +21,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--start", default="2025-04-07T13:30:00Z", help="first tick (UTC, ISO-8601)")
     parser.add_argument("--ticks", type=int, default=12, help="number of 5-minute ticks (default 12)")
     parser.add_argument("--markets", default="BTC/USDT,ETH/USDT,SOL/USDT,BNB/USDT")
+    parser.add_argument("--market-list", type=Path, metavar="FILE",
+                        help="read the markets from this list as a deployment with MarketListKey does: the file is "
+                             "put in the local bucket and every tick's plan reads it from there (docs/markets.md)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     start = parse_iso_utc(args.start, "--start")
-    with embedded_pipeline(args.markets) as pipeline:
+    market_list = args.market_list.read_bytes() if args.market_list else None
+    with embedded_pipeline(args.markets, market_list=market_list) as pipeline:
         for index in range(args.ticks):
             tick = start + timedelta(minutes=5 * index)
             reply, summary = pipeline.tick(tick)
