@@ -1,24 +1,22 @@
 """Unzipped deployable size of every Lambda function (its code plus its layers), arm64 / Python 3.12.
 
-Layers are installed the way `sam build` builds them without a container: each layer's
-requirements.txt with pip for aarch64 manylinux (up to glibc 2.34) / CPython 3.12, binary wheels
-only, no bytecode; a `BuildMethod: makefile` layer (CoreLayer, TrainingCodeLayer: our own code) with its
-recipe in src/Makefile, as `sam build` runs it; any other is its source folder. Functions and layers are
+Every layer is built as `sam build` builds it (BuildMethod makefile): its recipe (src/Makefile for our
+code, layers/Makefile for the pinned third-party locks: arm64 manylinux wheels for CPython 3.12, then
+bytecode) run in a copy of its ContentUri; the built folder is measured as it ships, bytecode included.
+A function's own CodeUri is measured without bytecode, as sam build copies it. Functions and layers are
 read from infra/template.yaml, so the figures follow the template. Exits 1 if any function exceeds
 Lambda's 250 MB unzipped limit.
 
     .venv/bin/python bench/sizes.py [--cache-dir DIR] [--refresh] [--top N]
 
-Installed layers are cached under the cache dir, keyed by the requirements' hash, so reruns only
-measure. `--refresh` reinstalls (pip resolves the newest versions the specifiers allow).
+Built layers are cached under the cache dir, keyed by the hash of their ContentUri's files, so reruns
+only measure. `--refresh` rebuilds them (the third-party ones from PyPI).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -26,17 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from traderai.infra import TEMPLATE_PATH, load_template
-from traderai.testing.sam import build_makefile_layer
+from traderai.testing.sam import built_layer
 
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # bytes: "250 MB", function code plus all its layers
 MB = 1_000_000
-# Lambda's python3.12 runtime (Amazon Linux 2023) has glibc 2.34: accept the aarch64 manylinux tags
-# `sam build` accepts (aws_lambda_builders python_pip packager). manylinux2014 alone would pick older
-# releases of packages that now ship only manylinux_2_28 aarch64 wheels (numpy >= 2.3).
-MANYLINUX_AARCH64 = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64",
-                     "manylinux_2_34_aarch64")
-PIP_PLATFORM_ARGS = ("--only-binary=:all:", *(arg for tag in MANYLINUX_AARCH64 for arg in ("--platform", tag)),
-                     "--python-version", "3.12", "--implementation", "cp", "--no-compile")
 SKIPPED = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 
 
@@ -49,53 +40,34 @@ class Tree:
     parts: dict[str, int]  # top-level entry -> bytes
 
 
-def tree_size(root: Path) -> Tree:
-    """Bytes of every regular file under `root`, skipping caches and bytecode like `sam build` does."""
+def tree_size(root: Path, bytecode: bool = False) -> Tree:
+    """Bytes of every regular file under `root`; tool caches are skipped, and bytecode too unless `bytecode`
+    (a built layer ships its bytecode; sam build copies a function's source folder without it)."""
     parts: dict[str, int] = {}
     for path in root.rglob("*"):
         relative = path.relative_to(root)
-        if SKIPPED & set(relative.parts) or path.suffix in {".pyc", ".pyo"}:
+        if not bytecode and ("__pycache__" in relative.parts or path.suffix in {".pyc", ".pyo"}):
+            continue
+        if SKIPPED & set(relative.parts) - {"__pycache__"}:
             continue
         if path.is_file() and not path.is_symlink():
             parts[relative.parts[0]] = parts.get(relative.parts[0], 0) + path.stat().st_size
     return Tree(root, sum(parts.values()), parts)
 
 
-def install_layer(requirements: Path, cache_dir: Path, refresh: bool) -> Path:
-    """pip-install `requirements` for arm64 / cp312 into a cached target dir; return the dir."""
-    key = hashlib.sha256(requirements.read_bytes() + " ".join(PIP_PLATFORM_ARGS).encode()).hexdigest()[:16]
-    target = cache_dir / "layers" / f"{requirements.parent.name}-{key}"
-    marker = target / ".complete"
-    if marker.exists() and not refresh:
-        return target
-    shutil.rmtree(target, ignore_errors=True)
-    print(f"installing {requirements.relative_to(TEMPLATE_PATH.parents[1])} for arm64 ...", file=sys.stderr)
-    # --no-warn-conflicts: the target is a separate tree, not this venv, whose pins don't apply.
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                          "--no-warn-conflicts", *PIP_PLATFORM_ARGS, "--cache-dir", str(cache_dir / "pip"),
-                          "--target", str(target / "python"), "-r", str(requirements)],
-                         capture_output=True, text=True, check=False)
-    if pip.returncode != 0:
-        sys.exit(f"pip failed for {requirements}:\n{pip.stderr}")
-    marker.touch()
-    return target
-
-
 def layer_trees(template: dict[str, Any], cache_dir: Path, refresh: bool) -> dict[str, Tree]:
-    """Every LayerVersion in the template, built (or taken from the cache) and measured."""
+    """Every LayerVersion in the template, built by its recipe for arm64 (or taken from the cache) and measured."""
     trees = {}
     for logical_id, spec in template["Resources"].items():
         if spec["Type"] != "AWS::Serverless::LayerVersion":
             continue
-        content = (TEMPLATE_PATH.parent / spec["Properties"]["ContentUri"]).resolve()
-        requirements = content / "requirements.txt"
-        if spec.get("Metadata", {}).get("BuildMethod") == "makefile":  # our own code: src/Makefile's list
-            with tempfile.TemporaryDirectory() as scratch:
-                trees[logical_id] = tree_size(build_makefile_layer(content, logical_id, Path(scratch)))
-        elif requirements.exists():
-            trees[logical_id] = tree_size(install_layer(requirements, cache_dir, refresh) / "python")
+        if spec.get("Metadata", {}).get("BuildMethod") == "makefile":  # src/Makefile, layers/Makefile
+            if refresh:
+                shutil.rmtree(cache_dir / "built", ignore_errors=True)
+                refresh = False
+            trees[logical_id] = tree_size(built_layer(logical_id, cache_dir / "built"), bytecode=True)
         else:
-            trees[logical_id] = tree_size(content)
+            trees[logical_id] = tree_size((TEMPLATE_PATH.parent / spec["Properties"]["ContentUri"]).resolve())
     return trees
 
 
