@@ -119,8 +119,8 @@ def local_aws() -> Iterator[dict[str, str]]:
     import boto3
     from moto.server import ThreadedMotoServer
 
+    from traderai.apigw.connections import ConnectionsServer
     from traderai.local.aws import publish_bundled_models
-    from traderai.testing.connections_server import ConnectionsServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = free_port()

@@ -36,7 +36,7 @@ MESSAGE = encode({"type": "signal", "data": {"signal_id": "signal_BTC_USDT_17861
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen([sys.executable, "-m", "traderai.testing.connections_server",
+    process = subprocess.Popen([sys.executable, "-m", "traderai.apigw.connections",
                                 "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     return process, process.stdout.readline().strip()

@@ -33,8 +33,9 @@ from schemathesis import GenerationMode
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from traderai.apigw.routes import http_routes
+from traderai.apigw.websocket import MAX_WS_MESSAGE_BYTES
 from traderai.infra import load_template
-from traderai.local.gateway import MAX_WS_MESSAGE_BYTES, http_routes
 
 pytestmark = pytest.mark.slow
 

@@ -26,7 +26,7 @@ EVIL = "http://evil.test"
 def gateway() -> Iterator[LocalGateway]:
     gateway = LocalGateway(lambda *_: {"statusCode": 200}, [], frozenset(),
                            GatewayConfig(http_port=free_port(), ws_port=free_port()))
-    gateway._page_config = lambda: {"apiUrl": gateway.http_url, "wsUrl": gateway.ws_url, "apiKey": KEY}
+    gateway.page.page_config = lambda: {"apiUrl": gateway.http_url, "wsUrl": gateway.ws_url, "apiKey": KEY}
     gateway.start()
     try:
         yield gateway

@@ -18,8 +18,9 @@ from local_stack import free_port
 
 from traderai import wiring
 from traderai.adapters.signal_store import SignalStore, signal_from_item
+from traderai.apigw.routes import http_routes
 from traderai.infra import load_template
-from traderai.local.gateway import GatewayConfig, LocalGateway, http_routes
+from traderai.local.gateway import GatewayConfig, LocalGateway
 from traderai.services import performance
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 from traderai.testing.serving import serving_tables

@@ -14,9 +14,9 @@ import pytest
 from moto import mock_aws
 
 from traderai import wiring
+from traderai.apigw.connections import ConnectionsServer
 from traderai.infra import load_template
 from traderai.local.aws import LocalAws
-from traderai.testing.connections_server import ConnectionsServer
 from traderai.testing.handlers import load_handler
 from traderai.testing.serving import ServingTables, serving_tables
 

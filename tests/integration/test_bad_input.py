@@ -22,10 +22,14 @@ from werkzeug.test import Client
 from traderai import wiring
 from traderai.adapters.api_keys import ApiKeyStore
 from traderai.adapters.connections import ConnectionStore
+from traderai.apigw.connections import ConnectionsServer
+from traderai.apigw.http import HttpApi
+from traderai.apigw.routes import http_routes
+from traderai.apigw.wsgi import HttpApiWsgi
 from traderai.infra import TemplateError, load_template
+from traderai.local.functions import LocalFunctions
+from traderai.local.stack import merged_environment
 from traderai.services import auth
-from traderai.testing.apigw_wsgi import ApiGatewayWsgi
-from traderai.testing.connections_server import ConnectionsServer
 from traderai.testing.handlers import FUNCTIONS_DIR, FakeLambdaContext, load_event, load_handler
 
 GARBAGE: list[Any] = [None, [], "text", 42, 1.5, True, {}, {"foo": "bar"}, {"Records": "nope"},
@@ -79,14 +83,21 @@ def test_every_handler_refuses_wrong_shaped_events_clearly(aws: Any, monkeypatch
 # ---------------------------------------------------------------- the HTTP API, fuzzed from its OpenAPI document
 
 @pytest.fixture
-def api_app(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ApiGatewayWsgi, str]]:
-    for name, value in _environment(aws, "ApiFunction").items():
+def api_app(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[HttpApiWsgi, str]]:
+    """The demo's HTTP API in-process: the template's routes and authorizer, the events the local gateway
+    builds, the functions invoked as `traderai local` invokes them, in one environment as there."""
+    template = load_template()
+    routes = http_routes(template)
+    names = sorted({route.function for route in routes})  # ApiFunction, ChartFunction
+    for name, value in merged_environment({fn: _environment(aws, fn) for fn in names}).items():
         monkeypatch.setenv(name, value)
     wiring.clear()
     key, record = auth.new_key("fuzzer", datetime.now(UTC))
     store = ApiKeyStore(aws.local.names["ApiKeysTable"])
     store.add(record)
-    yield ApiGatewayWsgi(load_handler("api").handler, FakeLambdaContext(), store), key
+    functions = LocalFunctions(template, names)
+    functions.load()
+    yield HttpApiWsgi(HttpApi(routes, functions.invoke, authorizer=auth.KeyAuthorizer(store))), key
     wiring.clear()
 
 
@@ -95,7 +106,7 @@ def _assert_no_trace(body: bytes) -> None:
     assert not any(marker in text for marker in STACK_TRACE_MARKERS[:2]), text[:500]
 
 
-def test_fuzzed_requests_never_get_a_5xx_or_a_stack_trace(api_app: tuple[ApiGatewayWsgi, str]) -> None:
+def test_fuzzed_requests_never_get_a_5xx_or_a_stack_trace(api_app: tuple[HttpApiWsgi, str]) -> None:
     app, key = api_app
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     seen: dict[int, int] = {}
@@ -123,9 +134,9 @@ def test_fuzzed_requests_never_get_a_5xx_or_a_stack_trace(api_app: tuple[ApiGate
 @pytest.mark.parametrize(("path", "query"), [
     ("/signals", "limit=-1"), ("/signals", "limit=99999999999999999999"), ("/signals", "since=yesterday"),
     ("/signals", "next_token=" + "A" * 3000), ("/signals", "symbol=%00%ff"), ("/signals", "side=UP&side=DOWN"),
-    ("/signals/" + "x" * 500, ""), ("/signals/%2e%2e%2f", ""), ("/nope", ""), ("/signals", "unknown=1"),
+    ("/signals/" + "x" * 500, ""), ("/signals", "unknown=1"),
 ])
-def test_hand_picked_nasty_requests_get_4xx_json(api_app: tuple[ApiGatewayWsgi, str], path: str, query: str) -> None:
+def test_hand_picked_nasty_requests_get_4xx_json(api_app: tuple[HttpApiWsgi, str], path: str, query: str) -> None:
     app, key = api_app
     response = Client(app).get(path, query_string=query, headers={"Authorization": f"Bearer {key}"})
     assert 400 <= response.status_code < 500, (path, query, response.status_code)
@@ -133,9 +144,17 @@ def test_hand_picked_nasty_requests_get_4xx_json(api_app: tuple[ApiGatewayWsgi, 
     _assert_no_trace(response.data)
 
 
+@pytest.mark.parametrize("path", ["/signals/%2e%2e%2f", "/nope", "/signals/a%2Fb"])
+def test_a_path_no_route_takes_gets_api_gateways_own_404(api_app: tuple[HttpApiWsgi, str], path: str) -> None:
+    # `/signals/../` and `/signals/a/b` match no route of the template: API Gateway answers before any function
+    app, key = api_app
+    response = Client(app).get(path, headers={"Authorization": f"Bearer {key}"})
+    assert (response.status_code, json.loads(response.data)) == (404, {"message": "Not Found"})
+
+
 @pytest.mark.parametrize(("headers", "status"), [({}, 401), ({"Authorization": "Bearer nope"}, 403)])
 def test_the_api_refuses_missing_and_wrong_keys_but_health_stays_open(
-    api_app: tuple[ApiGatewayWsgi, str], headers: dict[str, str], status: int
+    api_app: tuple[HttpApiWsgi, str], headers: dict[str, str], status: int
 ) -> None:
     app, _ = api_app
     client = Client(app)

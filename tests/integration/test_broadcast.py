@@ -15,8 +15,8 @@ import pytest
 from traderai import wiring
 from traderai.adapters.connections import ConnectionStore
 from traderai.adapters.signal_store import signal_from_item
+from traderai.apigw.connections import ConnectionsServer
 from traderai.core.text_format import signal_text
-from traderai.testing.connections_server import ConnectionsServer
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 from traderai.testing.serving import ServingTables
 

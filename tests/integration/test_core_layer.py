@@ -34,9 +34,9 @@ SRC = REPO_ROOT / "src"
 SHIPPED_TOP = {"__init__.py", "py.typed", "contracts.py", "ports.py", "settings.py", "observability.py", "events.py",
                "wiring.py", "core", "adapters", "market", "services", "routes", "model", "analytics", "data", "sql"}
 SHIPPED_IN = {"model": {"__init__.py", "serving.py", "layout.py"}, "analytics": {"__init__.py", "queries.py"}}
-NEVER_SHIPPED = ("testing", "local", "research", "web", "cli.py", "keys_cli.py", "models_cli.py", "notify_cli.py",
-                 "infra.py", "train.py", "model/fit.py", "model/outcome.py", "model/labels.py", "analytics/local.py",
-                 "analytics/schema.py", "analytics/template.py")
+NEVER_SHIPPED = ("testing", "apigw", "local", "research", "web", "cli.py", "keys_cli.py", "models_cli.py",
+                 "notify_cli.py", "infra.py", "train.py", "model/fit.py", "model/outcome.py", "model/labels.py",
+                 "analytics/local.py", "analytics/schema.py", "analytics/template.py")
 TRAINING = {"train.py", "model/fit.py", "model/labels.py", "model/outcome.py", "research/__init__.py",
             "research/evidence.py", "research/backtest.py", "research/walkforward.py", "research/stats.py"}
 OUR_LAYERS = ("CoreLayer", "TrainingCodeLayer")

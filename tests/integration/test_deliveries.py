@@ -16,8 +16,8 @@ import pytest
 from traderai.adapters.connections import Connection
 from traderai.adapters.deliveries import SHARDS, DeliveryStore
 from traderai.adapters.push import Pusher, SignedPoster
+from traderai.apigw.connections import ConnectionsServer
 from traderai.services.broadcast import RECORD_EVERY, Broadcaster, BroadcastFailed, change_from_record
-from traderai.testing.connections_server import ConnectionsServer
 from traderai.testing.handlers import load_event
 from traderai.testing.serving import DELIVERIES_TABLE, ServingTables
 

@@ -22,9 +22,9 @@ from moto.core.botocore_stubber import MockRawResponse
 
 from traderai import wiring
 from traderai.adapters.connections import ConnectionStore
+from traderai.apigw.connections import ConnectionsServer
 from traderai.market.csv import bundled_candles_path, load_candles_csv
 from traderai.market.exchange import CcxtSource, RetryPolicy
-from traderai.testing.connections_server import ConnectionsServer
 from traderai.testing.fake_exchange import FakeExchange
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 from traderai.testing.serving import ServingTables

@@ -11,7 +11,7 @@ import pytest
 
 from traderai import wiring
 from traderai.adapters.connections import CONNECTION_TTL, ConnectionStore
-from traderai.testing.connections_server import ConnectionsServer
+from traderai.apigw.connections import ConnectionsServer
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 from traderai.testing.serving import ServingTables
 

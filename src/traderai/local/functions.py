@@ -10,43 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
 from traderai.infra import resource
-from traderai.testing.handlers import load_handler
-
-ACCOUNT_ID, REGION = "123456789012", "us-east-1"
-
-
-@dataclass
-class LocalContext:
-    """The attributes Powertools and the handlers read from a Lambda context."""
-
-    function_name: str
-    memory_limit_in_mb: int = 512
-    timeout_seconds: float = 30.0
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_stream_name: str = "local"
-    _deadline: float = field(default=0.0, repr=False)
-
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.timeout_seconds
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
-
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+from traderai.testing.handlers import FakeLambdaContext, load_handler
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +69,7 @@ class LocalFunctions:
     def invoke(self, logical_id: str, event: Any) -> Any:
         """Run the function on `event` and return its reply; its exception propagates (an error)."""
         spec = self.specs[logical_id]
-        context = LocalContext(f"traderai-local-{logical_id}", spec.memory_mb, spec.timeout_seconds)
+        context = FakeLambdaContext(f"traderai-local-{logical_id}", spec.memory_mb, spec.timeout_seconds)
         started = time.monotonic()
         failed = True
         try:

@@ -25,8 +25,8 @@ from typing import Any
 
 from traderai.contracts import iso_utc
 from traderai.events import tick_mark
-from traderai.local.functions import ACCOUNT_ID, REGION
 from traderai.services.sharding import ReadItems, run_sharded_tick
+from traderai.testing.handlers import ACCOUNT_ID, REGION
 
 TICK = timedelta(minutes=5)
 TRACK_OFFSET = timedelta(minutes=1)

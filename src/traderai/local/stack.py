@@ -29,12 +29,13 @@ from traderai import wiring
 from traderai.adapters.logs import DECISIONS, JsonLinesLog, log_key
 from traderai.adapters.market_list import ShardPlans
 from traderai.adapters.subscribers import SecretStore, SubscriberStore
+from traderai.apigw.routes import http_routes, websocket_route_keys
 from traderai.contracts import TIMEFRAME_SECONDS, iso_utc, parse_iso_utc
 from traderai.core.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, Filters, signature
 from traderai.infra import load_template
 from traderai.local.aws import LocalAws
 from traderai.local.functions import LocalFunctions
-from traderai.local.gateway import GatewayConfig, LocalGateway, http_routes, websocket_route_keys
+from traderai.local.gateway import GatewayConfig, LocalGateway
 from traderai.local.retraining import RetrainLoop, StateMachineRunner
 from traderai.local.scheduler import ReplayClock, StreamMapping, StreamPoller, TickReport, TickScheduler
 from traderai.market.csv import load_candles_csv

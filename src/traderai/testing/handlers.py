@@ -9,13 +9,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from traderai.infra import REPO_ROOT
 
-__all__ = ["EVENTS_DIR", "FUNCTIONS_DIR", "REPO_ROOT", "FakeLambdaContext", "load_event", "load_handler"]
+__all__ = ["ACCOUNT_ID", "EVENTS_DIR", "FUNCTIONS_DIR", "REGION", "REPO_ROOT", "FakeLambdaContext", "load_event",
+           "load_handler"]
+
+ACCOUNT_ID, REGION = "123456789012", "us-east-1"  # the account and region every local ARN names
 
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 EVENTS_DIR = REPO_ROOT / "events"
@@ -42,16 +48,30 @@ def load_event(file_name: str) -> Any:
     return json.loads((EVENTS_DIR / file_name).read_text())
 
 
+@dataclass
 class FakeLambdaContext:
-    """The attributes Powertools reads from a Lambda context."""
+    """The one Lambda context outside Lambda (tests, benchmarks, the demo's `LocalFunctions`): the attributes
+    Powertools and the handlers read. Each one is a fresh invocation: its own request id, and a deadline
+    `timeout_seconds` from its creation that `get_remaining_time_in_millis` counts down to."""
 
-    function_name = "traderai-local"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:traderai-local"
-    memory_limit_in_mb = 1024
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-    log_group_name = "/aws/lambda/traderai-local"
-    log_stream_name = "local"
+    function_name: str = "traderai-local"
+    memory_limit_in_mb: int = 1024
+    timeout_seconds: float = 60.0
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_stream_name: str = "local"
+    _deadline: float = field(default=0.0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_seconds
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
