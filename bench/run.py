@@ -169,8 +169,10 @@ construction (the size of functions far below Lambda's limit, sanity checks) are
 Design notes the rows refer to: the tick is sharded by `TickStateMachine` (infra/template.yaml; the same plan
 runs locally through `services.sharding.run_sharded_tick`), each shard with an equal share of the exchange's
 request weight per minute (Binance counts weight per IP per minute; all shards may share one IP); cold start
-is measured with no compiled bytecode, as from layers built with `--no-compile`; tracing off means
-`POWERTOOLS_TRACE_DISABLED=true`, with which the X-Ray SDK is not imported.
+is measured the way Lambda runs it: the function's layers as their `sam build` recipes build them (with the
+bytecode they ship; the third-party ones as this machine's wheels of the same lock), read-only, in a fresh
+`python -S` with Lambda's environment variables; tracing off means `POWERTOOLS_TRACE_DISABLED=true`, with
+which the X-Ray SDK is not imported.
 """
 
 STEPS: dict[str, Callable[[bool], list[Figure]]] = {
