@@ -32,6 +32,7 @@ class Settings:
     bucket_name: str | None = None
     signals_table: str | None = None
     connections_table: str | None = None
+    subscriptions_table: str | None = None
     api_keys_table: str | None = None
     deliveries_table: str | None = None
     model_prefix: str = "models"
@@ -73,7 +74,8 @@ class Settings:
                            ("market_source", "MARKET_SOURCE"), ("replay_data_dir", "REPLAY_DATA_DIR"),
                            ("bucket_name", "BUCKET_NAME"), ("signals_table", "SIGNALS_TABLE"),
                            ("connections_table", "CONNECTIONS_TABLE"), ("model_prefix", "MODEL_PREFIX"),
-                           ("api_keys_table", "API_KEYS_TABLE"), ("deliveries_table", "DELIVERIES_TABLE")):
+                           ("api_keys_table", "API_KEYS_TABLE"), ("deliveries_table", "DELIVERIES_TABLE"),
+                           ("subscriptions_table", "SUBSCRIPTIONS_TABLE")):
             if env.get(name, "").strip():
                 kwargs[attr] = env[name].strip()
         for attr, name in (("candle_limit", "CANDLE_LIMIT"), ("tick_seconds", "TICK_SECONDS")):
@@ -168,12 +170,13 @@ _STRATEGY_ENV = {
 }
 _ENV_OF = {"bucket_name": "BUCKET_NAME", "signals_table": "SIGNALS_TABLE",
            "connections_table": "CONNECTIONS_TABLE", "replay_data_dir": "REPLAY_DATA_DIR",
-           "api_keys_table": "API_KEYS_TABLE", "deliveries_table": "DELIVERIES_TABLE"}
+           "api_keys_table": "API_KEYS_TABLE", "deliveries_table": "DELIVERIES_TABLE",
+           "subscriptions_table": "SUBSCRIPTIONS_TABLE"}
 ENV_NAMES = (
     *(name for name, _ in _STRATEGY_ENV.values()),
     "MARKETS", "TIMEFRAME", "EXCHANGE_ID", "MARKET_SOURCE", "REPLAY_DATA_DIR", "CANDLE_LIMIT",
     "TICK_SECONDS", "BUCKET_NAME", "SIGNALS_TABLE", "CONNECTIONS_TABLE", "MODEL_PREFIX",
-    "API_KEYS_TABLE", "DELIVERIES_TABLE")
+    "API_KEYS_TABLE", "DELIVERIES_TABLE", "SUBSCRIPTIONS_TABLE")
 
 
 def required_env(name: str, env: Mapping[str, str] | None = None) -> str:

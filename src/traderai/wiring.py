@@ -257,7 +257,8 @@ def strategy() -> Strategy:
 
 @lru_cache(maxsize=1)
 def connection_store() -> ConnectionStore:
-    return ConnectionStore(Settings.from_env().required("connections_table"))
+    settings = Settings.from_env()
+    return ConnectionStore(settings.required("connections_table"), settings.required("subscriptions_table"))
 
 
 @lru_cache(maxsize=1)

@@ -164,6 +164,10 @@ def test_the_api_refuses_missing_and_wrong_keys_but_health_stays_open(
 
 # ---------------------------------------------------------------- WebSocket messages of every bad shape
 
+def connections(aws: Any) -> ConnectionStore:
+    return ConnectionStore(aws.local.names["ConnectionsTable"], aws.local.names["SubscriptionsTable"])
+
+
 @pytest.fixture
 def websocket(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, ConnectionsServer]]:
     with ConnectionsServer() as gateway:
@@ -171,7 +175,7 @@ def websocket(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, 
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("WEBSOCKET_ENDPOINT", gateway.endpoint)
         wiring.clear()
-        ConnectionStore(aws.local.names["ConnectionsTable"]).add("conn=", None, datetime.now(UTC))
+        connections(aws).add("conn=", None, datetime.now(UTC))
         yield load_handler("websocket").handler, gateway
         wiring.clear()
 
@@ -196,4 +200,4 @@ def test_a_bad_message_gets_an_error_message_and_the_connection_stays(
     assert handler(event, FakeLambdaContext()) == {"statusCode": 200}
     (reply,) = gateway.messages("conn=")
     assert reply["type"] == "error" and reply["error"] == code
-    assert ConnectionStore(aws.local.names["ConnectionsTable"]).get("conn=") is not None
+    assert connections(aws).get("conn=") is not None

@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from traderai import wiring
-from traderai.adapters.connections import ConnectionStore
+from traderai.adapters.connections import ConnectionStore, Subscriber
+from traderai.adapters.push import Pusher, SignedPoster
 from traderai.adapters.signal_store import signal_from_item
 from traderai.apigw.connections import ConnectionsServer
 from traderai.core.text_format import signal_text
+from traderai.services.broadcast import Broadcaster, change_from_record
 from traderai.testing.handlers import FakeLambdaContext, load_event, load_handler
 from traderai.testing.serving import ServingTables
 
@@ -31,7 +33,7 @@ def _posts_take_two_milliseconds(gateway: ConnectionsServer) -> None:
 
 @pytest.fixture
 def connections(serving: ServingTables) -> ConnectionStore:
-    store = ConnectionStore(serving.connections_table)
+    store = ConnectionStore(serving.connections_table, serving.subscriptions_table)
     store.add("all=", None, NOW)
     store.add("btc=", ["BTC/USDT"], NOW)
     store.add("eth=", ["ETH/USDT"], NOW)
@@ -54,8 +56,11 @@ def broadcast(request: pytest.FixtureRequest, serving: ServingTables, gateway: C
     wiring.clear()
 
 
-def remaining(connections: ConnectionStore) -> set[str]:
-    return {c.connection_id for c in connections.all()}
+def remaining(serving: ServingTables) -> set[str]:
+    """The connections left: their rows, checked against their subscription items (kept in step)."""
+    ids = serving.connection_ids()
+    assert {connection_id for _, connection_id, _ in serving.subscription_items()} == ids
+    return ids
 
 
 def test_insert_goes_as_signal_to_every_matching_connection(broadcast: Callable[..., dict[str, Any]],
@@ -101,15 +106,17 @@ def test_a_batch_is_pushed_in_order_each_record_to_its_market(broadcast: Callabl
     assert [m["type"] for m in gateway.messages("btc=")] == ["signal", "signal_update"]
 
 
-def test_gone_connection_is_deleted_and_no_other(broadcast: Callable[..., dict[str, Any]],
-                                                 gateway: ConnectionsServer, connections: ConnectionStore) -> None:
-    # Given one subscriber has gone away without a $disconnect
+def test_gone_connections_are_deleted_with_every_item_of_theirs_and_no_other(
+        broadcast: Callable[..., dict[str, Any]], gateway: ConnectionsServer, serving: ServingTables) -> None:
+    # Given two subscribers gone away without a $disconnect, one of them following BTC and ETH
     gateway.disconnect("btc=")
+    gateway.disconnect("btc-and-eth=")
     # When a BTC signal is broadcast
     assert broadcast(load_event("broadcast_insert.json")) == {"batchItemFailures": []}
-    # Then that very connection's row is deleted, every other row stays, the others got the message
-    assert remaining(connections) == {"all=", "eth=", "btc-and-eth="}
-    assert len(gateway.messages("all=")) == len(gateway.messages("btc-and-eth=")) == 1
+    # Then those very connections' rows and all their items (the ETH one too) are deleted; the others stay
+    assert remaining(serving) == {"all=", "eth="}
+    assert serving.subscription_items() == {("*", "all=", False), ("ETH/USDT", "eth=", False)}
+    assert len(gateway.messages("all=")) == 1
 
 
 def test_a_gone_connection_is_not_posted_to_again_in_the_same_batch(broadcast: Callable[..., dict[str, Any]],
@@ -120,7 +127,7 @@ def test_a_gone_connection_is_not_posted_to_again_in_the_same_batch(broadcast: C
 
 
 def test_other_failures_report_the_record_for_retry_and_keep_the_connection(
-        broadcast: Callable[..., dict[str, Any]], gateway: ConnectionsServer, connections: ConnectionStore) -> None:
+        broadcast: Callable[..., dict[str, Any]], gateway: ConnectionsServer, serving: ServingTables) -> None:
     gateway.failing["btc="] = 500
     event = load_event("broadcast_batch.json")
     reply = broadcast(event)
@@ -129,7 +136,7 @@ def test_other_failures_report_the_record_for_retry_and_keep_the_connection(
     btc_records = [r["dynamodb"]["SequenceNumber"] for r in event["Records"]
                    if r["dynamodb"]["NewImage"]["symbol"]["S"] == "BTC/USDT"]
     assert failed == btc_records
-    assert "btc=" in remaining(connections)
+    assert "btc=" in remaining(serving)
     assert len(gateway.messages("all=")) == 3  # everyone else still got everything
 
 
@@ -159,7 +166,39 @@ def test_remove_records_are_ignored(broadcast: Callable[..., dict[str, Any]], ga
 
 
 def test_no_connections_means_nothing_to_do(broadcast: Callable[..., dict[str, Any]], gateway: ConnectionsServer,
-                                            connections: ConnectionStore) -> None:
-    connections.remove_many(remaining(connections))
+                                            connections: ConnectionStore, serving: ServingTables) -> None:
+    connections.remove_many(remaining(serving))
+    assert serving.subscription_items() == set()
     assert broadcast(load_event("broadcast_insert.json")) == {"batchItemFailures": []}
     assert gateway.posts() == []
+
+
+def test_a_batch_queries_each_symbol_and_every_symbol_once_and_never_scans(
+        serving: ServingTables, gateway: ConnectionsServer, connections: ConnectionStore) -> None:
+    # Given the batch of three records (BTC, ETH, BTC) and a store that notes what it is asked for
+    asked: list[str] = []
+
+    class Noting(ConnectionStore):
+        def following(self, key: str) -> Iterator[Subscriber]:
+            asked.append(key)
+            return super().following(key)
+
+    store = Noting(serving.connections_table, serving.subscriptions_table)
+    assert not hasattr(store, "all")  # no way left to read every connection
+    broadcaster = Broadcaster(store, Pusher(SignedPoster(gateway.endpoint)))
+    for record in load_event("broadcast_batch.json")["Records"]:
+        change = change_from_record(record)
+        assert change is not None
+        broadcaster.broadcast(change)
+    # Then each symbol was queried once, `*` once, and each connection got only its symbols' signals
+    assert asked == ["BTC/USDT", "*", "ETH/USDT"]
+    assert [m["data"]["symbol"] for m in gateway.messages("eth=")] == ["ETH/USDT"]
+    assert len(gateway.messages("all=")) == 3 and len(gateway.messages("btc=")) == 2
+
+
+def test_following_reads_every_page(serving: ServingTables, connections: ConnectionStore) -> None:
+    for n in range(7):
+        connections.add(f"page-{n}=", ["SOL/USDT"], NOW, tradeable_only=n % 2 == 0)
+    found = list(connections.following("SOL/USDT", page_size=2))  # four Queries
+    assert sorted(s.connection_id for s in found) == [f"page-{n}=" for n in range(7)]
+    assert {s.connection_id for s in found if s.tradeable_only} == {f"page-{n}=" for n in range(0, 7, 2)}

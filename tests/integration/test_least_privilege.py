@@ -81,12 +81,13 @@ def test_the_authorizer_can_only_get_one_key_by_id(cfn: dict[str, Any]) -> None:
     assert statement["Resource"] == {"Fn::GetAtt": ["ApiKeysTable", "Arn"]}
 
 
-def test_nothing_scans_the_signals_or_keys_tables(cfn: dict[str, Any]) -> None:
-    # Only the small fan-out lists are read whole: open connections (broadcast), subscribers (notify)
-    fan_out_lists = {"BroadcastFunction": "ConnectionsTable", "NotifyFunction": "NotifySubscribersTable"}
+def test_only_notify_scans_and_only_its_subscribers(cfn: dict[str, Any]) -> None:
+    # Only the small list of notification subscribers is read whole; broadcast Queries its audience by symbol
+    fan_out_lists = {"NotifyFunction": "NotifySubscribersTable"}
     for function, role in _function_roles(cfn).items():
         for statement in _statements(role):
             if "dynamodb:Scan" in _as_list(statement["Action"]):
+                assert function in fan_out_lists, f"{function} may Scan"
                 assert _as_list(statement["Resource"]) == [{"Fn::GetAtt": [fan_out_lists[function], "Arn"]}], function
 
 
@@ -99,7 +100,7 @@ def test_notify_reads_only_its_subscribers_secrets_and_writes_only_its_ledger_an
         ("dynamodb:Scan", json.dumps({"Fn::GetAtt": ["NotifySubscribersTable", "Arn"]})),
         ("dynamodb:UpdateItem", json.dumps({"Fn::GetAtt": ["NotifySubscribersTable", "Arn"]})),
         ("dynamodb:Query", json.dumps({"Fn::GetAtt": ["DeliveriesTable", "Arn"]})),
-        ("dynamodb:UpdateItem", json.dumps({"Fn::GetAtt": ["DeliveriesTable", "Arn"]})),
+        ("dynamodb:BatchWriteItem", json.dumps({"Fn::GetAtt": ["DeliveriesTable", "Arn"]})),
         ("secretsmanager:GetSecretValue", json.dumps(secrets)),
         ("sqs:SendMessage", json.dumps({"Fn::GetAtt": ["NotifyDeadLetterQueue", "Arn"]})),
     } | {g for g in grants if g[0].startswith(("dynamodb:DescribeStream", "dynamodb:GetRecords",
@@ -114,7 +115,7 @@ def test_the_chart_function_gets_one_signal_by_id(cfn: dict[str, Any]) -> None:
 
 def test_every_table_is_encrypted_with_point_in_time_recovery(cfn: dict[str, Any]) -> None:
     tables = _of_type(cfn, "AWS::DynamoDB::Table")
-    assert {"SignalsTable", "ConnectionsTable", "ApiKeysTable", "DeliveriesTable"} <= set(tables)
+    assert {"SignalsTable", "ConnectionsTable", "SubscriptionsTable", "ApiKeysTable", "DeliveriesTable"} <= set(tables)
     for logical_id, spec in tables.items():
         props = spec["Properties"]
         assert props["SSESpecification"]["SSEEnabled"] is True, logical_id

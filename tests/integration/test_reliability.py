@@ -308,7 +308,7 @@ def broadcast(serving: ServingTables, gateway: ConnectionsServer, monkeypatch: p
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("WEBSOCKET_ENDPOINT", gateway.endpoint)
     wiring.clear()
-    store = ConnectionStore(serving.connections_table)
+    store = ConnectionStore(serving.connections_table, serving.subscriptions_table)
     now = datetime.now(UTC)
     for connection_id in ("c1=", "c2=", "c3="):
         store.add(connection_id, None, now)

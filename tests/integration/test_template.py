@@ -51,7 +51,7 @@ ALLOWED_MANAGED_POLICIES = {
 }
 RESOURCE_NAMES = {"DataBucket": "traderai-data", "SignalsTable": "signals", "ConnectionsTable": "connections",
                   "WebSocketApi": "ws123", "AnalyticsWorkGroup": "traderai-analytics", "AnalyticsDatabase": "traderai",
-                  "DeliveriesTable": "deliveries", "ApiKeysTable": "api-keys",
+                  "DeliveriesTable": "deliveries", "ApiKeysTable": "api-keys", "SubscriptionsTable": "subscriptions",
                   "NotifySubscribersTable": "subscribers", "NotifyDeadLetterQueue": "https://sqs/notify-dlq"}
 
 
@@ -204,11 +204,27 @@ def test_track_queries_only_the_status_index_and_updates_only_the_table(cfn: dic
                          "dynamodb:UpdateItem": {"Fn::GetAtt": ["SignalsTable", "Arn"]}}
 
 
-def test_broadcast_queries_and_adds_to_the_delivery_ledger_only(cfn: dict) -> None:
-    ledger = [statement for statement in _role_statements(cfn, "BroadcastFunction")
-              if statement["Resource"] == {"Fn::GetAtt": ["DeliveriesTable", "Arn"]}]
-    assert [sorted(_as_list(statement["Action"])) for statement in ledger] == [["dynamodb:Query",
-                                                                                "dynamodb:UpdateItem"]]
+def test_broadcast_queries_subscriptions_and_batches_ledger_writes_and_never_scans(cfn: dict) -> None:
+    grants: dict[str, set[str]] = {}
+    for statement in _role_statements(cfn, "BroadcastFunction"):
+        for action in _as_list(statement["Action"]):
+            if action.startswith("dynamodb:") and "Stream" not in action and action != "dynamodb:ListStreams":
+                for resource in _as_list(statement["Resource"]):
+                    grants.setdefault(resource["Fn::GetAtt"][0], set()).add(action)
+    assert grants == {"SubscriptionsTable": {"dynamodb:Query", "dynamodb:DeleteItem"},  # find; drop a gone one's
+                      "ConnectionsTable": {"dynamodb:GetItem", "dynamodb:DeleteItem"},  # a gone one's row
+                      "DeliveriesTable": {"dynamodb:Query", "dynamodb:BatchWriteItem"}}  # the ledger's parts
+
+
+def test_subscriptions_are_keyed_for_a_query_per_symbol_and_expire_by_ttl(cfn: dict) -> None:
+    props = cfn["Resources"]["SubscriptionsTable"]["Properties"]
+    assert props["KeySchema"] == [{"AttributeName": "symbol", "KeyType": "HASH"},
+                                  {"AttributeName": "connection_id", "KeyType": "RANGE"}]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    ledger = cfn["Resources"]["DeliveriesTable"]["Properties"]
+    assert ledger["KeySchema"] == [{"AttributeName": "delivery_id", "KeyType": "HASH"},
+                                   {"AttributeName": "part", "KeyType": "RANGE"}]
 
 
 def _tick_definition(cfn: dict) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -419,8 +435,8 @@ def test_signal_env_carries_every_strategy_setting_with_the_code_defaults(sam_te
 
 @pytest.mark.parametrize(("function", "required"), [
     ("ApiFunction", ("signals_table",)),
-    ("WebSocketFunction", ("connections_table",)),
-    ("BroadcastFunction", ("connections_table",)),
+    ("WebSocketFunction", ("connections_table", "subscriptions_table")),
+    ("BroadcastFunction", ("connections_table", "subscriptions_table", "deliveries_table")),
     ("TrackFunction", ("signals_table",)),
 ])
 def test_api_side_functions_get_their_tables(sam_template: dict, function: str, required: tuple[str]) -> None:
@@ -464,9 +480,9 @@ def test_no_inline_statement_allows_everything(cfn: dict) -> None:
                         "sqs:SendMessage"}),
     ("ApiFunction", {"dynamodb:GetItem", "dynamodb:Query"}),
     ("WebSocketFunction", {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem",
-                           "dynamodb:GetItem", "execute-api:ManageConnections"}),
-    ("BroadcastFunction", {"dynamodb:Scan", "dynamodb:DeleteItem", "execute-api:ManageConnections",
-                           "sqs:SendMessage", "dynamodb:Query", "dynamodb:UpdateItem"}),
+                           "dynamodb:GetItem", "dynamodb:BatchWriteItem", "execute-api:ManageConnections"}),
+    ("BroadcastFunction", {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+                           "execute-api:ManageConnections", "sqs:SendMessage"}),
     ("TrackFunction", {"dynamodb:Query", "dynamodb:UpdateItem", "sqs:SendMessage"}),
     ("CompactFunction", {"athena:StartQueryExecution", "athena:GetQueryExecution", "glue:GetDatabase",
                          "glue:GetTable", "s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:PutObject",
@@ -525,7 +541,7 @@ def test_data_bucket_is_encrypted_private_versioned_and_tls_only(cfn: dict) -> N
     assert {"Fn::Sub": "${DataBucket.Arn}/*"} in statement["Resource"]
 
 
-@pytest.mark.parametrize("table", ["SignalsTable", "ConnectionsTable"])
+@pytest.mark.parametrize("table", ["SignalsTable", "ConnectionsTable", "SubscriptionsTable"])
 def test_tables_are_on_demand_with_pitr_and_sse(cfn: dict, table: str) -> None:
     props = cfn["Resources"][table]["Properties"]
     assert props["BillingMode"] == "PAY_PER_REQUEST"
@@ -602,10 +618,11 @@ def test_moto_signals_table_answers_the_newest_first_feed_query(sam_template: di
         assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
 
 
-def test_moto_connections_table_has_the_ttl_attribute(sam_template: dict) -> None:
+@pytest.mark.parametrize("table", ["ConnectionsTable", "SubscriptionsTable"])
+def test_moto_connection_tables_have_the_ttl_attribute(sam_template: dict, table: str) -> None:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        name = create_dynamodb_table(client, sam_template, "ConnectionsTable", "connections-test")
+        name = create_dynamodb_table(client, sam_template, table, "connections-test")
         ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
         assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "ttl")
 

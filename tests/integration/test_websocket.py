@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ CONNECTION_ID = "L0SM9cOFvHcCIhw="  # the id in every ws_*.json event
 
 @pytest.fixture
 def connections(serving: ServingTables) -> ConnectionStore:
-    return ConnectionStore(serving.connections_table)
+    return ConnectionStore(serving.connections_table, serving.subscriptions_table)
 
 
 @pytest.fixture
@@ -56,13 +57,17 @@ def test_connect_stores_the_filter_and_a_ttl(call: Callable[..., dict[str, Any]]
     item = serving.dynamodb.get_item(TableName=serving.connections_table, Key={"connection_id": {"S": CONNECTION_ID}})
     ttl = int(item["Item"]["ttl"]["N"])
     assert abs(ttl - (time.time() + CONNECTION_TTL.total_seconds())) < 60
+    # and one subscription item per symbol, as broadcast Queries them, each with the row's TTL
+    assert serving.subscription_items() == {("BTC/USDT", CONNECTION_ID, False), ("ETH/USDT", CONNECTION_ID, False)}
+    assert {int(i["ttl"]["N"]) for i in serving.scan(serving.subscriptions_table)} == {ttl}
 
 
 def test_connect_without_a_filter_wants_every_symbol(call: Callable[..., dict[str, Any]],
-                                                     connections: ConnectionStore) -> None:
+                                                     connections: ConnectionStore, serving: ServingTables) -> None:
     call("ws_connect_all.json")
     connection = connections.get(CONNECTION_ID)
     assert connection is not None and connection.symbols is None and connection.wants("DOGE/USDT")
+    assert serving.subscription_items() == {("*", CONNECTION_ID, False)}  # one item, under `*`
 
 
 @pytest.mark.parametrize(("query", "says"), [
@@ -73,41 +78,49 @@ def test_connect_without_a_filter_wants_every_symbol(call: Callable[..., dict[st
 ])
 def test_a_bad_filter_refuses_the_connection_with_400(call: Callable[..., dict[str, Any]],
                                                       connections: ConnectionStore, query: dict[str, str],
-                                                      says: str) -> None:
+                                                      says: str, serving: ServingTables) -> None:
     event = load_event("ws_connect_bad_symbols.json")
     event["queryStringParameters"] = query
     reply = load_handler("websocket").handler(event, FakeLambdaContext())
     assert reply["statusCode"] == 400 and says in reply["body"]
     assert connections.get(CONNECTION_ID) is None
+    assert serving.subscription_items() == set()
 
 
 def test_bad_symbols_sample_event_is_refused(call: Callable[..., dict[str, Any]]) -> None:
     assert call("ws_connect_bad_symbols.json")["statusCode"] == 400
 
 
-def test_disconnect_deletes_the_connection(call: Callable[..., dict[str, Any]], connections: ConnectionStore) -> None:
+def test_disconnect_deletes_the_connection_and_its_subscriptions(call: Callable[..., dict[str, Any]],
+                                                                  connections: ConnectionStore,
+                                                                  serving: ServingTables) -> None:
     call("ws_connect.json")
+    connections.add("other=", ["BTC/USDT"], datetime.now(UTC))
     assert call("ws_disconnect.json") == {"statusCode": 200}
     assert connections.get(CONNECTION_ID) is None
+    assert serving.subscription_items() == {("BTC/USDT", "other=", False)}  # only the other connection's
 
 
 # ---------------------------------------------------------------- messages
 
 def test_subscribe_adds_symbols_and_is_acknowledged_to_the_sender(call: Callable[..., dict[str, Any]],
                                                                   gateway: ConnectionsServer,
-                                                                  connections: ConnectionStore) -> None:
+                                                                  connections: ConnectionStore,
+                                                                  serving: ServingTables) -> None:
     call("ws_connect.json")
     assert call("ws_subscribe.json") == {"statusCode": 200}
     assert replies(gateway) == [{"type": "subscribed", "all_symbols": False, "id": "req-1",
                                  "symbols": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "tradeable_only": False}]
     assert connections.get(CONNECTION_ID).symbols == {"BTC/USDT", "ETH/USDT", "SOL/USDT"}
+    assert {symbol for symbol, _, _ in serving.subscription_items()} == {"BTC/USDT", "ETH/USDT", "SOL/USDT"}
 
 
 def test_subscribe_narrows_an_all_symbols_connection(call: Callable[..., dict[str, Any]],
-                                                     gateway: ConnectionsServer) -> None:
+                                                     gateway: ConnectionsServer, serving: ServingTables) -> None:
     call("ws_connect_all.json")
     call("ws_subscribe.json")
     assert replies(gateway)[0]["symbols"] == ["SOL/USDT"]
+    assert serving.subscription_items() == {("SOL/USDT", CONNECTION_ID, False)}  # the `*` item is gone
 
 
 def test_subscribe_without_symbols_means_everything(call: Callable[..., dict[str, Any]],
@@ -118,13 +131,15 @@ def test_subscribe_without_symbols_means_everything(call: Callable[..., dict[str
 
 
 def test_unsubscribe_removes_symbols(call: Callable[..., dict[str, Any]], gateway: ConnectionsServer,
-                                     connections: ConnectionStore) -> None:
+                                     connections: ConnectionStore, serving: ServingTables) -> None:
     call("ws_connect.json")
     call("ws_unsubscribe.json")
     assert replies(gateway) == [{"type": "unsubscribed", "all_symbols": False, "symbols": ["BTC/USDT"],
                                  "tradeable_only": False}]
+    assert serving.subscription_items() == {("BTC/USDT", CONNECTION_ID, False)}
     call("ws_unsubscribe.json", {"action": "unsubscribe"})
     assert connections.get(CONNECTION_ID).symbols == frozenset()  # nothing, not everything
+    assert serving.subscription_items() == set()
 
 
 def test_subscribe_recreates_a_row_that_expired(call: Callable[..., dict[str, Any]],
@@ -207,16 +222,20 @@ def test_connect_can_ask_for_tradeable_signals_only(call: Callable[..., dict[str
 
 
 def test_subscribe_with_tradeable_only_keeps_the_symbols_and_can_be_undone(
-        call: Callable[..., dict[str, Any]], gateway: ConnectionsServer, connections: ConnectionStore) -> None:
+        call: Callable[..., dict[str, Any]], gateway: ConnectionsServer, connections: ConnectionStore,
+        serving: ServingTables) -> None:
     call("ws_connect.json")
     call("ws_subscribe_tradeable.json")
     assert replies(gateway) == [{"type": "subscribed", "all_symbols": False, "symbols": ["BTC/USDT", "ETH/USDT"],
                                  "tradeable_only": True, "id": "req-2"}]
     assert connections.get(CONNECTION_ID).tradeable_only is True
+    assert serving.subscription_items() == {("BTC/USDT", CONNECTION_ID, True), ("ETH/USDT", CONNECTION_ID, True)}
     call("ws_subscribe.json")  # adding a symbol leaves the flag as it is
     assert replies(gateway)[-1]["tradeable_only"] is True
+    assert {flag for _, _, flag in serving.subscription_items()} == {True} and len(serving.subscription_items()) == 3
     call("ws_subscribe.json", {"action": "subscribe", "tradeable_only": False})
     assert replies(gateway)[-1]["tradeable_only"] is False and not connections.get(CONNECTION_ID).tradeable_only
+    assert {flag for _, _, flag in serving.subscription_items()} == {False}  # every item follows the flag
 
 
 @pytest.mark.parametrize(("event_file", "body", "named"), [

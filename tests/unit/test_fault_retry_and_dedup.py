@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traderai.adapters.deliveries import SHARDS, InMemoryLedger, by_shard, shard_of
+from traderai.adapters.deliveries import InMemoryLedger, parts
 from traderai.adapters.push import PostResult
 from traderai.market import PermanentMarketError, RateLimitedError, TemporaryMarketError
 from traderai.market.exchange import RetryPolicy, call_with_retry
@@ -106,12 +106,14 @@ class FlakyPusher:
 
 
 class Connections:
+    """Connections following every symbol, as the store lists a symbol's subscribers."""
+
     def __init__(self, ids: list[str]) -> None:
-        from traderai.adapters.connections import Connection
+        from traderai.adapters.connections import Subscriber
 
-        self.rows = [Connection(i, None, "2026-11-25T10:00:00Z") for i in ids]
+        self.rows = [Subscriber(i) for i in ids]
 
-    def all(self) -> list[Any]:
+    def subscribers(self, symbol: str, read: Any = None) -> list[Any]:
         return list(self.rows)
 
     def remove_many(self, ids: Any) -> None:
@@ -187,9 +189,22 @@ def test_a_fan_out_is_recorded_as_it_goes_not_only_at_its_end() -> None:
     assert pusher.delivered == {IDS[7]: 1}
 
 
-def test_a_connection_keeps_its_ledger_row_and_the_rows_share_the_load() -> None:
-    # The shard of an id never changes, in any process: a retry looks where its first attempt wrote.
-    assert [shard_of(i) for i in ("ZHVjgeBJoAMCJ0w=", "L0SM9cOFvHcCIhw=")] == [21, 2]
-    ids = [f"{n:012x}abc=" for n in range(50_000)]
-    sizes = [len(group) for group in by_shard(ids).values()]
-    assert len(sizes) == SHARDS and max(sizes) < 1.15 * len(ids) / SHARDS
+@settings(max_examples=200, deadline=None)
+@given(ids=st.lists(st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=24),
+                    max_size=60),
+       limit=st.integers(100, 400))
+def test_ledger_parts_hold_every_id_once_and_stay_under_their_byte_limit(ids: list[str], limit: int) -> None:
+    groups = list(parts(ids, limit))
+    # nothing lost, nothing doubled: the parts, in order, are exactly the distinct ids
+    assert [i for group in groups for i in group] == list(dict.fromkeys(ids))
+    # each part within its bytes (as DynamoDB counts a set: UTF-8, plus one per element), none empty
+    sizes = [sum(len(i.encode()) + 1 for i in group) for group in groups]
+    assert all(group for group in groups) and all(size <= limit for size in sizes)
+    # and no more parts than needed: a part is closed only when the next id did not fit
+    assert all(size + len(nxt[0].encode()) + 1 > limit for size, nxt in zip(sizes, groups[1:], strict=False))
+
+
+def test_a_ledger_part_of_api_gateway_ids_is_a_quarter_of_the_item_limit() -> None:
+    ids = [f"{n:012x}abc=" for n in range(20_000)]  # 16 characters, as API Gateway's
+    groups = list(parts(ids))
+    assert [len(g) for g in groups] == [5_882, 5_882, 5_882, 2_354]  # 100,000 bytes / 17 per id

@@ -1,14 +1,28 @@
-"""The Connections table (DynamoDB, via pynamodb): one row per open WebSocket connection.
+"""The Connections and Subscriptions tables (DynamoDB, via pynamodb): who is connected, and who follows what.
 
-`symbols` is the connection's filter: absent (None) means every symbol, a list means only those
-(an empty list, after unsubscribing from everything, means none). `tradeable_only` true: the connection
-gets no paper signal (absent: false, every signal). `ttl` removes rows whose
-`$disconnect` never arrived: API Gateway closes every WebSocket connection after two hours anyway.
+Connections: one row per open WebSocket connection with its filter as the client set it. `symbols`
+absent (None) means every symbol, a list means only those (an empty list, after unsubscribing from
+everything, means none); `tradeable_only` true: the connection gets no paper signal (absent: false).
+
+Subscriptions: the same filter written the way a broadcast reads it, one item per (symbol, connection):
+partition key `symbol`, sort key `connection_id`, and the reserved pseudo-symbol `*` (`ALL_SYMBOLS`)
+for a connection that follows every symbol; each item carries the connection's `tradeable_only` and
+TTL. DynamoDB cannot index a list attribute, so this is what lets a broadcast find its audience with a
+Query on the signal's symbol plus a Query on `*`, reading only the connections that want the signal,
+never a Scan of every connection.
+
+This store alone writes both, the row last: connect puts the items, then the row; a filter change
+puts the new filter's items (all of them, as the flag may have changed), deletes the items of the
+symbols dropped, then updates the row; disconnect and a gone connection (410) delete the items the row
+names, then the row. So a request that failed half-way and is sent again ends in step; a failure
+never retried leaves at worst an item the row does not name, which costs one post (or a 410 that
+deletes it) until the TTL. `ttl` removes rows and items whose `$disconnect` never arrived: API Gateway
+closes every WebSocket connection after two hours anyway.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,10 +31,11 @@ from pynamodb.attributes import BooleanAttribute, ListAttribute, TTLAttribute, U
 from pynamodb.exceptions import UpdateError
 from pynamodb.models import Model
 
-from traderai.adapters.dynamo import table_model
+from traderai.adapters.dynamo import batch_write, table_model
 from traderai.contracts import Signal, iso_utc
 
 CONNECTION_TTL = timedelta(hours=2, minutes=10)  # API Gateway's 2 h connection limit, plus slack
+ALL_SYMBOLS = "*"  # the subscription item of a connection that follows every symbol (never a market's name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +55,23 @@ class Connection:
         return self.wants(signal.symbol) and (not self.tradeable_only or signal.is_tradeable)
 
 
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """A connection as a broadcast finds it under a symbol: its id, and whether only tradeable signals."""
+
+    connection_id: str
+    tradeable_only: bool = False
+
+    def wants_signal(self, signal: Signal) -> bool:
+        """Found under the signal's symbol (or `*`) already: only the paper filter is left to apply."""
+        return not self.tradeable_only or signal.is_tradeable
+
+
+def subscription_keys(symbols: Iterable[str] | None) -> frozenset[str]:
+    """The symbols a connection's subscription items sit under: `{*}` for every symbol, else its list."""
+    return frozenset({ALL_SYMBOLS}) if symbols is None else frozenset(symbols)
+
+
 class _ConnectionItem(Model):
     connection_id = UnicodeAttribute(hash_key=True)
     symbols = ListAttribute(of=UnicodeAttribute, null=True)
@@ -48,58 +80,128 @@ class _ConnectionItem(Model):
     ttl = TTLAttribute()
 
 
-class ConnectionStore:
-    """Register, re-filter, list and forget WebSocket connections."""
+class _SubscriptionItem(Model):
+    symbol = UnicodeAttribute(hash_key=True)
+    connection_id = UnicodeAttribute(range_key=True)
+    tradeable_only = BooleanAttribute(null=True)
+    ttl = TTLAttribute()
 
-    def __init__(self, table_name: str, *, region: str | None = None, host: str | None = None) -> None:
+
+class ConnectionStore:
+    """Register, re-filter and forget WebSocket connections; find the ones a symbol's signal goes to."""
+
+    def __init__(self, table_name: str, subscriptions_table: str, *, region: str | None = None,
+                 host: str | None = None) -> None:
         self.table_name = table_name
+        self.subscriptions_table = subscriptions_table
         self._model = table_model(_ConnectionItem, table_name, region, host, max_pool_connections=32)
+        self._subscriptions = table_model(_SubscriptionItem, subscriptions_table, region, host,
+                                          max_pool_connections=32)
 
     def add(self, connection_id: str, symbols: Iterable[str] | None, now: datetime, *,
             tradeable_only: bool = False) -> Connection:
-        """Store a new connection with its filter and a TTL."""
-        item = self._model(connection_id, symbols=_listed(symbols), connected_at=iso_utc(now),
-                           ttl=now + CONNECTION_TTL, tradeable_only=tradeable_only or None)
+        """Store a new connection with its filter and a TTL: its subscription items, then its row."""
+        listed = _listed(symbols)
+        expires = now + CONNECTION_TTL
+        self._put_subscriptions(connection_id, subscription_keys(listed), tradeable_only, expires)
+        item = self._model(connection_id, symbols=listed, connected_at=iso_utc(now), ttl=expires,
+                           tradeable_only=tradeable_only or None)
         item.save()
         return _to_connection(item)
 
     def set_symbols(self, connection_id: str, symbols: Iterable[str] | None, now: datetime, *,
                     tradeable_only: bool | None = None) -> Connection:
-        """Replace the filter (`tradeable_only` None: unchanged); a row that vanished (TTL, a lost race) is
-        re-created rather than lost."""
+        """Replace the filter (`tradeable_only` None: unchanged): the new filter's items, the dropped
+        symbols' items deleted, then the row. A row that vanished (TTL, a lost race) is re-created rather
+        than lost."""
+        current = self._row(connection_id)
+        if current is None:
+            return self.add(connection_id, symbols, now, tradeable_only=bool(tradeable_only))
         listed = _listed(symbols)
+        flag = bool(current.tradeable_only) if tradeable_only is None else tradeable_only
+        keys = subscription_keys(listed)
+        self._put_subscriptions(connection_id, keys, flag, current.ttl)
+        self._delete_subscriptions(connection_id, subscription_keys(current.symbols) - keys, batch=True)
         model = self._model
         # pynamodb's stubs type a ListAttribute's value as its attribute class, not as the values it holds
-        actions = [model.symbols.set(listed) if listed is not None else model.symbols.remove()]  # type: ignore[arg-type]
-        if tradeable_only is not None:
-            actions.append(model.tradeable_only.set(True) if tradeable_only else model.tradeable_only.remove())
+        actions = [model.symbols.set(listed) if listed is not None else model.symbols.remove(),  # type: ignore[arg-type]
+                   model.tradeable_only.set(True) if flag else model.tradeable_only.remove()]
         item = model(connection_id)
         try:
             item.update(actions=actions, condition=model.connection_id.exists())  # type: ignore[arg-type]
         except UpdateError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":
                 raise
-            return self.add(connection_id, symbols, now, tradeable_only=bool(tradeable_only))
+            return self.add(connection_id, symbols, now, tradeable_only=flag)
         return _to_connection(item)
 
     def get(self, connection_id: str) -> Connection | None:
+        item = self._row(connection_id)
+        return None if item is None else _to_connection(item)
+
+    def remove(self, connection_id: str) -> None:
+        """Forget one connection (idempotent): the items its row names (one BatchWriteItem), then the row."""
+        self._forget(connection_id, batch=True)
+
+    def remove_many(self, connection_ids: Iterable[str]) -> None:
+        """Forget these connections with GetItem and DeleteItem only: gone ones are few, and BroadcastFunction
+        may not BatchWriteItem the Subscriptions table (which could put items too)."""
+        for connection_id in connection_ids:
+            self._forget(connection_id, batch=False)
+
+    def subscribers(self, symbol: str, read: dict[str, list[Subscriber]] | None = None) -> list[Subscriber]:
+        """The connections a signal on `symbol` goes to, before the paper filter: a Query on `symbol` and
+        one on `*`, each paginated and projected to the id and flag. An id found under both (a filter change
+        half-way) is listed once. `read` holds the items already read, by symbol (or `*`): a key in it is not
+        queried again, a key queried is added to it."""
+        read = {} if read is None else read
+        found: dict[str, Subscriber] = {}
+        for key in dict.fromkeys((symbol, ALL_SYMBOLS)):
+            if key not in read:
+                read[key] = list(self.following(key))
+            for subscriber in read[key]:
+                found.setdefault(subscriber.connection_id, subscriber)
+        return list(found.values())
+
+    def following(self, key: str, *, page_size: int | None = None) -> Iterator[Subscriber]:
+        """The subscription items under one symbol (or `*`): one Query, page after page (DynamoDB's 1 MB, or
+        `page_size` items), decoded without the model (a broadcast reads thousands)."""
+        connection = self._subscriptions._get_connection()
+        start: dict[str, Any] | None = None
+        while True:
+            page = connection.query(key, attributes_to_get=["connection_id", "tradeable_only"],
+                                    exclusive_start_key=start, limit=page_size)
+            for raw in page.get("Items", ()):
+                yield Subscriber(raw["connection_id"]["S"], bool(raw.get("tradeable_only", {}).get("BOOL")))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return
+
+    def _row(self, connection_id: str) -> Any:
         try:
-            return _to_connection(self._model.get(connection_id))
+            return self._model.get(connection_id, consistent_read=True)
         except self._model.DoesNotExist:
             return None
 
-    def remove(self, connection_id: str) -> None:
-        """Forget one connection (idempotent)."""
+    def _forget(self, connection_id: str, *, batch: bool) -> None:
+        row = self._row(connection_id)
+        if row is not None:
+            self._delete_subscriptions(connection_id, subscription_keys(row.symbols), batch=batch)
         self._model(connection_id).delete()
 
-    def remove_many(self, connection_ids: Iterable[str]) -> None:
-        """Forget these connections (DeleteItem each: gone ones are few, and that is all IAM allows)."""
-        for connection_id in connection_ids:
-            self.remove(connection_id)
+    def _put_subscriptions(self, connection_id: str, keys: Iterable[str], tradeable_only: bool,
+                           expires: datetime) -> None:
+        model = self._subscriptions
+        batch_write(model, puts=[model(key, connection_id, tradeable_only=tradeable_only or None, ttl=expires)
+                                 for key in sorted(keys)])
 
-    def all(self) -> list[Connection]:
-        """Every open connection. A Scan, on purpose: a broadcast goes to (nearly) all of them anyway."""
-        return [_to_connection(item) for item in self._model.scan()]
+    def _delete_subscriptions(self, connection_id: str, keys: Iterable[str], *, batch: bool) -> None:
+        items = [self._subscriptions(key, connection_id) for key in sorted(keys)]
+        if batch:
+            batch_write(self._subscriptions, deletes=items)
+            return
+        for item in items:
+            item.delete()
 
 
 def _listed(symbols: Iterable[str] | None) -> list[str] | None:

@@ -2,68 +2,74 @@
 
 A (signal, version) is `delivery_id = "<signal_id>#<version>"`, where the version is the stream record's
 sequence number (one per stored change, the same on every redelivery of that record). Its connection
-ids are spread over `SHARDS` rows by a stable hash of the id (partition key `delivery_id`, sort key
-`shard`), so no row nears DynamoDB's 400 KB item limit: ~1/64 of the connections each, ~28 KB at
-100,000 connections. One row per version held every id and could not be written past ~20,000.
+ids sit in immutable parts (partition key `delivery_id`, sort key `part`, a random id): each write puts
+new parts holding the ids it adds, at most `PART_BYTES` of ids each so no part nears DynamoDB's 400 KB
+item limit, all in one BatchWriteItem (25 parts a call, unprocessed ones sent again). Nothing is ever
+read back or rewritten to write, so a write costs the ids it adds (~17 write units per 1,000 ids),
+where an `ADD` UpdateItem per shard row cost each row's whole size every time.
 
-The broadcaster reads a version's rows (one consistent Query) before a fan-out and adds the connections
-it reaches (an `ADD` UpdateItem per shard touched), so a record retried after a partial failure (or
-delivered twice) posts only to the connections that have not got it: one push per connection per
-version. Rows expire by TTL a day later, long after the stream gives up on a record
-(MaximumRecordAgeInSeconds).
+The broadcaster reads a version's parts (one consistent Query, paginated) before a fan-out and records
+the connections it reaches as it goes, so a record retried after a partial failure (or delivered twice)
+posts only to the connections that have not got it: one push per connection per version. Parts expire
+by TTL a day later, long after the stream gives up on a record (MaximumRecordAgeInSeconds).
 """
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+import secrets
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
-from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute, UnicodeSetAttribute
+from pynamodb.attributes import TTLAttribute, UnicodeAttribute, UnicodeSetAttribute
 from pynamodb.models import Model
 
-from traderai.adapters.dynamo import table_model
+from traderai.adapters.dynamo import batch_write, table_model
 
 DELIVERY_TTL = timedelta(days=1)
-# Fixed, never derived from the connection count: a retry must look for an id in the row its first
-# attempt wrote. 64 rows hold ~25 MB of ids, over a million connections, before one nears 400 KB.
-SHARDS = 64
-WRITERS = 16  # shard rows updated concurrently per record (pynamodb keeps one botocore session per thread)
+# Bytes of ids per part: a quarter of the 400 KB item limit, ~5,800 API Gateway ids (16 characters).
+PART_BYTES = 100_000
 
 
 def delivery_id(signal_id: str, version: str) -> str:
     return f"{signal_id}#{version}"
 
 
-def shard_of(connection_id: str) -> int:
-    """The ledger row of a connection id: CRC-32 of its UTF-8 bytes, modulo `SHARDS` (the same in every
-    process, unlike `hash()`)."""
-    return zlib.crc32(connection_id.encode()) % SHARDS
+def parts(connection_ids: Iterable[str], limit: int = PART_BYTES) -> Iterator[list[str]]:
+    """The distinct ids, in order, in groups of at most `limit` bytes (UTF-8, plus one per id, as DynamoDB
+    counts a set's elements); an id is never in two groups, and a group closes only when the next id
+    would not fit."""
+    group: list[str] = []
+    size = 0
+    for connection_id in dict.fromkeys(connection_ids):
+        length = len(connection_id.encode()) + 1
+        if group and size + length > limit:
+            yield group
+            group, size = [], 0
+        group.append(connection_id)
+        size += length
+    if group:
+        yield group
 
 
-def by_shard(connection_ids: Iterable[str]) -> dict[int, set[str]]:
-    """Connection ids grouped by their ledger row."""
-    groups: dict[int, set[str]] = {}
-    for connection_id in connection_ids:
-        groups.setdefault(shard_of(connection_id), set()).add(connection_id)
-    return groups
+def new_part_id() -> str:
+    """A part's sort key: random (128 bits), so a retry's parts never overwrite an earlier attempt's."""
+    return secrets.token_hex(16)
 
 
-class _DeliveryShard(Model):
+class _DeliveryPart(Model):
     delivery_id = UnicodeAttribute(hash_key=True)
-    shard = NumberAttribute(range_key=True)
-    connections = UnicodeSetAttribute(null=True)
+    part = UnicodeAttribute(range_key=True)
+    connections = UnicodeSetAttribute()
     ttl = TTLAttribute(null=True)
 
 
 class DeliveryStore:
-    """`DeliveryLedger` over the Deliveries table: a consistent Query per read, an `ADD` UpdateItem per
-    shard row a record touches."""
+    """`DeliveryLedger` over the Deliveries table: a consistent Query per read, one BatchWriteItem of new
+    parts per record."""
 
     def __init__(self, table_name: str, *, region: str | None = None, host: str | None = None) -> None:
         self.table_name = table_name
-        self._model = table_model(_DeliveryShard, table_name, region, host)
+        self._model = table_model(_DeliveryPart, table_name, region, host)
 
     def delivered(self, delivery_id: str) -> frozenset[str]:
         reached: set[str] = set()
@@ -72,21 +78,11 @@ class DeliveryStore:
         return frozenset(reached)
 
     def record(self, delivery_id: str, connection_ids: Iterable[str], now: datetime) -> None:
-        groups = by_shard(connection_ids)
-        if not groups:
-            return
         expires = now + DELIVERY_TTL
         model = self._model
-
-        def add(shard: int) -> None:
-            model(delivery_id, shard).update(actions=[model.connections.add(groups[shard]), model.ttl.set(expires)])
-
-        if len(groups) == 1:
-            add(next(iter(groups)))
-            return
-        with ThreadPoolExecutor(max_workers=min(WRITERS, len(groups)), thread_name_prefix="ledger") as pool:
-            for written in [pool.submit(add, shard) for shard in groups]:
-                written.result()  # the first failed write fails the record: the stream retries it
+        # the first failed write fails the record: the stream retries it
+        batch_write(model, puts=[model(delivery_id, new_part_id(), connections=set(group), ttl=expires)
+                                 for group in parts(connection_ids)])
 
 
 class InMemoryLedger:

@@ -1,11 +1,12 @@
 """Broadcast: a change on the Signals table's stream becomes a message pushed to every matching client.
 
 INSERT -> `{"type": "signal", "data": {...}}`; MODIFY -> `{"type": "signal_update", "data": {...},
-"changed": [...]}`. The connections are read once per batch; a connection found gone (410) is
-deleted (that very id) and dropped for the rest of the batch. Any other failed post fails the
-record, so the stream retries it. The delivery ledger, written every `RECORD_EVERY` posts and before
-failing, makes the retry post only to the connections that missed it; clients still de-duplicate on
-`signal_id` + `status` for a crash between a post and its ledger write.
+"changed": [...]}`. The audience of a symbol is read once per batch: a Query of the Subscriptions table
+on that symbol and one on `*` (every symbol), never a Scan of all connections. A connection found gone
+(410) is deleted (that very id, its row and its items) and dropped for the rest of the batch. Any other
+failed post fails the record, so the stream retries it. The delivery ledger, written every
+`RECORD_EVERY` posts and before failing, makes the retry post only to the connections that missed it;
+clients still de-duplicate on `signal_id` + `status` for a crash between a post and its ledger write.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from traderai.adapters.connections import Connection, ConnectionStore
+from traderai.adapters.connections import ConnectionStore, Subscriber
 from traderai.adapters.deliveries import delivery_id
 from traderai.adapters.push import PostResult, Pusher, encode
 from traderai.adapters.signal_store import signal_from_item
@@ -28,8 +29,7 @@ from traderai.ports import DeliveryLedger
 
 MESSAGE_TYPES = {"INSERT": "signal", "MODIFY": "signal_update"}
 # Posts between two ledger writes. A fan-out killed mid-way (a timeout) re-pushes at most this many on
-# retry; each write re-writes the version's rows as they stand (UpdateItem costs the item's whole size),
-# so writing less often is cheaper: ~18,000 write units per version at 100,000 connections.
+# retry. Each write puts new ledger parts only (one BatchWriteItem), so it costs the ids it adds.
 RECORD_EVERY = 5_000
 FAILURE_SAMPLE = 5  # failed posts named in the error message
 
@@ -85,7 +85,7 @@ class BroadcastOutcome:
 
 
 class Broadcaster:
-    """Pushes signal changes to the connections that want them; holds the batch's connection list."""
+    """Pushes signal changes to the connections that want them; holds the batch's audience per symbol."""
 
     def __init__(self, connections: ConnectionStore, pusher: Pusher, ledger: DeliveryLedger | None = None, *,
                  record_every: int = RECORD_EVERY) -> None:
@@ -93,14 +93,14 @@ class Broadcaster:
         self._pusher = pusher
         self._ledger = ledger  # who already got which signal version: a retried record skips them
         self._record_every = record_every
-        self._connections: list[Connection] | None = None
+        self._following: dict[str, list[Subscriber]] = {}  # symbol or `*` -> its items, read once per batch
 
     def broadcast(self, change: SignalChange) -> BroadcastOutcome:
         """Post the change to every matching connection that has not got it; record who got it as the
         fan-out goes; delete the gone ones; raise if any post failed."""
         key = change.delivery_id if self._ledger is not None else None
         done = self._ledger.delivered(key) if self._ledger is not None and key else frozenset()
-        targets = [c.connection_id for c in self.connections()
+        targets = [c.connection_id for c in self.audience(change.signal.symbol)
                    if c.wants_signal(change.signal) and c.connection_id not in done]
         unrecorded: list[str] = []  # reached, not yet in the ledger: at most `record_every`
         delivered = 0
@@ -141,13 +141,13 @@ class Broadcaster:
             self._ledger.record(key, unrecorded, datetime.now(UTC))
         unrecorded.clear()
 
-    def connections(self) -> list[Connection]:
-        """The open connections, read once per batch (one Scan of a small table)."""
-        if self._connections is None:
-            self._connections = self._store.all()
-        return self._connections
+    def audience(self, symbol: str) -> list[Subscriber]:
+        """The connections following `symbol` or every symbol, each once; each Query made once per batch
+        (a batch of five symbols makes six)."""
+        return self._store.subscribers(symbol, self._following)
 
     def _forget(self, gone: tuple[str, ...]) -> None:
         self._store.remove_many(gone)
         gone_ids = set(gone)
-        self._connections = [c for c in self.connections() if c.connection_id not in gone_ids]
+        for key, subscribers in self._following.items():
+            self._following[key] = [c for c in subscribers if c.connection_id not in gone_ids]

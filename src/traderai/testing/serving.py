@@ -1,6 +1,6 @@
 """moto tables and function environments for the serving side (API, WebSocket, broadcast) tests.
 
-Lighter than the pipeline's fixture: only the two tables, built from `infra/template.yaml`, and each
+Lighter than the pipeline's fixture: only the serving tables, built from `infra/template.yaml`, and each
 function's environment exactly as the template sets it (with test resource names).
 """
 
@@ -15,6 +15,7 @@ from traderai.infra import create_dynamodb_table, function_environment
 
 SIGNALS_TABLE = "traderai-signals-test"
 CONNECTIONS_TABLE = "traderai-connections-test"
+SUBSCRIPTIONS_TABLE = "traderai-subscriptions-test"  # the name ServingTables.environment derives
 DELIVERIES_TABLE = "traderai-deliveries-test"  # the name ServingTables.environment derives
 
 
@@ -24,6 +25,21 @@ class ServingTables:
     template: dict[str, Any]
     signals_table: str = SIGNALS_TABLE
     connections_table: str = CONNECTIONS_TABLE
+    subscriptions_table: str = SUBSCRIPTIONS_TABLE
+
+    def scan(self, table: str) -> list[dict[str, Any]]:
+        """Every item of a table, raw (a test's view of the table, never the code under test's)."""
+        pages = self.dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
+        return [item for page in pages for item in page["Items"]]
+
+    def connection_ids(self) -> set[str]:
+        """The connection ids with a row in the Connections table."""
+        return {item["connection_id"]["S"] for item in self.scan(self.connections_table)}
+
+    def subscription_items(self) -> set[tuple[str, str, bool]]:
+        """(symbol or `*`, connection id, tradeable_only) of every Subscriptions item."""
+        return {(item["symbol"]["S"], item["connection_id"]["S"], item.get("tradeable_only", {}).get("BOOL", False))
+                for item in self.scan(self.subscriptions_table)}
 
     def environment(self, function: str, **values: str) -> dict[str, str]:
         """The env the template gives `function`, resolved against these tables (and `values`)."""
@@ -38,7 +54,7 @@ class ServingTables:
 
 @contextmanager
 def serving_tables(template: dict[str, Any]) -> Iterator[ServingTables]:
-    """A moto account holding the template's Signals and Connections tables."""
+    """A moto account holding the template's Signals, Connections, Subscriptions and Deliveries tables."""
     import boto3
     from moto import mock_aws
 
@@ -46,5 +62,6 @@ def serving_tables(template: dict[str, Any]) -> Iterator[ServingTables]:
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         create_dynamodb_table(dynamodb, template, "SignalsTable", SIGNALS_TABLE)
         create_dynamodb_table(dynamodb, template, "ConnectionsTable", CONNECTIONS_TABLE)
+        create_dynamodb_table(dynamodb, template, "SubscriptionsTable", SUBSCRIPTIONS_TABLE)
         create_dynamodb_table(dynamodb, template, "DeliveriesTable", DELIVERIES_TABLE)  # broadcast's ledger
         yield ServingTables(dynamodb, template)
