@@ -159,16 +159,22 @@ Every number above comes from this one run; the text below restates none of them
 column what is real and what is stood in. The recurring stand-ins: **moto** (in-process or its server on
 loopback) for S3 and DynamoDB, whose GSI Query reads every item (section 6 times the handler over an index
 stand-in instead and says so); **FakeExchange** (100 ms per request, markets cloned from the four bundled
-pairs) for the exchange; **threads of one process** for concurrent Lambda sandboxes in the sharded tick (the
-GIL gives them about one core together, so the local sharded figure is CPU-bound where 10 sandboxes would
-not be); **this 2-core shared machine's CPU** for Lambda's; and an **assumed firing offset** in the freshness
+pairs) for the exchange; **worker processes on this machine** for Lambda's sandboxes in the sharded tick (one
+process per sandbox, the handler imported once and reused across ticks, as Lambda does; but 10 sandboxes here
+share this machine's cores, and other work on it, where Lambda gives each its own CPU share, so the local
+sharded figure is CPU-bound: its row gives the CPU seconds and the load); **this shared machine's CPU** for
+Lambda's; the sharded bench's ticks fire back to back, and each shard's rate limiter reads a clock advanced
+by the 15 minutes between two ticks (deployed, a tick's requests have left the exchange's minute by the
+next one); and an **assumed firing offset** in the freshness
 figure (a deployed stack measures it with the named Athena query "Firing offset p50/p95 per day"). Rows
 marked ESTIMATE are arithmetic over measured rows, not measurements. Rows whose target is met by
 construction (the size of functions far below Lambda's limit, sanity checks) are `info`.
 
-Design notes the rows refer to: the tick is sharded by `TickStateMachine` (infra/template.yaml; the same plan
-runs locally through `services.sharding.run_sharded_tick`), each shard with an equal share of the exchange's
-request weight per minute (Binance counts weight per IP per minute; all shards may share one IP); cold start
+Design notes the rows refer to: the tick is sharded by `TickStateMachine` (infra/template.yaml: a Plan state
+reads the market list from S3 and writes the shards to a plan object, a Distributed Map runs one child per
+shard; the same plan runs locally through `services.sharding.run_sharded_tick`), each shard with an equal
+share of the exchange's request weight per minute (Binance counts market-data weight per IP per minute; all
+shards may share one IP; a tick over one minute of it is refused at planning, docs/markets.md); cold start
 is measured the way Lambda runs it: the function's layers as their `sam build` recipes build them (with the
 bytecode they ship; the third-party ones as this machine's wheels of the same lock), read-only, in a fresh
 `python -S` with Lambda's environment variables; tracing off means `POWERTOOLS_TRACE_DISABLED=true`, with

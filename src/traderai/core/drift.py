@@ -20,6 +20,7 @@ the distribution of this score on out-of-sample history to pick `MAX_DRIFT_PSI` 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,23 +36,31 @@ def psi(edges: Sequence[float] | np.ndarray, levels: Sequence[float] | np.ndarra
 
     NaN values are ignored; NaN if no finite value is left.
     """
-    edges = np.asarray(edges, dtype=np.float64)
-    levels = np.asarray(levels, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     if values.shape[0] == 0:
         return float("nan")
-    # Unique inner edges; the reference share below each is the level of its first occurrence among
-    # ALL quantiles (a feature whose minimum equals an inner edge has nothing below it).
-    unique = np.unique(edges[1:-1])
-    below = levels[np.searchsorted(edges, unique, side="left")]
-    expected = np.diff(np.concatenate([[0.0], below, [1.0]]))
+    unique, expected = _reference(tuple(map(float, edges)), tuple(map(float, levels)))
     # side="right": a value equal to an edge belongs to the bin above it (the quantile's own bin).
     counts = np.bincount(np.searchsorted(unique, values, side="right"), minlength=unique.shape[0] + 1)
-    actual = counts / values.shape[0]
-    expected = np.maximum(expected, PSI_FLOOR)
-    actual = np.maximum(actual, PSI_FLOOR)
+    actual = np.maximum(counts / values.shape[0], PSI_FLOOR)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _reference(edges: tuple[float, ...], levels: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The bins and floored reference shares of one feature's training quantiles: the same for every
+    prediction a model serves, so computed once per (edges, levels), not once per prediction. Read-only."""
+    edge_array = np.asarray(edges, dtype=np.float64)
+    level_array = np.asarray(levels, dtype=np.float64)
+    # Unique inner edges; the reference share below each is the level of its first occurrence among
+    # ALL quantiles (a feature whose minimum equals an inner edge has nothing below it).
+    unique = np.unique(edge_array[1:-1])
+    below = level_array[np.searchsorted(edge_array, unique, side="left")]
+    expected = np.maximum(np.diff(np.concatenate([[0.0], below, [1.0]])), PSI_FLOOR)
+    unique.flags.writeable = False
+    expected.flags.writeable = False
+    return unique, expected
 
 
 def feature_psi(feature_quantiles: Mapping[str, Any], window: np.ndarray,

@@ -16,6 +16,8 @@ neutral values (RSI 50, %B 0.5, volume z 0) rather than a division by zero.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -81,11 +83,8 @@ def _linear_recurrence(inputs: np.ndarray, decay: float, initial: float) -> np.n
     blocks = -(-n // _BLOCK)
     padded = np.zeros(blocks * _BLOCK, dtype=np.float64)
     padded[:n] = inputs
-    lags = np.arange(_BLOCK)
-    lag_matrix = lags[:, None] - lags[None, :]
-    # within[j, k] = decay**(j-k) for k <= j: the contribution of input k to output j of a block.
-    within = np.where(lag_matrix >= 0, decay ** np.maximum(lag_matrix, 0), 0.0)
-    local = padded.reshape(blocks, _BLOCK) @ within.T
+    within_t, carry_in = _block_weights(float(decay))
+    local = padded.reshape(blocks, _BLOCK) @ within_t
     block_decay = decay**_BLOCK
     carries = np.empty(blocks, dtype=np.float64)
     carry = float(initial)
@@ -93,9 +92,24 @@ def _linear_recurrence(inputs: np.ndarray, decay: float, initial: float) -> np.n
     for b in range(blocks):
         carries[b] = carry
         carry = block_decay * carry + ends[b]
-    out = local + carries[:, None] * (decay ** (lags + 1))[None, :]
+    out = local + carries[:, None] * carry_in[None, :]
     result: np.ndarray = out.reshape(-1)[:n]
     return result
+
+
+@functools.lru_cache(maxsize=64)
+def _block_weights(decay: float) -> tuple[np.ndarray, np.ndarray]:
+    """The block matrix (transposed) and the carry's weights of one decay: the same for every market and
+    tick (a handful of decays), so computed once per process, not nine times per prediction. Read-only."""
+    lags = np.arange(_BLOCK)
+    lag_matrix = lags[:, None] - lags[None, :]
+    # within[j, k] = decay**(j-k) for k <= j: the contribution of input k to output j of a block.
+    within = np.where(lag_matrix >= 0, decay ** np.maximum(lag_matrix, 0), 0.0)
+    within_t = np.ascontiguousarray(within.T)
+    carry_in = decay ** (lags + 1)
+    within_t.flags.writeable = False
+    carry_in.flags.writeable = False
+    return within_t, carry_in
 
 
 def _smooth(values: np.ndarray, alpha: float, seed_index: int, seed: float) -> np.ndarray:
