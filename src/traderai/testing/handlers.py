@@ -52,11 +52,12 @@ def load_event(file_name: str) -> Any:
 class FakeLambdaContext:
     """The one Lambda context outside Lambda (tests, benchmarks, the demo's `LocalFunctions`): the attributes
     Powertools and the handlers read. Each one is a fresh invocation: its own request id, and a deadline
-    `timeout_seconds` from its creation that `get_remaining_time_in_millis` counts down to."""
+    `timeout_seconds` from its creation (`LocalFunctions` gives the function's template Timeout) that
+    `get_remaining_time_in_millis` counts down to."""
 
     function_name: str = "traderai-local"
     memory_limit_in_mb: int = 1024
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = 900.0  # not given (no function of the template): Lambda's longest, never short
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     function_version: str = "$LATEST"
     log_stream_name: str = "local"
