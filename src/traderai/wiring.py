@@ -23,16 +23,13 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from traderai.adapters.api_keys import ApiKeyStore
 from traderai.adapters.athena import AthenaQueries, S3Prefix
 from traderai.adapters.connections import ConnectionStore
 from traderai.adapters.deliveries import DeliveryStore
-from traderai.adapters.http_post import post
 from traderai.adapters.logs import JsonLinesLog
 from traderai.adapters.market_list import S3MarketList, ShardPlans
 from traderai.adapters.push import Pusher
 from traderai.adapters.signal_store import SignalStore
-from traderai.adapters.subscribers import DeadLetters, SecretStore, SubscriberStore
 from traderai.contracts import Strategy
 from traderai.ports import (
     CandleHistory,
@@ -44,8 +41,6 @@ from traderai.ports import (
     QueryRunner,
     SignalRepository,
 )
-from traderai.services.api import PageTokens
-from traderai.services.notify import Notifier
 from traderai.services.sharding import FixedMarketList, MarketListSource, PlanStore, ShardSettings, plan_tick
 from traderai.settings import CompactionSettings, Settings, required_env
 
@@ -54,8 +49,12 @@ DEFAULT_TELEGRAM_API = "https://api.telegram.org"
 if TYPE_CHECKING:
     from botocore.client import BaseClient
 
+    from traderai.adapters.api_keys import ApiKeyStore
     from traderai.adapters.candle_archive import CandleArchive
+    from traderai.adapters.subscribers import DeadLetters, SecretStore, SubscriberStore
     from traderai.core.shards import Shard
+    from traderai.services.api import PageTokens
+    from traderai.services.notify import Notifier
     from traderai.services.predict import TickResult
     from traderai.services.retraining import RetrainSettings
     from traderai.services.track import TrackReport
@@ -269,6 +268,8 @@ def delivery_ledger() -> DeliveryLedger:
 
 @lru_cache(maxsize=1)
 def page_tokens() -> PageTokens:
+    from traderai.services.api import PageTokens  # its pydantic models: only the API's routes need them
+
     return PageTokens(required_env("TOKEN_SECRET"))
 
 
@@ -282,6 +283,8 @@ def pusher() -> Pusher:
 @lru_cache(maxsize=1)
 def api_key_store() -> ApiKeyStore:
     """The store `API_KEYS_TABLE` names (the authorizer reads it; `traderai keys` and the demo write it)."""
+    from traderai.adapters.api_keys import ApiKeyStore  # the authorizer's alone
+
     return ApiKeyStore(Settings.from_env().required("api_keys_table"))
 
 
@@ -312,6 +315,8 @@ def notify_adapters() -> NotifyAdapters:
     """The subscriber table, the secrets and the dead-letter queue (SUBSCRIBERS_TABLE, NOTIFY_DLQ_URL)."""
     import boto3  # the Lambda runtime's own; loaded only by the functions that talk to AWS
 
+    from traderai.adapters.subscribers import DeadLetters, SecretStore, SubscriberStore  # NotifyFunction's alone
+
     return NotifyAdapters(SubscriberStore(required_env("SUBSCRIBERS_TABLE")),
                           SecretStore(boto3.client("secretsmanager")),
                           DeadLetters(boto3.client("sqs"), required_env("NOTIFY_DLQ_URL")))
@@ -320,6 +325,9 @@ def notify_adapters() -> NotifyAdapters:
 def notifier() -> Notifier:
     """A Notifier for one invocation around the built adapters, so each batch reads the subscriber list once,
     fresh (`TELEGRAM_API_URL` set only to point at another Bot API, e.g. a fake)."""
+    from traderai.adapters.http_post import post  # NotifyFunction's alone (urllib.request)
+    from traderai.services.notify import Notifier  # NotifyFunction's alone
+
     adapters = notify_adapters()
     return Notifier(adapters.subscribers, adapters.secrets, delivery_ledger(), adapters.dead_letters,
                     telegram_api=os.environ.get("TELEGRAM_API_URL", "").strip() or DEFAULT_TELEGRAM_API, post=post,
