@@ -1,18 +1,28 @@
-"""The API, WebSocket and broadcast handlers stay light: no numpy, pandas, scikit-learn or ccxt.
+"""Every handler loads only the heavy libraries its function's layers carry.
 
-Each handler module is imported in a fresh interpreter (nothing else loaded, no environment needed),
-and the modules it pulled in are checked.
+Each handler module under `functions/` is imported in a fresh interpreter (nothing else loaded, no
+environment needed), and the modules it pulled in are checked against its function's `Layers` in the
+template: numpy, pandas, scikit-learn, scipy and ccxt only where a dependency layer of that function
+lists them (its `requirements.txt`). The API, WebSocket, broadcast and authorizer handlers carry
+ApiDepsLayer, which lists none of them, so they must load none.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 
-HEAVY = ("numpy", "pandas", "sklearn", "scipy", "ccxt")
+from traderai.infra import REPO_ROOT, load_template
+from traderai.testing.handlers import FUNCTIONS_DIR
+
+HEAVY = {"numpy": "numpy", "pandas": "pandas", "scikit-learn": "sklearn", "scipy": "scipy", "ccxt": "ccxt"}
+"""Distribution -> the module it is imported as."""
 PROBE = """
 import json, sys
 from traderai.testing.handlers import load_handler
@@ -20,13 +30,68 @@ module = load_handler(sys.argv[1])
 assert callable(module.handler)
 print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))
 """
+TEMPLATE = load_template()
+HANDLER_DIRS = sorted(p.name for p in FUNCTIONS_DIR.iterdir() if (p / "app.py").is_file())
 
 
-@pytest.mark.parametrize("function", ["api", "websocket", "broadcast"])
-def test_handler_imports_no_heavy_library(function: str) -> None:
+def _ref(value: Any) -> str:
+    return value["Ref"] if isinstance(value, dict) else str(value)
+
+
+def function_of(directory: str) -> dict[str, Any]:
+    """The template's function whose CodeUri is `functions/<directory>/`."""
+    for spec in TEMPLATE["Resources"].values():
+        code_uri = str(spec.get("Properties", {}).get("CodeUri", "")).rstrip("/")
+        if spec["Type"] == "AWS::Serverless::Function" and PurePosixPath(code_uri).name == directory:
+            return spec
+    raise LookupError(f"functions/{directory}/ is no function of the template")
+
+
+def requirements_of(layer_id: str) -> Path | None:
+    """The lock a dependency layer installs: `<ContentUri>/requirements.txt`, or with `BuildMethod: makefile`
+    the one its `build-<LayerId>` target installs; None for a layer of our own code (CoreLayer, ...)."""
+    content = REPO_ROOT / "infra" / TEMPLATE["Resources"][layer_id]["Properties"]["ContentUri"]
+    if (content / "requirements.txt").is_file():
+        return content / "requirements.txt"
+    makefile = (content / "Makefile").read_text() if (content / "Makefile").is_file() else ""
+    recipe = re.search(rf"^build-{layer_id}:\n((?:\t.*\n)+)", makefile, re.M)
+    lock = re.search(r"([\w./-]+/requirements\.txt)", recipe.group(1)) if recipe else None
+    return content / lock.group(1) if lock else None
+
+
+def heavy_in_layers(function: dict[str, Any]) -> set[str]:
+    """The heavy modules the function's dependency layers install (from their requirements.txt)."""
+    allowed: set[str] = set()
+    for layer in function["Properties"].get("Layers", []):
+        requirements = requirements_of(_ref(layer))
+        if requirements is None:
+            continue
+        for line in requirements.read_text().splitlines():
+            name = re.split(r"[\[=<>~ #]", line.strip(), maxsplit=1)[0].lower()
+            if name in HEAVY:
+                allowed.add(HEAVY[name])
+    return allowed
+
+
+def test_every_handler_is_a_function_of_the_template() -> None:
+    assert len(HANDLER_DIRS) >= 14
+    for directory in HANDLER_DIRS:
+        function_of(directory)
+
+
+def test_the_layers_say_what_they_carry() -> None:
+    for directory in ("api", "websocket", "broadcast", "authorizer"):
+        assert heavy_in_layers(function_of(directory)) == set(), directory
+    assert heavy_in_layers(function_of("predict")) == {"numpy", "ccxt"}
+    assert heavy_in_layers(function_of("train")) == {"numpy", "scipy", "sklearn"}
+
+
+@pytest.mark.parametrize("directory", HANDLER_DIRS)
+def test_a_handler_imports_only_the_heavy_libraries_its_layers_carry(directory: str) -> None:
     env = {"PATH": "/usr/bin:/bin", "POWERTOOLS_TRACE_DISABLED": "1", "AWS_DEFAULT_REGION": "us-east-1"}
-    result = subprocess.run([sys.executable, "-c", PROBE, function], capture_output=True, text=True, env=env,
-                            timeout=60, check=False)
+    result = subprocess.run([sys.executable, "-c", PROBE, directory], capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
     assert result.returncode == 0, result.stderr
-    loaded = set(json.loads(result.stdout.splitlines()[-1]))
-    assert not loaded & set(HEAVY), f"{function} imports {sorted(loaded & set(HEAVY))}"
+    loaded = set(json.loads(result.stdout.splitlines()[-1])) & set(HEAVY.values())
+    extra = loaded - heavy_in_layers(function_of(directory))
+    assert not extra, f"functions/{directory} imports {sorted(extra)}, which its layers do not carry"
