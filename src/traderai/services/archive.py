@@ -13,14 +13,20 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from traderai.contracts import TIMEFRAME_SECONDS, Candles
-from traderai.market import MarketDataError
+from traderai.market import BadCandlesError, MarketDataError, PermanentMarketError
 from traderai.market import archive as fmt
+from traderai.market.csv import load_candles_csv
+from traderai.market.replay import bundled_candles_dir, candles_file_name
 from traderai.market.validation import Row, candles_from_rows, closed_only, now_ms, validate_candles
-from traderai.observability import logger
+from traderai.observability import logger, metrics
 from traderai.ports import Archive, HistorySource
+from traderai.services.retraining import days_to_expiry, emit_expiry_metric, run_time
 
 DEFAULT_BACKFILL_DAYS = 365
 PAGE_LIMIT = 1000  # Binance serves at most 1,000 klines per request (weight 2 at this size)
@@ -144,7 +150,7 @@ class CcxtHistory:
     request-weight budget however many markets run at once."""
 
     def __init__(self, exchange: Any, *, retry: Any = None, sleep: Any = asyncio.sleep) -> None:
-        from traderai.market.exchange import RetryPolicy
+        from traderai.market.exchange import RetryPolicy  # imports ccxt (0.8 s): the live source only
 
         self.exchange = exchange
         self.exchange_id = exchange.id
@@ -152,8 +158,7 @@ class CcxtHistory:
         self._sleep = sleep
 
     async def fetch_page(self, symbol: str, timeframe: str, since_ms: int, limit: int) -> list[Row]:
-        from traderai.market import BadCandlesError
-        from traderai.market.exchange import call_with_retry
+        from traderai.market.exchange import call_with_retry  # imports ccxt: the live source only
 
         rows = await call_with_retry(lambda: self.exchange.fetch_ohlcv(symbol, timeframe, since=since_ms, limit=limit),
                                      what=f"{self.exchange_id} fetch_ohlcv {symbol} {timeframe} since {since_ms}",
@@ -173,8 +178,6 @@ class RecordedHistory:
         self._candles, self.exchange_id = candles, exchange_id
 
     async def fetch_page(self, symbol: str, timeframe: str, since_ms: int, limit: int) -> list[Row]:
-        from traderai.market import PermanentMarketError
-
         candles = self._candles.get(symbol)
         if candles is None or candles.timeframe != timeframe:
             raise PermanentMarketError(f"{symbol} {timeframe}: no recorded candles")
@@ -190,16 +193,11 @@ class RecordedHistory:
 def history_source(settings: Any) -> Any:
     """MARKET_SOURCE=ccxt: the live exchange through ccxt; replay: the recorded candles (bundled or REPLAY_DATA_DIR)."""
     if settings.market_source == "replay":
-        from traderai.market.csv import load_candles_csv
-        from traderai.market.replay import bundled_candles_dir, candles_file_name
-
         directory = settings.replay_data_dir or str(bundled_candles_dir())
-        from pathlib import Path
-
         return RecordedHistory({s: load_candles_csv(Path(directory) / candles_file_name(s, settings.timeframe), s,
                                                     settings.timeframe) for s in settings.markets},
                                settings.exchange_id)
-    from traderai.market.exchange import new_exchange
+    from traderai.market.exchange import new_exchange  # imports ccxt (0.8 s): never for the replay source
 
     return CcxtHistory(new_exchange(settings.exchange_id))
 
@@ -207,11 +205,6 @@ def history_source(settings: Any) -> Any:
 def run_archive(runtime: Any, event: Any, *, out_of_time: Callable[[], bool] = lambda: False,
                 source: Any = None) -> dict[str, Any]:
     """One archive run at the event's mark (replay) or the wall clock (live exchange), then the expiry metric."""
-    from aws_lambda_powertools.metrics import MetricUnit
-
-    from traderai.observability import metrics
-    from traderai.services.retraining import days_to_expiry, emit_expiry_metric, run_time
-
     settings = runtime.settings
     now = run_time(event) if settings.market_source == "replay" else runtime.clock()
     source = source or history_source(settings)

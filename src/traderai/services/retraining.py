@@ -22,6 +22,7 @@ refused only when it is worse by more than the window can tell apart from chance
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -30,14 +31,26 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import numpy as np
+from aws_lambda_powertools.metrics import MetricUnit
 
 from traderai.adapters import model_registry as registry
 from traderai.adapters.candle_archive import CandleArchive
-from traderai.contracts import TIMEFRAME_SECONDS, Candles, SettingsError, iso_utc
+from traderai.contracts import (
+    SIDES,
+    TIMEFRAME_SECONDS,
+    Candles,
+    ContractError,
+    SettingsError,
+    iso_utc,
+    parse_iso_utc,
+)
+from traderai.core.expected_value import edge_verdict
+from traderai.core.features import WARMUP_CANDLES
+from traderai.events import EventError
 from traderai.market import BadCandlesError
 from traderai.market.validation import validate_candles
 from traderai.model.serving import ModelError, ModelNotFoundError, ServedModel
-from traderai.observability import logger
+from traderai.observability import logger, metrics
 from traderai.settings import Settings
 
 RETRAINING_PREFIX = "retraining"
@@ -133,7 +146,7 @@ def check_window(candles: Candles, start_ms: int, end_ms: int, retrain: RetrainS
 def train_step(settings: Settings, retrain: RetrainSettings, archive: CandleArchive, s3: Any, now: datetime,
                *, run_id: str | None = None) -> dict[str, Any]:
     """Fit the shipped recipe on every market whose window is clean; write the candidates (no pointer move)."""
-    from traderai.train import TrainConfig, train
+    from traderai.train import TrainConfig, train  # TrainingCodeLayer: in Train/EvaluateFunction only
 
     bucket = settings.required("bucket_name")
     step_ms = settings.timeframe_seconds * 1000
@@ -203,9 +216,6 @@ def evidence_check(manifest: Mapping[str, Any], require_proven: bool) -> tuple[b
     from these very figures, so an unproven model publishes paper signals only. With REQUIRE_PROVEN_EDGE
     a side must also be proven (mean - 2 SE > 0).
     """
-    from traderai.contracts import SIDES
-    from traderai.core.expected_value import edge_verdict
-
     evidence = manifest.get("edge_evidence")
     if not isinstance(evidence, Mapping) or not evidence:
         return False, "no_evidence: the manifest has no edge_evidence"
@@ -247,7 +257,7 @@ def _last_seen_ms(model: ServedModel) -> int:
 def _scores(model: ServedModel, candles: Candles, from_ms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(open times, labels, probabilities) of the complete rows at or after from_ms, labelled as the model's
     manifest says (its horizon and labeling: what its probability means)."""
-    from traderai.train import build_dataset
+    from traderai.train import build_dataset  # TrainingCodeLayer: in Train/EvaluateFunction only
 
     data = build_dataset([candles], model.horizon, str(model.manifest.get("labeling", "direction")))
     keep = data.open_time_ms >= from_ms
@@ -258,8 +268,6 @@ def _scores(model: ServedModel, candles: Candles, from_ms: int) -> tuple[np.ndar
 def evaluate_market(symbol: str, champion: ServedModel | None, challenger: ServedModel, archive: CandleArchive,
                     timeframe: str, now: datetime, retrain: RetrainSettings) -> dict[str, Any]:
     """Both models' figures on the newest window neither trained on, and the verdict with its reasons."""
-    from traderai.core.features import WARMUP_CANDLES
-
     step_ms = TIMEFRAME_SECONDS[timeframe] * 1000
     horizon = max(challenger.horizon, champion.horizon if champion else 0)
     seen = max(_last_seen_ms(challenger), _last_seen_ms(champion) if champion else 0)
@@ -354,10 +362,6 @@ def evaluate_step(settings: Settings, retrain: RetrainSettings, archive: CandleA
 def decide_step(settings: Settings, s3: Any, evaluated: Mapping[str, Any], now: datetime,
                 retrain: RetrainSettings | None = None) -> dict[str, Any]:
     """Move the pointer of every market to promote (conditionally), keep the others; record every decision."""
-    from aws_lambda_powertools.metrics import MetricUnit
-
-    from traderai.observability import metrics
-
     retrain = retrain or RetrainSettings()
     bucket, prefix, timeframe = settings.required("bucket_name"), settings.model_prefix, settings.timeframe
     run_id = evaluated["run_id"]
@@ -405,8 +409,6 @@ def decide_step(settings: Settings, s3: Any, evaluated: Mapping[str, Any], now: 
 
 
 def _line(record: Mapping[str, Any]) -> str:
-    import json
-
     return json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n"
 
 
@@ -442,10 +444,6 @@ def days_to_expiry(settings: Settings, s3: Any, now: datetime) -> dict[str, floa
 
 def emit_expiry_metric(expiry: Mapping[str, float | None], warning_days: float) -> float | None:
     """ChampionDaysToExpiry = the soonest champion's days left (the alarm fires below EXPIRY_WARNING_DAYS)."""
-    from aws_lambda_powertools.metrics import MetricUnit
-
-    from traderai.observability import metrics
-
     known = [v for v in expiry.values() if v is not None]
     soonest = min(known) if known else None
     if soonest is not None:
@@ -463,9 +461,6 @@ def when(now: datetime | None = None) -> datetime:
 
 def run_time(event: Mapping[str, Any]) -> datetime:
     """The run's clock: the event's `now` (set by the train step) or `time` (the schedule's mark)."""
-    from traderai.contracts import ContractError, parse_iso_utc
-    from traderai.events import EventError
-
     text = event.get("now") or event.get("time") if isinstance(event, Mapping) else None
     if not text:
         raise EventError("expected {\"time\": ISO-8601 UTC} (the schedule's mark) or a previous step's output")
