@@ -89,6 +89,10 @@ def built_layer(layer_id: str, cache_dir: Path, host: bool = False) -> Path:
         with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
             python = build_makefile_layer(content, layer_id, Path(scratch),
                                           {"PLATFORMS": host_platforms()} if host else None)
-            python.parent.rename(built)
-        (built / ".complete").touch()
+            (python.parent / ".complete").touch()
+            try:
+                python.parent.rename(built)  # atomic: another process building the same layer may win
+            except OSError:
+                if not (built / ".complete").exists():
+                    raise
     return built / "python"
