@@ -33,7 +33,7 @@ LAMBDA_ENV = {"python_version": "3.12", "python_full_version": "3.12.0", "implem
               "platform_machine": "aarch64", "platform_system": "Linux", "sys_platform": "linux", "os_name": "posix",
               "platform_release": "", "platform_version": ""}
 # The AWS SDK inside Lambda's python3.12 runtime: a second copy in a layer is 21 MB of botocore that shadows
-# the runtime's. The project needs boto3 >= 1.34 (pyproject.toml); docs/design.md says what the runtime has.
+# the runtime's. The project needs botocore >= 1.35.69 (pyproject.toml; docs/design.md, "The Lambda layers").
 RUNTIME = dict.fromkeys(("boto3", "botocore", "s3transfer", "jmespath"), "Lambda's python3.12 runtime provides it")
 # Required by a shipped distribution but never imported by it on Lambda.
 UNUSED = {"uvloop": "ccxt requires it on CPython but never imports it (no `import uvloop` in ccxt); 16 MB"}

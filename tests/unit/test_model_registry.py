@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from traderai.adapters.model_registry import ModelRegistry, publish
+from traderai.adapters.model_registry import ModelRegistry, move_pointer, publish, require_conditional_writes
 from traderai.model.layout import market_key
 from traderai.model.serving import ModelError, ModelNotFoundError
 
@@ -150,3 +150,26 @@ def test_a_malformed_model_is_never_published(s3: Any) -> None:
 def test_market_key_layout() -> None:
     assert market_key("models/", "eth-usdt", "1h") == "models/ETH_USDT/1h"
     assert market_key("", "BTC/USDT:USDT", "15m") == "BTC_USDT_USDT/15m"
+
+
+def test_a_botocore_without_s3_conditional_writes_is_named_not_used() -> None:
+    with pytest.raises(ModelError, match=r"botocore 1\.35\.68 cannot make S3 conditional writes .*1\.35\.69"):
+        require_conditional_writes("1.35.68")
+    with pytest.raises(ModelError, match=r"botocore 1\.34\.162 "):
+        require_conditional_writes("1.34.162")
+    require_conditional_writes("1.35.69")
+    require_conditional_writes("1.44.8")
+
+
+def test_a_pointer_move_on_too_old_a_botocore_leaves_the_pointer_alone(s3: Any, monkeypatch: Any) -> None:
+    import botocore
+
+    artifact, manifest = bundled_pair()
+    publish(s3, BUCKET, PREFIX, artifact, manifest)
+    key = "models/BTC_USDT/15m/latest.json"
+    before = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    monkeypatch.setattr(botocore, "__version__", "1.35.60")
+    with pytest.raises(ModelError, match="conditional writes"):
+        move_pointer(s3, BUCKET, PREFIX, "BTC/USDT", "15m", manifest["model_id"],
+                     expected_model_id=manifest["model_id"], reason="test", moved_at="2025-01-01T00:00:00Z")
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == before

@@ -238,6 +238,26 @@ def load_model_id(s3_client: Any, bucket: str, prefix: str, symbol: str, timefra
     return model
 
 
+# S3 conditional writes: PutObject's If-Match arrived in botocore 1.35.69 (If-None-Match in 1.35.x before it).
+# The layers do not ship botocore (the Lambda runtime's is used, layers/lock.py), so a runtime older than this
+# fails the pointer move with this message instead of an unknown-parameter error.
+CONDITIONAL_WRITES_BOTOCORE = (1, 35, 69)
+
+
+def require_conditional_writes(version: str | None = None) -> None:
+    """Raise ModelError, naming both versions, if botocore is too old for S3's If-Match on PutObject."""
+    if version is None:
+        import botocore  # the runtime's, already loaded by any S3 client
+
+        version = botocore.__version__
+    parts = tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
+    if parts < CONDITIONAL_WRITES_BOTOCORE:
+        needed = ".".join(map(str, CONDITIONAL_WRITES_BOTOCORE))
+        raise ModelError(f"botocore {version} cannot make S3 conditional writes (PutObject If-Match needs {needed} "
+                         f"or later): the model pointer is not moved. Lambda's python3.12 runtime provides botocore "
+                         f"(layers/lock.py); use a runtime version with a newer one")
+
+
 def move_pointer(s3_client: Any, bucket: str, prefix: str, symbol: str, timeframe: str, model_id: str, *,
                  expected_model_id: str | None, reason: str, moved_at: str) -> dict[str, Any]:
     """Point the market at `model_id`, only if it still points at `expected_model_id` (None: no pointer).
@@ -249,6 +269,7 @@ def move_pointer(s3_client: Any, bucket: str, prefix: str, symbol: str, timefram
     """
     from botocore.exceptions import ClientError
 
+    require_conditional_writes()
     load_model_id(s3_client, bucket, prefix, symbol, timeframe, model_id)
     current, etag = read_pointer(s3_client, bucket, prefix, symbol, timeframe)
     current_id = current["model_id"] if current else None
