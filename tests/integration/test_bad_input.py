@@ -24,13 +24,14 @@ from traderai.adapters.api_keys import ApiKeyStore
 from traderai.adapters.connections import ConnectionStore
 from traderai.apigw.connections import ConnectionsServer
 from traderai.apigw.http import HttpApi
-from traderai.apigw.routes import http_routes
+from traderai.apigw.routes import http_routes, websocket_route_keys
+from traderai.apigw.websocket import Connection, Handshake, WebSocketApi
 from traderai.apigw.wsgi import HttpApiWsgi
 from traderai.infra import TemplateError, load_template
 from traderai.local.functions import LocalFunctions
 from traderai.local.stack import merged_environment
 from traderai.services import auth
-from traderai.testing.handlers import FUNCTIONS_DIR, FakeLambdaContext, load_event, load_handler
+from traderai.testing.handlers import FUNCTIONS_DIR, FakeLambdaContext, load_handler
 
 GARBAGE: list[Any] = [None, [], "text", 42, 1.5, True, {}, {"foo": "bar"}, {"Records": "nope"},
                       {"requestContext": {}}, {"requestContext": {"http": {}}}, {"version": "2.0"},
@@ -169,14 +170,25 @@ def connections(aws: Any) -> ConnectionStore:
 
 
 @pytest.fixture
-def websocket(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, ConnectionsServer]]:
+def websocket(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[WebSocketApi, list[Any], ConnectionsServer]]:
+    """The demo's WebSocket API in-process: each message routed on its `action` as the local gateway routes it,
+    WebSocketFunction invoked as `traderai local` invokes it (its replies kept), posting to `@connections`."""
     with ConnectionsServer() as gateway:
         for name, value in _environment(aws, "WebSocketFunction").items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("WEBSOCKET_ENDPOINT", gateway.endpoint)
         wiring.clear()
         connections(aws).add("conn=", None, datetime.now(UTC))
-        yield load_handler("websocket").handler, gateway
+        template = load_template()
+        functions = LocalFunctions(template, ["WebSocketFunction"])
+        functions.load()
+        replies: list[Any] = []
+
+        def invoke(logical_id: str, event: Any) -> Any:
+            replies.append(functions.invoke(logical_id, event))
+            return replies[-1]
+
+        yield WebSocketApi(invoke, websocket_route_keys(template)), replies, gateway
         wiring.clear()
 
 
@@ -191,13 +203,12 @@ def websocket(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, 
     (json.dumps({"action": "subscribe", "symbols": ["BTC/USDT"] * 51 + ["X" * 9]}), "bad_request"),
 ])
 def test_a_bad_message_gets_an_error_message_and_the_connection_stays(
-    aws: Any, websocket: tuple[Any, ConnectionsServer], body: str, code: str
+    aws: Any, websocket: tuple[WebSocketApi, list[Any], ConnectionsServer], body: str, code: str
 ) -> None:
-    handler, gateway = websocket
-    event = copy.deepcopy(load_event("ws_subscribe.json"))
-    event["requestContext"]["connectionId"] = "conn="
-    event["body"] = body
-    assert handler(event, FakeLambdaContext()) == {"statusCode": 200}
+    api, replies, gateway = websocket
+    connection = Connection("conn=", Handshake("127.0.0.1:3001", "127.0.0.1"), datetime.now(UTC))
+    assert api.message(connection, body) is None  # the function did not fail: no error frame from the gateway
+    assert replies == [{"statusCode": 200}]
     (reply,) = gateway.messages("conn=")
     assert reply["type"] == "error" and reply["error"] == code
     assert connections(aws).get("conn=") is not None
