@@ -65,6 +65,7 @@ def http_event(headers: dict[str, str] | None) -> dict[str, Any]:
     """An HTTP API authorizer event (payload 2.0): the request's headers plus the route ARN."""
     event = copy.deepcopy(load_event("api_get_signals.json"))
     event.update({"type": "REQUEST", "routeArn": ROUTE_ARN, "identitySource": [], "headers": headers or {}})
+    del event["requestContext"]["authorizer"]  # the integration's event has the authorizer's answer; its own has not
     return event
 
 

@@ -19,6 +19,7 @@ from traderai.apigw.websocket import Connection, Handshake, WebSocketApi
 from traderai.apigw.wsgi import HttpApiWsgi, wsgi_request
 from traderai.infra import load_template
 from traderai.services import auth
+from traderai.testing.handlers import EVENTS_DIR, load_event
 
 TEMPLATE = load_template()
 ROUTES = http_routes(TEMPLATE)
@@ -86,6 +87,28 @@ def test_a_keyed_route_gets_the_payload_2_event_with_its_real_route_key_and_the_
                                                "protocol": "HTTP/1.1", "sourceIp": "10.1.2.3", "userAgent": "unit"}
     assert event["requestContext"]["authorizer"] == {"lambda": {"key_id": keys.record.key_id, "key_name": "unit"}}
     assert event["isBase64Encoded"] is False and "body" not in event
+
+
+@pytest.mark.parametrize("sample", sorted(p.name for p in EVENTS_DIR.glob("api_*.json")))
+def test_the_sample_events_are_the_events_the_gateway_builds(keys: Keys, sample: str) -> None:
+    # events/ holds what the handlers are tested with (and `sam local invoke -e` takes): the same shape
+    expected = load_event(sample)
+    context = expected["requestContext"]
+    headers = (("Authorization", f"Bearer {keys.key}"), *expected["headers"].items())
+    request = HttpRequest(context["http"]["method"], expected["rawPath"], expected["rawQueryString"], headers,
+                          source_ip=context["http"]["sourceIp"], host=context["domainName"])
+    functions = Functions()
+    HttpApi(ROUTES, functions, authorizer=auth.KeyAuthorizer(keys)).handle(request)
+    ((_, built),) = functions.calls
+    assert set(built) == set(expected)
+    assert set(built["requestContext"]) == set(context)
+    for field in ("version", "routeKey", "rawPath", "rawQueryString", "pathParameters", "queryStringParameters",
+                  "isBase64Encoded"):
+        assert built.get(field) == expected.get(field), field
+    assert built["requestContext"]["routeKey"] == context["routeKey"] == expected["routeKey"]
+    assert built["requestContext"]["http"] == context["http"]
+    assert set(built["requestContext"].get("authorizer", {}).get("lambda", {})) == set(
+        context.get("authorizer", {}).get("lambda", {}))
 
 
 @pytest.mark.parametrize(("headers", "status", "error"), [
