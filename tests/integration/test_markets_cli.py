@@ -38,3 +38,12 @@ def test_put_refuses_a_bad_list_naming_the_line_and_uploads_nothing(aws: Aws, tm
 def test_a_missing_file_is_an_error_not_a_traceback(args: list[str], capsys) -> None:
     assert main(args) == 1
     assert "No such file" in capsys.readouterr().err
+
+
+def test_traderai_tick_reads_its_markets_from_the_list_in_the_local_bucket(tmp_path: Path, capsys) -> None:
+    listing = tmp_path / "markets.csv"
+    listing.write_text("symbol\nETH/USDT\nsol_usdt\n")
+    assert main(["tick", "--ticks", "1", "--start", "2025-04-07T14:00:00Z", "--market-list", str(listing)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("2025-04-07 14:00 UTC  predictions=2 ")
+    assert sorted(line.split(":")[0].split()[-1] for line in lines[1:] if "Signal" in line) == ["ETH/USDT", "SOL/USDT"]

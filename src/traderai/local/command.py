@@ -36,6 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help=f"replay seconds per wall second (default {DEFAULT_SPEED:g}: one 5-minute tick a second)")
     parser.add_argument("--start", default=DEFAULT_START, help=f"replay start, UTC ISO-8601 (default {DEFAULT_START})")
     parser.add_argument("--markets", default="BTC/USDT,ETH/USDT,SOL/USDT,BNB/USDT", help="comma-separated")
+    parser.add_argument("--market-list", type=Path, metavar="FILE",
+                        help="run as a stack deployed with MarketListKey: FILE is put in the local bucket and every "
+                             "tick's plan reads it from there; `traderai markets put FILE --local` changes it while "
+                             "the stack runs (docs/markets.md)")
     parser.add_argument("--data", type=Path, metavar="DIR",
                         help="replay candles from DIR (files like BTC_USDT-15m.csv.gz; default: the bundled ones)")
     parser.add_argument("--live", action="store_true",
@@ -79,7 +83,8 @@ def _serve(args: argparse.Namespace, console: _Console, log_path: Path, paramete
                            speed=args.speed, start=args.start, markets=args.markets, data_dir=args.data,
                            live=args.live, track=not args.no_track, auth=not args.no_auth, parameters=parameters,
                            fake_telegram=args.fake_telegram, webhook_receiver=args.webhook_receiver,
-                           retrain_every_days=args.retrain_every)
+                           retrain_every_days=args.retrain_every,
+                           market_list=args.market_list.read_bytes() if args.market_list else None)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     stack = LocalStack(options, console)

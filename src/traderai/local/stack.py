@@ -36,9 +36,11 @@ from traderai.infra import load_template
 from traderai.local.aws import LocalAws
 from traderai.local.functions import LocalFunctions
 from traderai.local.gateway import GatewayConfig, LocalGateway
+from traderai.local.pipeline import LOCAL_MARKET_LIST_KEY
 from traderai.local.retraining import RetrainLoop, StateMachineRunner
 from traderai.local.scheduler import ReplayClock, StreamMapping, StreamPoller, TickReport, TickScheduler
 from traderai.market.csv import load_candles_csv
+from traderai.market.listing import parse_market_list
 from traderai.market.replay import REPLAY_TIMEFRAME, bundled_candles_dir, candles_file_name
 from traderai.services import auth, performance
 from traderai.services.subscriptions import add_subscriber, new_webhook_secret
@@ -81,6 +83,7 @@ class LocalOptions:
     webhook_receiver: bool = False  # a local webhook receiver (verifies signatures), subscribed
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
     retrain_every_days: float = 7.0  # replayed days between retrainings; 0: archive only, no retraining
+    market_list: bytes | None = None  # a market list put in the bucket and read by every tick (MarketListKey)
 
 
 def merged_environment(environments: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
@@ -156,6 +159,10 @@ class LocalStack:
 
         template = load_template()
         self.aws = LocalAws(boto3.client("s3"), boto3.client("dynamodb"), template).provision()
+        if options.market_list is not None:  # as deployed with MarketListKey: the plan reads it from the bucket
+            options.parameters.setdefault("MarketListKey", LOCAL_MARKET_LIST_KEY)
+            self.aws.s3.put_object(Bucket=self.aws.bucket, Key=options.parameters["MarketListKey"],
+                                   Body=options.market_list)
         if "NotifyDeadLetterQueue" in template["Resources"]:  # its Ref is the queue URL NotifyFunction sends to
             self.aws.names["NotifyDeadLetterQueue"] = boto3.client("sqs").create_queue(
                 QueueName="traderai-notify-dlq-local")["QueueUrl"]
@@ -219,6 +226,8 @@ class LocalStack:
         return ReplayClock(parse_iso_utc(self.options.start, "--start"), self.options.speed)
 
     def _markets(self) -> tuple[str, ...]:
+        if self.options.market_list is not None:  # the replay ends with the list's markets' recorded candles
+            return parse_market_list(self.options.market_list, "--market-list")
         return tuple(dict.fromkeys(normalize_symbol(s) for s in self.options.markets.split(",") if s.strip()))
 
     def _function_environment(self, names: list[str]) -> dict[str, str | None]:
