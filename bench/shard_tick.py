@@ -80,16 +80,28 @@ class LazyClones(dict):  # type: ignore[type-arg]
         source = base_candles()[BASE_PAIRS[index % 4]]
         clone = index // 4
         shift, scale = 97 * clone, 1.0 + 0.003 * clone
-        arrays = [np.roll(getattr(source, name), shift) * (scale if name != "volume" else 1.0)
+        # the last KEEP_CANDLES + 200 candles of np.roll(series, shift), taken without the full-length copy
+        # (a worker serving 30 shards would otherwise hold 3,000 full series)
+        n = len(source.close)
+        rows = (np.arange(n - KEEP_CANDLES - 200, n) - shift) % n
+        arrays = [np.take(getattr(source, name), rows) * (scale if name != "volume" else 1.0)
                   for name in ("open", "high", "low", "close", "volume")]
-        value = Candles(symbol, "15m", source.open_time_ms, *arrays).tail(KEEP_CANDLES + 200)
+        value = Candles(symbol, "15m", source.open_time_ms[-KEEP_CANDLES - 200:].copy(), *arrays)
         self[symbol] = value
         return value
 
 
-def install_fakes(count: int) -> None:
+def replayed_clock() -> float:
+    """A sandbox's monotonic clock plus the replayed time since its first tick: the bench fires 15m ticks back to
+    back, deployed they are 15 minutes apart (the rate-limit window and the model pointers' refresh follow it)."""
+    offset = (_TICK[0] - _FIRST_TICK[0]).total_seconds() if _FIRST_TICK else 0.0
+    return time.monotonic() + offset
+
+
+def install_fakes(count: int, models_in_s3: bool) -> None:
     """In each sandbox, before the handler is imported: the fake exchange behind the real CcxtSource, the
-    cloned models, and the clocks following the tick of the event being served."""
+    models (the real registry over the clones published to S3, or the bundled ones in memory), and the clocks
+    following the tick of the event being served."""
     from traderai import wiring
     from traderai.market import exchange as exchange_module
     from traderai.market.budget import WeightBudget
@@ -100,11 +112,7 @@ def install_fakes(count: int) -> None:
     # requests have left the exchange's 60 s window. Each shard's limiter reads a clock that runs as the wall
     # clock plus the replayed time since the sandbox's first tick: the budget holds within a tick, as deployed.
     def budget(weight_per_window: int) -> WeightBudget:
-        def clock() -> float:
-            offset = (_TICK[0] - _FIRST_TICK[0]).total_seconds() if _FIRST_TICK else 0.0
-            return time.monotonic() + offset
-
-        return WeightBudget(weight_per_window, clock=clock)
+        return WeightBudget(weight_per_window, clock=replayed_clock)
 
     exchange_module.WeightBudget = budget  # type: ignore[assignment,misc]
     original = wiring.build_predict_runtime
@@ -113,7 +121,10 @@ def install_fakes(count: int) -> None:
         exchange = FakeExchange({}, now=lambda: _TICK[0] + timedelta(seconds=3), latency_s=LATENCY_S)
         exchange._candles = LazyClones(count)
         built = original(settings, s3, source=CcxtSource(settings, exchange=exchange))
-        built.models = ClonedModels()
+        if models_in_s3:
+            built.models._clock = replayed_clock
+        else:
+            built.models = ClonedModels()
         built.clock = lambda: _TICK[0] + timedelta(seconds=3)
         return built
 
@@ -157,8 +168,36 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def publish_clones(s3: Any, bucket: str, count: int) -> float:
+    """Each clone's model published to the bucket as `traderai train --bucket` would (the bundled model of its
+    pair under the clone's symbol and id: a pointer, model.json, manifest.json); returns the seconds taken."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from traderai.adapters.model_registry import BundledModels, publish
+
+    root = BundledModels().root
+    pairs = {}
+    for pair in BASE_PAIRS:
+        pointer = json.loads((root / pair.replace("/", "_") / "15m" / "latest.json").read_text())
+        pairs[pair] = (json.loads((root / pointer["key"]).read_text()),
+                       json.loads((root / pointer["manifest_key"]).read_text()))
+
+    def one(index: int) -> None:
+        artifact, manifest = pairs[BASE_PAIRS[index % 4]]
+        symbol = clone_symbol(index)
+        model_id = symbol.replace("/", "_") + manifest["model_id"][len(BASE_PAIRS[index % 4]):]
+        publish(s3, bucket, "models", artifact, {**manifest, "symbol": symbol, "model_id": model_id})
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, range(count)))
+    return time.perf_counter() - started
+
+
 @contextlib.contextmanager
-def local_stack(count: int, params: dict[str, str], sandboxes: int) -> Iterator[tuple[Any, Any, Any]]:
+def local_stack(count: int, params: dict[str, str], sandboxes: int,
+                models_in_s3: bool = True) -> Iterator[tuple[Any, Any, Any]]:
     """moto's server with the template's bucket and tables, the market list uploaded, and the two functions'
     sandboxes with the template's environment (pointed at moto). Yields (sandboxes, plans, aws)."""
     import boto3
@@ -183,13 +222,16 @@ def local_stack(count: int, params: dict[str, str], sandboxes: int) -> Iterator[
     try:
         with environment(base):
             aws = LocalAws(boto3.client("s3"), boto3.client("dynamodb")).provision(with_models=False)
+            if models_in_s3:
+                publish_clones(aws.s3, aws.bucket, count)
             aws.s3.put_object(Bucket=aws.bucket, Key=LIST_KEY,
                               Body=format_market_list(clone_symbol(i) for i in range(count)))
             overrides = {"MarketSource": "ccxt", "MarketListKey": LIST_KEY, **params}
             environments = {name: {**aws.environment(name, overrides), **base}
                             for name in ("PredictFunction", "SignalFunction")}
             with Sandboxes({"PredictFunction": "predict", "SignalFunction": "signal"}, environments,
-                           per_function=sandboxes, setup=partial(install_fakes, count), before=follow_tick) as boxes:
+                           per_function=sandboxes, setup=partial(install_fakes, count, models_in_s3),
+                           before=follow_tick) as boxes:
                 yield boxes, ShardPlans(aws.s3, aws.bucket), aws
     finally:
         server.stop()
@@ -203,7 +245,7 @@ def tick_of(index: int) -> datetime:
 
 
 def run(count: int, ticks: int, *, weight_per_minute: int = 6000, sandboxes: int = 10,
-        profile: Path | None = None) -> tuple[list[float], dict[str, Any]]:
+        profile: Path | None = None, models_in_s3: bool = True) -> tuple[list[float], dict[str, Any]]:
     """`ticks` measured ticks (after one cold tick) of `count` markets; returns their seconds and the detail."""
     from traderai.local.scheduler import scheduled_event
     from traderai.services.sharding import run_sharded_tick
@@ -212,7 +254,7 @@ def run(count: int, ticks: int, *, weight_per_minute: int = 6000, sandboxes: int
               "ExchangeWeightPerMinute": str(weight_per_minute)}
     seconds: list[float] = []
     detail: dict[str, Any] = {}
-    with local_stack(count, params, sandboxes) as (boxes, plans, _aws):
+    with local_stack(count, params, sandboxes, models_in_s3) as (boxes, plans, _aws):
         for k in range(ticks + 1):
             event = scheduled_event(tick_of(k), "TickStateMachine")
             profiler = cProfile.Profile() if profile and k == ticks else None
@@ -248,6 +290,14 @@ def refused_at(count: int) -> str:
     return "planned"
 
 
+def cpu_text(detail: dict[str, Any]) -> str:
+    """`predict 3.8 s + signal 0.2 s + moto/runner 0.3 s` for the last tick."""
+    cpu = detail.get("cpu_seconds", {})
+    names = {"PredictFunction": "predict", "SignalFunction": "signal", "this process (moto server, runner)":
+             "moto server and runner"}
+    return " + ".join(f"{names.get(k, k)} {v:.1f} s" for k, v in cpu.items()) + " in the last tick"
+
+
 def _p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
@@ -257,9 +307,10 @@ def measure(quick: bool) -> list[Figure]:
     figures: list[Figure] = []
     cores = os.cpu_count() or 1
     real = ("real: the handlers in worker processes (one per sandbox, warm), the S3 market list, the plan object, "
-            "CcxtSource with the shard's budget share, moto's server for S3/DynamoDB; stood in: FakeExchange "
+            "CcxtSource with the shard's budget share, the model registry reading every market's pointer from S3 "
+            "each tick, moto's server for S3/DynamoDB; stood in: FakeExchange "
             f"{LATENCY_S * 1000:.0f} ms/request, markets and models cloned from the 4 bundled pairs, Step "
-            f"Functions (the local runner), Lambda (processes on this machine's {cores} cores)")
+            f"Functions (the local runner), Lambda (processes on this machine's {cores} cores), S3 (moto)")
     alone, detail = run(100, 3 if quick else 5, sandboxes=1)
     figures.append(Figure(SECTION, "one shard of 100 markets alone (local stack): tick fired -> decisions logged, p95",
                           f"{_p95(alone):.2f} s", "", "info",
@@ -273,15 +324,18 @@ def measure(quick: bool) -> list[Figure]:
         f"{_p95(seconds):.2f} s", "≤ 2 s", verdict(_p95(seconds) <= 2.0),
         f"{len(seconds)} warm ticks, median {median(seconds):.2f} s; {detail['shards']} shards of 100 in 10 "
         f"PredictFunction + 10 SignalFunction worker processes, at most {cores} running at once on {cores} cores "
-        f"(load {load:.1f}); exchange budget 6,000/min shared: 480 weight/min per shard, 400 needed; {real}"))
-    big, detail = run(10_000, 1 if quick else 2, weight_per_minute=0)
+        f"(load {load:.1f}), CPU {cpu_text(detail)}; exchange budget 6,000/min shared: 480 weight/min per shard, "
+        f"400 needed; {real}"))
+    big, detail = run(10_000, 1 if quick else 2, weight_per_minute=0, models_in_s3=False)
     load = detail["load"][0]
     figures.append(Figure(
         SECTION, "10,000 markets, same code (local stack, 10 sandbox processes, no exchange budget): fired -> all "
                  "decisions logged, p95",
         f"{_p95(big):.2f} s", "≤ 3 s", verdict(_p95(big) <= 3.0),
         f"{len(big)} warm ticks, median {median(big):.2f} s; 100 shards, 10 at a time on {cores} cores (load "
-        f"{load:.1f}): CPU-bound here; run without the weight budget, which refuses it: {refused_at(10_000)}; {real}"))
+        f"{load:.1f}), CPU {cpu_text(detail)}: CPU-bound here; run without the weight budget, which refuses it: "
+        f"{refused_at(10_000)}; the models served from memory in this row (publishing 30,000 model objects to moto "
+        f"takes minutes), from S3 in the others; {real}"))
     one = _p95(alone)
     for count, at_once in ((1000, 10), (10_000, 100)):
         waves = -(-(count // 100) // at_once)

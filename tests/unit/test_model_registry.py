@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -173,3 +175,45 @@ def test_a_pointer_move_on_too_old_a_botocore_leaves_the_pointer_alone(s3: Any, 
         move_pointer(s3, BUCKET, PREFIX, "BTC/USDT", "15m", manifest["model_id"],
                      expected_model_id=manifest["model_id"], reason="test", moved_at="2025-01-01T00:00:00Z")
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == before
+
+class SlowS3:
+    """The moto client with a delay per GET (S3's round trip) that counts how many run at once."""
+
+    def __init__(self, client: Any, delay_s: float = 0.05) -> None:
+        self._client, self._delay = client, delay_s
+        self._lock = threading.Lock()
+        self.in_flight = self.peak = self.gets = 0
+
+    def get_object(self, **kwargs: Any) -> Any:
+        with self._lock:
+            self.in_flight += 1
+            self.gets += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            time.sleep(self._delay)
+            return self._client.get_object(**kwargs)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+def test_prefetch_reads_a_shards_models_at_once_then_get_reads_nothing(s3: Any) -> None:
+    artifact, manifest = bundled_pair()
+    symbols = [f"C{i}/USDT" for i in range(20)]
+    for i, symbol in enumerate(symbols):
+        publish(s3, BUCKET, PREFIX, artifact, {**renamed(manifest, f"C{i}_USDT_15m_20250101_000000"), "symbol": symbol})
+    slow, clock = SlowS3(s3), Clock()
+    registry = ModelRegistry(BUCKET, PREFIX, lambda: slow, refresh_seconds=60, clock=clock)
+
+    started = time.perf_counter()
+    registry.prefetch([*symbols, "NONE/USDT"], "15m", workers=8)
+    assert time.perf_counter() - started < 0.05 * 61 / 4  # 61 sequential reads would take 3 s
+    assert slow.peak > 1 and slow.gets == 61  # 3 per model (pointer, model, manifest), 1 for the missing one
+    assert [registry.get(s, "15m").symbol for s in symbols] == symbols and slow.gets == 61  # all cached
+    with pytest.raises(ModelNotFoundError, match="NONE/USDT"):  # a market failing in prefetch fails on its own
+        registry.get("NONE/USDT", "15m")
+
+    clock.now += 61  # the next tick: every pointer is due again, and re-read at once (no model reloaded)
+    reads = slow.gets
+    registry.prefetch(symbols, "15m", workers=8)
+    assert slow.gets - reads == 20 and slow.peak > 1

@@ -9,9 +9,11 @@ with its own model_id and manifest, the same artifact), so lookups stay per mark
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -20,6 +22,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from traderai.contracts import SettingsError
 from traderai.model.layout import POINTER_NAME, market_key, pointer_document
 from traderai.model.serving import ModelError, ModelNotFoundError, ServedModel, load_model
 from traderai.settings import normalize_symbol
@@ -64,6 +67,9 @@ class _Cached:
     checked_at: float
 
 
+PREFETCH_WORKERS = 16  # S3 reads in flight while a shard's model pointers are refreshed
+
+
 class ModelRegistry:
     """Models from S3, cached across warm invocations; the pointer is re-read at most every
     `refresh_seconds`, and the model files only when the pointer moved.
@@ -105,6 +111,27 @@ class ModelRegistry:
             return cached.model
         self._cache[cache_key] = _Cached(model, now)
         return model
+
+    def prefetch(self, symbols: Iterable[str], timeframe: str, workers: int = PREFETCH_WORKERS) -> None:
+        """Refresh every market's cached model due for it at once, `workers` S3 reads in flight, instead of
+        one read after another as `get` would (a 100-market shard re-reads 100 pointers every tick, and a cold
+        sandbox reads 300 objects). A market that fails here is left alone: its `get` raises as before."""
+        now = self._clock()
+        try:
+            cached = {symbol: self._cache.get((normalize_symbol(symbol), timeframe)) for symbol in symbols}
+        except SettingsError:  # not a symbol: its get() says so, for that market only
+            return
+        due = [symbol for symbol, entry in cached.items()
+               if entry is None or now - entry.checked_at >= self._refresh_seconds]
+        if len(due) < 2:
+            return
+
+        def refresh(symbol: str) -> None:
+            with contextlib.suppress(Exception):  # get() raises it again, for this market only
+                self.get(symbol, timeframe)
+
+        with ThreadPoolExecutor(min(workers, len(due)), thread_name_prefix="model-prefetch") as pool:
+            list(pool.map(refresh, due))
 
     def _read_pointer(self, symbol: str, timeframe: str) -> dict[str, str]:
         key = f"{market_key(self.prefix, symbol, timeframe)}/{POINTER_NAME}"

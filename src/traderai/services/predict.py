@@ -6,6 +6,7 @@ tick overwrites it). A market that fails is logged with a reason code and counte
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -147,8 +148,15 @@ async def run_tick(settings: Settings, source: MarketDataSource, models: ModelPr
     """Fetch every market (or this shard's `markets`) concurrently, predict where a candle closed, log all
     predictions at once (a shard in its own object)."""
     markets = settings.markets if markets is None else markets
+    # The models' S3 reads (a pointer per market each tick, the model files when one moved) run while the
+    # exchange answers, all at once, not one after another in the loop below (ModelRegistry.prefetch).
+    prefetch = getattr(models, "prefetch", None)
+    prefetched = (asyncio.get_running_loop().run_in_executor(None, prefetch, markets, settings.timeframe)
+                  if prefetch is not None else None)
     snapshots, errors = await fetch_markets(source, markets, settings.timeframe,
                                             settings.candle_limit + 1, now)
+    if prefetched is not None:
+        await prefetched
     failures = [MarketFailure(symbol, error.reason, str(error)) for symbol, error in errors.items()]
     predictions: list[Prediction] = []
     skipped: list[str] = []
