@@ -217,3 +217,36 @@ def test_prefetch_reads_a_shards_models_at_once_then_get_reads_nothing(s3: Any) 
     reads = slow.gets
     registry.prefetch(symbols, "15m", workers=8)
     assert slow.gets - reads == 20 and slow.peak > 1
+
+
+def test_a_tick_prefetches_its_markets_models_only_when_a_candle_closes_in_its_window() -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from traderai.services.predict import run_tick
+    from traderai.settings import Settings
+
+    class NoMarkets:  # a source with nothing to fetch: the test is about the models' reads
+        exchange_id = "binance"
+
+        async def fetch_candles(self, *args: Any) -> Any:
+            raise AssertionError("no market to fetch")
+
+        async def market_info(self, *args: Any) -> Any:
+            raise AssertionError("no market to fetch")
+
+    class Models:
+        def __init__(self) -> None:
+            self.prefetched: list[tuple[tuple[str, ...], str]] = []
+
+        def prefetch(self, symbols: Any, timeframe: str) -> None:
+            self.prefetched.append((tuple(symbols), timeframe))
+
+        def get(self, symbol: str, timeframe: str) -> Any:
+            raise AssertionError("nothing to predict")
+
+    settings, models = Settings(markets=("BTC/USDT",), timeframe="15m", tick_seconds=300), Models()
+    for minute in (0, 5, 10, 15):
+        tick = datetime(2025, 4, 7, 14, minute, tzinfo=UTC)
+        asyncio.run(run_tick(settings, NoMarkets(), models, None, tick, tick, markets=()))  # type: ignore[arg-type]
+    assert models.prefetched == [((), "15m"), ((), "15m")]  # 14:00 and 14:15: the ticks a 15m candle closes in

@@ -149,10 +149,12 @@ async def run_tick(settings: Settings, source: MarketDataSource, models: ModelPr
     predictions at once (a shard in its own object)."""
     markets = settings.markets if markets is None else markets
     # The models' S3 reads (a pointer per market each tick, the model files when one moved) run while the
-    # exchange answers, all at once, not one after another in the loop below (ModelRegistry.prefetch).
+    # exchange answers, all at once, not one after another in the loop below (ModelRegistry.prefetch); only
+    # in a tick whose window holds a candle close (at 15m, one tick in three: the others predict nothing).
     prefetch = getattr(models, "prefetch", None)
+    closes = int(tick_time.timestamp()) % settings.timeframe_seconds < settings.tick_seconds
     prefetched = (asyncio.get_running_loop().run_in_executor(None, prefetch, markets, settings.timeframe)
-                  if prefetch is not None else None)
+                  if prefetch is not None and closes else None)
     snapshots, errors = await fetch_markets(source, markets, settings.timeframe,
                                             settings.candle_limit + 1, now)
     if prefetched is not None:
