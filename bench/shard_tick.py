@@ -316,17 +316,20 @@ def measure(quick: bool) -> list[Figure]:
                           f"{_p95(alone):.2f} s", "", "info",
                           f"{len(alone)} warm ticks, median {median(alone):.2f} s; what one Lambda sandbox runs; "
                           f"{real}"))
-    seconds, detail = run(1000, 3 if quick else 6)
+    seconds, detail = run(1000, 3 if quick else 5)
     load = detail["load"][0]
     figures.append(Figure(
         SECTION, "1,000 markets, sharded tick (local stack, shards in 10 sandbox processes): fired -> all decisions "
                  "logged, p95",
         f"{_p95(seconds):.2f} s", "≤ 2 s", verdict(_p95(seconds) <= 2.0),
-        f"{len(seconds)} warm ticks, median {median(seconds):.2f} s; {detail['shards']} shards of 100 in 10 "
+        f"{len(seconds)} warm ticks, median {median(seconds):.2f} s; a shard goes to whichever sandbox is free, "
+        "as on Lambda, so a sandbox meeting a shard for the first time loads its 100 models from S3 (3 reads and "
+        f"~1 ms of parsing each), and every tick re-reads 100 pointers per shard; {detail['shards']} shards of 100 "
+        "in 10 "
         f"PredictFunction + 10 SignalFunction worker processes, at most {cores} running at once on {cores} cores "
         f"(load {load:.1f}), CPU {cpu_text(detail)}; exchange budget 6,000/min shared: 480 weight/min per shard, "
         f"400 needed; {real}"))
-    big, detail = run(10_000, 1 if quick else 2, weight_per_minute=0, models_in_s3=False)
+    big, detail = run(10_000, 1, weight_per_minute=0, models_in_s3=False)
     load = detail["load"][0]
     figures.append(Figure(
         SECTION, "10,000 markets, same code (local stack, 10 sandbox processes, no exchange budget): fired -> all "
@@ -342,10 +345,14 @@ def measure(quick: bool) -> list[Figure]:
         figures.append(Figure(
             SECTION, f"{count:,} markets on Lambda, ESTIMATE (not measured): {count // 100} shards, {at_once} at once",
             f"~{waves * one:.1f} s", f"≤ {2 if count == 1000 else 3} s", "info",
-            f"{waves} wave(s) × the one-shard p95 above (each sandbox runs its shard alone, its own CPU); plus Step "
-            "Functions' own latency (the Plan state, the Distributed Map's start), not measured here; "
+            f"{waves} wave(s) × the one-shard p95 above (each sandbox runs its shard alone, on its own CPU share), "
+            "at this machine's core speed: PredictFunction's 1,024 MB is about 0.58 vCPU and SignalFunction's 512 MB "
+            "about 0.29 (Lambda gives 1 vCPU at 1,769 MB), so their CPU part would take up to 1.7× / 3.5× as long; "
+            "plus Step Functions' own latency (the Plan state, the Distributed Map's start, each child's), not "
+            "measured here; "
             + ("the Binance budget holds (4,000 weight/tick of 4,800)" if count == 1000 else
-               "the Binance budget does not: 40,000 weight/tick, 4,800/min per IP usable, so it needs ~9 egress IPs")))
+               "the Binance budget does not: 40,000 weight/tick, 4,800/min per IP usable: the plan refuses it; "
+               "it needs ~9 egress IPs")))
     return figures
 
 
