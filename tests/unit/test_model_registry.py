@@ -205,10 +205,8 @@ def test_prefetch_reads_a_shards_models_at_once_then_get_reads_nothing(s3: Any) 
     slow, clock = SlowS3(s3), Clock()
     registry = ModelRegistry(BUCKET, PREFIX, lambda: slow, refresh_seconds=60, clock=clock)
 
-    started = time.perf_counter()
     registry.prefetch([*symbols, "NONE/USDT"], "15m", workers=8)
-    assert time.perf_counter() - started < 0.05 * 61 / 4  # 61 sequential reads would take 3 s
-    assert slow.peak > 1 and slow.gets == 61  # 3 per model (pointer, model, manifest), 1 for the missing one
+    assert 1 < slow.peak <= 8 and slow.gets == 61  # reads overlap; 3 per model (pointer, files), 1 for the missing
     assert [registry.get(s, "15m").symbol for s in symbols] == symbols and slow.gets == 61  # all cached
     with pytest.raises(ModelNotFoundError, match="NONE/USDT"):  # a market failing in prefetch fails on its own
         registry.get("NONE/USDT", "15m")
