@@ -6,17 +6,19 @@ lock, then Python 3.12 bytecode) and merged into one read-only folder, as Lambda
 The third-party layers are built from the same lock for this machine's platform (Lambda's are arm64
 wheels, which cannot load here). For every function, `RUNS` fresh interpreters (`python -S`: no
 site-packages, so only the standard library, that folder, the handler's own folder and a stand-in for the
-runtime's AWS SDK; PYTHONDONTWRITEBYTECODE=1) each (1) import `functions/<name>/app.py` (Lambda's init
-phase; the function's own code ships without bytecode) and (2) invoke the handler once with its sample
-event from `events/` (the first request: settings, clients, the first calls to AWS). AWS is a moto server
-on localhost, provisioned from the template; pushes go to a local `@connections` endpoint. The medians are
-reported; the heavy modules loaded at each stage are listed, so a regression names its import. The
-predict function runs its replay source here (no network): the live path adds `ccxt.async_support` and
-the exchange object, timed separately in the same interpreter. `--compare` also runs every probe on the
-same layers with their bytecode removed (what the layers shipped before), interleaved, for a before/after
-from one run.
+runtime's AWS SDK; PYTHONDONTWRITEBYTECODE=1; Lambda's environment variables) each (1) import
+`functions/<name>/app.py` (Lambda's init phase; the function's own code ships without bytecode) and (2)
+invoke the handler once with its sample event from `events/` (the first request: settings, clients, the
+first calls to AWS). AWS is a moto server on localhost, provisioned from the template; pushes go to a
+local `@connections` endpoint. The medians are reported as wall-clock time (the verdicts) and as the
+process's CPU time (steadier on this shared machine, where other work stretches the wall clock; the first
+call's CPU excludes waiting on moto). The heavy modules loaded at each stage are listed, so a regression
+names its import. The predict function runs its replay source here (no network): the live path adds
+`ccxt.async_support` and the exchange object, timed separately in the same interpreter. `--compare` also
+runs every probe on the same layers with their bytecode removed (what the layers shipped before),
+interleaved, for a before/after from one run.
 
-    .venv/bin/python bench/cold_start.py [--runs N] [--json PATH] [--importtime NAME] [--compare]
+    .venv/bin/python bench/cold_start.py [--runs N] [--json PATH] [--importtime NAME] [--compare] [--only NAME...]
 """
 
 from __future__ import annotations
@@ -74,14 +76,14 @@ RUNTIME_SDK = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.p
 
 PROBE = r"""
 import importlib.util, json, sys, time
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 task, opt, sdk, name, event_path, heavy = sys.argv[1:7]
 sys.path[:0] = [task, opt, sdk]  # Lambda's order: /var/task, /opt/python, then the runtime's site-packages
 spec = importlib.util.spec_from_file_location("app", f"{task}/app.py")
 module = importlib.util.module_from_spec(spec)
 sys.modules["app"] = module
 spec.loader.exec_module(module)
-imported = time.perf_counter()
+imported, cpu_imported = time.perf_counter(), time.process_time()
 heavy = heavy.split(",")
 at_import = sorted(h for h in heavy if h in sys.modules)
 
@@ -109,6 +111,7 @@ if event is not None:
     except Exception as exc:
         error = f"{type(exc).__name__}: {str(exc)[:160]}"
     first_call = time.perf_counter() - invoke_started
+cpu_called = time.process_time()
 after_call = sorted(h for h in heavy if h in sys.modules)
 ccxt_s = None
 if name == "predict" and "ccxt" not in sys.modules:
@@ -120,6 +123,7 @@ import os
 compiled = [n for n, m in sys.modules.items() if (getattr(m, "__file__", None) or "").startswith(opt)
             and m.__file__.endswith(".py") and not os.path.exists(getattr(m, "__cached__", None) or "")]
 print("PROBE" + json.dumps({"import_s": imported - started, "first_call_s": first_call, "ccxt_s": ccxt_s,
+                            "import_cpu_s": cpu_imported - cpu_started, "first_cpu_s": cpu_called - cpu_started,
                             "at_import": at_import, "after_call": after_call, "compiled": len(compiled),
                             "error": error}))
 """
@@ -318,8 +322,10 @@ def measure(runs: int, compare: bool, only: list[str] | None = None) -> list[Fig
             module_s = median([r["import_s"] for r in results])
             target = f"≤ {handler.target_s} s" if handler.target_s else ""
             ok = verdict(module_s <= handler.target_s) if handler.target_s else "info"
-            note = (f"median of {runs}, tracing on (Tracing: Active); {HOW}; modules compiled at import: "
-                    f"{last['compiled']}; heavy at import: {', '.join(last['at_import']) or 'none'}{before}")
+            cpu = median([r["import_cpu_s"] for r in results])
+            note = (f"median of {runs} (wall clock; CPU {cpu:.2f} s), tracing on (Tracing: Active); {HOW}; modules "
+                    f"compiled at import: {last['compiled']}; heavy at import: {', '.join(last['at_import']) or 'none'}"
+                    f"{before}")
             if handler.target_s and module_s > handler.target_s:
                 note += "; heaviest: " + ", ".join(f"{m} {s:.2f} s"
                                                   for m, s in heaviest_imports(handler.name, shipped[handler.name]))
@@ -327,8 +333,9 @@ def measure(runs: int, compare: bool, only: list[str] | None = None) -> list[Fig
             firsts = [r["import_s"] + r["first_call_s"] for r in results if r["first_call_s"] is not None]
             if firsts:
                 extra = [h for h in last["after_call"] if h not in last["at_import"]]
-                note = (f"import + first call, median of {len(firsts)}, layers as above; "
-                        f"loaded at first call: {', '.join(extra) or '-'}")
+                cpu = median([r["first_cpu_s"] for r in results if r["first_call_s"] is not None])
+                note = (f"import + first call, median of {len(firsts)} (wall clock; CPU {cpu:.2f} s), layers as "
+                        f"above; loaded at first call: {', '.join(extra) or '-'}")
                 if last["ccxt_s"] is not None:
                     ccxt_s = median([r["ccxt_s"] for r in results])
                     note += f"; the live exchange path adds ccxt.async_support + its binance object: {ccxt_s:.2f} s"
@@ -345,7 +352,9 @@ def measure(runs: int, compare: bool, only: list[str] | None = None) -> list[Fig
                                       note + "; replay source, moto server on loopback"))
             if quiet:
                 quiet_s = median([r["import_s"] for r in quiet["shipped"]])
-                note = f"median of {runs}, POWERTOOLS_TRACE_DISABLED=true (no X-Ray SDK); {HOW}"
+                cpu = median([r["import_cpu_s"] for r in quiet["shipped"]])
+                note = (f"median of {runs} (wall clock; CPU {cpu:.2f} s), POWERTOOLS_TRACE_DISABLED=true (no X-Ray "
+                        f"SDK); {HOW}")
                 if compare:
                     quiet_before = median([r["import_s"] for r in quiet["none"]])
                     note += f"; same layers without their bytecode: {quiet_before:.2f} s"
