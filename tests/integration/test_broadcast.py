@@ -6,6 +6,7 @@ moto never answers 410 Gone; the local server does, so stale-connection cleanup 
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from traderai import wiring
-from traderai.adapters.connections import ConnectionStore, Subscriber
+from traderai.adapters.connections import PAGE_ITEMS, ConnectionStore, Subscriber
 from traderai.adapters.push import Pusher, SignedPoster
 from traderai.adapters.signal_store import signal_from_item
 from traderai.apigw.connections import ConnectionsServer
@@ -174,26 +175,57 @@ def test_no_connections_means_nothing_to_do(broadcast: Callable[..., dict[str, A
 
 
 def test_a_batch_queries_each_symbol_and_every_symbol_once_and_never_scans(
-        serving: ServingTables, gateway: ConnectionsServer, connections: ConnectionStore) -> None:
-    # Given the batch of three records (BTC, ETH, BTC) and a store that notes what it is asked for
-    asked: list[str] = []
+        serving: ServingTables, gateway: ConnectionsServer, connections: ConnectionStore,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the batch of three records (BTC, ETH, BTC), and every DynamoDB call of the store noted
+    calls: list[tuple[str, str, str]] = []
+    store = ConnectionStore(serving.connections_table, serving.subscriptions_table)
+    for model in (store._model, store._subscriptions):
+        connection = model._get_connection().connection
+        dispatch = connection.dispatch
 
-    class Noting(ConnectionStore):
-        def following(self, key: str) -> Iterator[Subscriber]:
-            asked.append(key)
-            return super().following(key)
+        def noting(operation: str, kwargs: dict[str, Any], dispatch: Any = dispatch) -> Any:
+            key = next(iter(kwargs.get("ExpressionAttributeValues", {}).values()), {}).get("S", "")
+            calls.append((operation, kwargs.get("TableName", ""), key))
+            return dispatch(operation, kwargs)
 
-    store = Noting(serving.connections_table, serving.subscriptions_table)
-    assert not hasattr(store, "all")  # no way left to read every connection
+        monkeypatch.setattr(connection, "dispatch", noting)
     broadcaster = Broadcaster(store, Pusher(SignedPoster(gateway.endpoint)))
     for record in load_event("broadcast_batch.json")["Records"]:
         change = change_from_record(record)
         assert change is not None
         broadcaster.broadcast(change)
-    # Then each symbol was queried once, `*` once, and each connection got only its symbols' signals
-    assert asked == ["BTC/USDT", "*", "ETH/USDT"]
+    # Then each symbol was queried once and `*` once, in the Subscriptions table, and nothing else was read
+    table = serving.subscriptions_table
+    assert sorted(calls) == sorted([("Query", table, "BTC/USDT"), ("Query", table, "*"), ("Query", table, "ETH/USDT")])
+    # And each connection got only its symbols' signals
     assert [m["data"]["symbol"] for m in gateway.messages("eth=")] == ["ETH/USDT"]
     assert len(gateway.messages("all=")) == 3 and len(gateway.messages("btc=")) == 2
+
+
+def test_the_fan_out_starts_while_the_audience_is_still_being_read(
+        serving: ServingTables, gateway: ConnectionsServer, connections: ConnectionStore) -> None:
+    # Given 2,500 connections following BTC (three pages of PAGE_ITEMS)
+    with connections._subscriptions.batch_write() as batch:
+        for n in range(2_500):
+            batch.save(connections._subscriptions("BTC/USDT", f"page-{n:04d}=", ttl=NOW))
+    # When a BTC signal is broadcast, noting when each page is read and when each post is answered
+    pages_read: list[float] = []
+    pages = connections._pages
+
+    def timed_pages(key: str, page_size: int | None = PAGE_ITEMS) -> Iterator[list[Subscriber]]:
+        for page in pages(key, page_size):
+            yield page
+            pages_read.append(time.monotonic())
+
+    connections._pages = timed_pages  # type: ignore[method-assign]
+    change = change_from_record(load_event("broadcast_insert.json")["Records"][0])
+    assert change is not None
+    outcome = Broadcaster(connections, Pusher(SignedPoster(gateway.endpoint))).broadcast(change)
+    # Then every one of them (and the fixture's three) got it, and posts were answered before the last page was read
+    assert outcome.delivered == 2_503
+    assert len(pages_read) >= 4  # three of BTC, one of `*`
+    assert min(post.at for post in gateway.posts()) < max(pages_read)
 
 
 def test_following_reads_every_page(serving: ServingTables, connections: ConnectionStore) -> None:

@@ -13,7 +13,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from traderai.adapters.connections import ALL_SYMBOLS, ConnectionStore, subscription_keys
@@ -75,7 +75,7 @@ def check_in_step(tables: ServingTables, store: ConnectionStore) -> None:
                 for key in subscription_keys(row.symbols)}
     assert tables.subscription_items() == expected
     for symbol in SYMBOLS:
-        audience = store.subscribers(symbol)
+        audience = list(store.subscribers(symbol))
         ids = [subscriber.connection_id for subscriber in audience]
         assert len(ids) == len(set(ids))  # each once
         assert {(s.connection_id, s.tradeable_only) for s in audience} == {
@@ -90,6 +90,7 @@ def test_subscription_items_follow_every_filter_change(script: list[tuple[str, s
         store = ConnectionStore(tables.connections_table, tables.subscriptions_table, region="us-east-1")
         connected: set[str] = set()
         for step in script:
+            note(repr(step))
             apply(store, step, connected)
             check_in_step(tables, store)
         assert tables.connection_ids() == connected

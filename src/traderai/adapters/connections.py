@@ -22,7 +22,9 @@ closes every WebSocket connection after two hours anyway.
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +38,9 @@ from traderai.contracts import Signal, iso_utc
 
 CONNECTION_TTL = timedelta(hours=2, minutes=10)  # API Gateway's 2 h connection limit, plus slack
 ALL_SYMBOLS = "*"  # the subscription item of a connection that follows every symbol (never a market's name)
+# Items per Query page of a symbol's subscribers: a fan-out starts on the first page while the next are read
+# (DynamoDB's own page is 1 MB, ~15,000 of these small items). Each page is one more request, ~10 ms.
+PAGE_ITEMS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,7 @@ class ConnectionStore:
         self._model = table_model(_ConnectionItem, table_name, region, host, max_pool_connections=32)
         self._subscriptions = table_model(_SubscriptionItem, subscriptions_table, region, host,
                                           max_pool_connections=32)
+        self._readers: ThreadPoolExecutor | None = None  # the Queries of a broadcast's audience, two at once
 
     def add(self, connection_id: str, symbols: Iterable[str] | None, now: datetime, *,
             tradeable_only: bool = False) -> Connection:
@@ -149,33 +155,67 @@ class ConnectionStore:
         for connection_id in connection_ids:
             self._forget(connection_id, batch=False)
 
-    def subscribers(self, symbol: str, read: dict[str, list[Subscriber]] | None = None) -> list[Subscriber]:
-        """The connections a signal on `symbol` goes to, before the paper filter: a Query on `symbol` and
-        one on `*`, each paginated and projected to the id and flag. An id found under both (a filter change
-        half-way) is listed once. `read` holds the items already read, by symbol (or `*`): a key in it is not
-        queried again, a key queried is added to it."""
+    def subscribers(self, symbol: str, read: dict[str, list[Subscriber]] | None = None) -> Iterator[Subscriber]:
+        """The connections a signal on `symbol` goes to, before the paper filter, as they are read: a Query on
+        `symbol` and one on `*`, both started at once in the store's reader threads, paginated (`PAGE_ITEMS`)
+        and projected to the id and flag, so a fan-out can post to the first page while the rest is read.
+        An id found under both (a filter change half-way) comes once. `read` holds the items already read,
+        by symbol (or `*`): a key in it is not queried again, a key read to its end is added to it."""
         read = {} if read is None else read
-        found: dict[str, Subscriber] = {}
-        for key in dict.fromkeys((symbol, ALL_SYMBOLS)):
-            if key not in read:
-                read[key] = list(self.following(key))
-            for subscriber in read[key]:
-                found.setdefault(subscriber.connection_id, subscriber)
-        return list(found.values())
+        sources = {key: iter(read[key]) if key in read else self._read_ahead(key)
+                   for key in dict.fromkeys((symbol, ALL_SYMBOLS))}
+        seen: set[str] = set()
+        for key, source in sources.items():
+            got: list[Subscriber] = []
+            for subscriber in source:
+                got.append(subscriber)
+                if subscriber.connection_id not in seen:
+                    seen.add(subscriber.connection_id)
+                    yield subscriber
+            read[key] = got
 
-    def following(self, key: str, *, page_size: int | None = None) -> Iterator[Subscriber]:
-        """The subscription items under one symbol (or `*`): one Query, page after page (DynamoDB's 1 MB, or
-        `page_size` items), decoded without the model (a broadcast reads thousands)."""
+    def following(self, key: str, *, page_size: int | None = PAGE_ITEMS) -> Iterator[Subscriber]:
+        """The subscription items under one symbol (or `*`), read in this thread page after page."""
+        for page in self._pages(key, page_size):
+            yield from page
+
+    def _pages(self, key: str, page_size: int | None = PAGE_ITEMS) -> Iterator[list[Subscriber]]:
+        """One Query, page after page (`page_size` items, or DynamoDB's 1 MB), decoded without the model (a
+        broadcast reads thousands)."""
         connection = self._subscriptions._get_connection()
         start: dict[str, Any] | None = None
         while True:
             page = connection.query(key, attributes_to_get=["connection_id", "tradeable_only"],
                                     exclusive_start_key=start, limit=page_size)
-            for raw in page.get("Items", ()):
-                yield Subscriber(raw["connection_id"]["S"], bool(raw.get("tradeable_only", {}).get("BOOL")))
+            yield [Subscriber(raw["connection_id"]["S"], bool(raw.get("tradeable_only", {}).get("BOOL")))
+                   for raw in page.get("Items", ())]
             start = page.get("LastEvaluatedKey")
             if not start:
                 return
+
+    def _read_ahead(self, key: str) -> Iterator[Subscriber]:
+        """Start reading `key`'s pages in a reader thread now; the items, as their pages arrive."""
+        pages: queue.SimpleQueue[list[Subscriber] | BaseException | None] = queue.SimpleQueue()
+
+        def read() -> None:
+            try:
+                for page in self._pages(key):
+                    pages.put(page)
+                pages.put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader, which raises it
+                pages.put(exc)
+
+        if self._readers is None:  # kept for the container's life: each thread keeps its botocore client
+            self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="subscribers")
+        self._readers.submit(read)
+
+        def items() -> Iterator[Subscriber]:
+            while (page := pages.get()) is not None:
+                if isinstance(page, BaseException):
+                    raise page
+                yield from page
+
+        return items()
 
     def _row(self, connection_id: str) -> Any:
         try:

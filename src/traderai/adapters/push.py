@@ -261,12 +261,11 @@ class Pusher:
     def posts(self, connection_ids: Iterable[str], payload: bytes) -> Iterator[tuple[str, str, str]]:
         """Post `payload` to every id concurrently, yielding `(id, outcome, reason)` as each post ends.
 
+        The ids are read as the posts go, so a caller can pass them while it is still reading them (a
+        paginated Query): the first posts start with the first page. An id given twice is posted once.
         At most `window` posts are queued, in flight or finished but not yet read, whatever the number
         of ids: a 100,000-connection fan-out holds a few hundred pending posts, not 100,000 futures.
         """
-        ids = dict.fromkeys(connection_ids)
-        if not ids:
-            return
         finished: queue.SimpleQueue[tuple[str, str, str] | BaseException] = queue.SimpleQueue()
 
         def post(connection_id: str) -> None:
@@ -281,10 +280,14 @@ class Pusher:
                 raise outcome
             return outcome
 
-        pool = ThreadPoolExecutor(max_workers=min(self.max_workers, len(ids)), thread_name_prefix="push")
+        pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="push")  # threads start on demand
+        seen: set[str] = set()
         pending = 0
         try:
-            for connection_id in ids:
+            for connection_id in connection_ids:
+                if connection_id in seen:
+                    continue
+                seen.add(connection_id)
                 if pending >= self.window:
                     pending -= 1
                     yield take()

@@ -11,7 +11,7 @@ clients still de-duplicate on `signal_id` + `status` for a crash between a post 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -100,15 +100,22 @@ class Broadcaster:
         fan-out goes; delete the gone ones; raise if any post failed."""
         key = change.delivery_id if self._ledger is not None else None
         done = self._ledger.delivered(key) if self._ledger is not None and key else frozenset()
-        targets = [c.connection_id for c in self.audience(change.signal.symbol)
-                   if c.wants_signal(change.signal) and c.connection_id not in done]
+        targets = 0
+
+        def wanted() -> Iterator[str]:  # posted to as the audience is read
+            nonlocal targets
+            for subscriber in self.audience(change.signal.symbol):
+                if subscriber.wants_signal(change.signal) and subscriber.connection_id not in done:
+                    targets += 1
+                    yield subscriber.connection_id
+
         unrecorded: list[str] = []  # reached, not yet in the ledger: at most `record_every`
         delivered = 0
         gone: list[str] = []
         failed_sample: dict[str, str] = {}  # the first few failures, for the error message
         failures = 0
         try:
-            for connection_id, outcome, reason in self._pusher.posts(targets, encode(change.message())):
+            for connection_id, outcome, reason in self._pusher.posts(wanted(), encode(change.message())):
                 if outcome == PostResult.DELIVERED:
                     delivered += 1
                     unrecorded.append(connection_id)
@@ -128,12 +135,12 @@ class Broadcaster:
         metrics.add_metric(name="PushGone", unit=MetricUnit.Count, value=len(gone))
         metrics.add_metric(name="PushFailed", unit=MetricUnit.Count, value=failures)
         logger.info("broadcast", extra={"signal_id": change.signal.signal_id, "type": change.event_name,
-                                        "targets": len(targets), "already_delivered": len(done),
+                                        "targets": targets, "already_delivered": len(done),
                                         "delivered": delivered, "gone": len(gone), "failed": failures})
         if failures:
-            raise BroadcastFailed(f"{failures} of {len(targets)} posts failed for "
+            raise BroadcastFailed(f"{failures} of {targets} posts failed for "
                                   f"{change.signal.signal_id}, e.g. {failed_sample}")
-        return BroadcastOutcome(len(targets), len(done), delivered, tuple(gone), failures)
+        return BroadcastOutcome(targets, len(done), delivered, tuple(gone), failures)
 
     def _record(self, key: str | None, unrecorded: list[str]) -> None:
         """Add the connections just reached to the ledger, then forget them here."""
@@ -141,9 +148,9 @@ class Broadcaster:
             self._ledger.record(key, unrecorded, datetime.now(UTC))
         unrecorded.clear()
 
-    def audience(self, symbol: str) -> list[Subscriber]:
-        """The connections following `symbol` or every symbol, each once; each Query made once per batch
-        (a batch of five symbols makes six)."""
+    def audience(self, symbol: str) -> Iterator[Subscriber]:
+        """The connections following `symbol` or every symbol, each once, as they are read; each Query made
+        once per batch (a batch of five symbols makes six)."""
         return self._store.subscribers(symbol, self._following)
 
     def _forget(self, gone: tuple[str, ...]) -> None:
