@@ -237,11 +237,12 @@ HANDLER_PROBE = """
 import importlib.util, json, sys
 from pathlib import Path
 
-opt, sdk, handler = sys.argv[1:4]
-sys.path[:0] = [opt, sdk]  # /opt/python, then the runtime's own site-packages (its AWS SDK)
+opt, deps, sdk, handler = sys.argv[1:5]
+layers = [opt, *deps.split(",")] if deps else [opt]
+sys.path[:0] = [*layers, sdk]  # /opt/python, then the runtime's own site-packages (its AWS SDK)
 spec = importlib.util.spec_from_file_location("app", handler)
 spec.loader.exec_module(importlib.util.module_from_spec(spec))
-from_opt = {n: m for n, m in sys.modules.items() if (getattr(m, "__file__", None) or "").startswith(opt)}
+from_opt = {n: m for n, m in sys.modules.items() if (getattr(m, "__file__", None) or "").startswith(tuple(layers))}
 from_source = sorted(n for n, m in from_opt.items() if m.__file__.endswith(".py")
                      and not Path(m.__cached__ or "").is_file())
 print(json.dumps({"from_opt": len(from_opt), "from_source": from_source,
@@ -271,12 +272,13 @@ def test_each_handler_imports_from_its_built_layers_and_the_runtime_sdk_alone_on
     opt = tmp_path / "python"
     for layer in ours:
         shutil.copytree({"CoreLayer": built, "TrainingCodeLayer": training}[layer], opt, dirs_exist_ok=True)
-    for layer in deps:  # the same lock as this machine's wheels, so it imports here
-        shutil.copytree(built_layer(layer, LAYER_CACHE, host=True), opt, dirs_exist_ok=True, symlinks=True)
+    # the third-party layer read where it was built (the same lock as this machine's wheels, so it imports here),
+    # next to /opt rather than copied into it: no package of ours is in it, so nothing needs merging
+    deps_paths = ",".join(str(built_layer(layer, LAYER_CACHE, host=True)) for layer in deps)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "POWERTOOLS_TRACE_DISABLED": "1",
            "AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "1"}
     # -S: no site-packages and no editable install, so only the standard library besides the two folders
-    result = subprocess.run([sys.executable, "-S", "-c", HANDLER_PROBE, str(opt), str(runtime_sdk),
+    result = subprocess.run([sys.executable, "-S", "-c", HANDLER_PROBE, str(opt), deps_paths, str(runtime_sdk),
                              str(FUNCTIONS_DIR / folder / "app.py")],
                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
