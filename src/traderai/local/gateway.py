@@ -211,7 +211,7 @@ class LocalGateway:
 
     async def _http(self, request: web.Request) -> web.StreamResponse:
         http_request = HttpRequest(
-            request.method, request.path, request.query_string, tuple(request.headers.items()),
+            request.method, request.path, request.rel_url.raw_query_string, tuple(request.headers.items()),
             await request.read(), request.remote or "127.0.0.1", request.host,
             f"HTTP/{request.version.major}.{request.version.minor}")
         reply = await self._run(partial(self.http_api.handle, http_request))
@@ -225,7 +225,7 @@ class LocalGateway:
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         handshake = Handshake(request.host, request.remote or "127.0.0.1", tuple(request.headers.items()),
-                              request.query_string)
+                              request.rel_url.raw_query_string)
         connection = Connection(request_id(), handshake, datetime.now(UTC))
         refusal = await self._run(partial(self.ws_api.connect, connection))
         if refusal is not None:
