@@ -43,7 +43,7 @@ from figures import Figure, emit, median, verdict
 
 from traderai.infra import create_dynamodb_table, load_template
 from traderai.testing.handlers import EVENTS_DIR, FUNCTIONS_DIR
-from traderai.testing.sam import built_layer
+from traderai.testing.sam import LAYER_CACHE, built_layer
 
 SECTION = "3. Cold start"
 RUNS = 5
@@ -70,7 +70,6 @@ NO_TRACING = ("api", "websocket", "broadcast")  # measured again with POWERTOOLS
 HOW = ("real: the function's layers as built for sam build, read-only, with the bytecode they ship, Lambda's "
        "environment variables; stood in: this machine's CPU and x86_64 wheels of the same lock for Lambda's arm64, "
        "this environment's boto3 for the runtime's, UDP to no X-Ray daemon")
-LAYER_CACHE = Path(tempfile.gettempdir()) / "traderai-layers"
 # Lambda's runtime site-packages besides the standard library: the AWS SDK and what it needs (stood in by ours)
 RUNTIME_SDK = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3")
 

@@ -66,7 +66,7 @@ def size_figures() -> tuple[list[Figure], bool]:
     import sizes
 
     template = sizes.load_template()
-    layers = sizes.layer_trees(template, Path(tempfile.gettempdir()) / "traderai-bench-sizes", refresh=False)
+    layers = sizes.layer_trees(template, sizes.LAYER_CACHE, refresh=False)
     figures, over = [], False
     for function, code, layer_ids, total in sizes.function_sizes(template, layers):
         hard_ok = total <= sizes.LAMBDA_UNZIPPED_LIMIT

@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from traderai.infra import TEMPLATE_PATH, load_template
-from traderai.testing.sam import built_layer
+from traderai.testing.sam import LAYER_CACHE, built_layer
 
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # bytes: "250 MB", function code plus all its layers
 MB = 1_000_000
@@ -63,9 +62,9 @@ def layer_trees(template: dict[str, Any], cache_dir: Path, refresh: bool) -> dic
             continue
         if spec.get("Metadata", {}).get("BuildMethod") == "makefile":  # src/Makefile, layers/Makefile
             if refresh:
-                shutil.rmtree(cache_dir / "built", ignore_errors=True)
+                shutil.rmtree(cache_dir, ignore_errors=True)
                 refresh = False
-            trees[logical_id] = tree_size(built_layer(logical_id, cache_dir / "built"), bytecode=True)
+            trees[logical_id] = tree_size(built_layer(logical_id, cache_dir), bytecode=True)
         else:
             trees[logical_id] = tree_size((TEMPLATE_PATH.parent / spec["Properties"]["ContentUri"]).resolve())
     return trees
@@ -86,7 +85,7 @@ def function_sizes(template: dict[str, Any], layers: dict[str, Tree]) -> list[tu
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "traderai-bench-sizes")
+    parser.add_argument("--cache-dir", type=Path, default=LAYER_CACHE, help="built layers (shared with the tests)")
     parser.add_argument("--refresh", action="store_true", help="reinstall the layers' requirements")
     parser.add_argument("--top", type=int, default=6, help="largest packages listed per layer")
     args = parser.parse_args(argv)

@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,7 +27,7 @@ import pytest
 
 from traderai.infra import load_template
 from traderai.testing.handlers import FUNCTIONS_DIR, REPO_ROOT
-from traderai.testing.sam import build_makefile_layer, built_layer, layer_content
+from traderai.testing.sam import LAYER_CACHE, build_makefile_layer, built_layer, layer_content
 
 SRC = REPO_ROOT / "src"
 SHIPPED_TOP = {"__init__.py", "py.typed", "contracts.py", "ports.py", "settings.py", "observability.py", "events.py",
@@ -42,7 +41,6 @@ TRAINING = {"train.py", "model/fit.py", "model/labels.py", "model/outcome.py", "
 OUR_LAYERS = ("CoreLayer", "TrainingCodeLayer")
 DEPS_LAYERS = ("PredictDepsLayer", "ApiDepsLayer", "TrainingDepsLayer")
 LAYERS_DIR = REPO_ROOT / "layers"
-LAYER_CACHE = Path(tempfile.gettempdir()) / "traderai-layers"
 LOCKS = {"PredictDepsLayer": "predict-deps", "ApiDepsLayer": "api-deps", "TrainingDepsLayer": "training-deps"}
 # What Lambda's python3.12 runtime has besides the standard library: the AWS SDK and what it requires. The
 # handler probe below stands them in with this environment's copies (their versions, not the runtime's).

@@ -73,7 +73,11 @@ def host_platforms() -> str:
     return " ".join(sorted({tag.platform for tag in sys_tags() if tag.platform.startswith("manylinux")}))
 
 
-def built_layer(layer_id: str, cache_dir: Path, host: bool = False) -> Path:
+# Where the layer tests and the size and cold-start benchmarks keep the layers they build (one cache for all).
+LAYER_CACHE = Path(tempfile.gettempdir()) / "traderai-layers"
+
+
+def built_layer(layer_id: str, cache_dir: Path = LAYER_CACHE, host: bool = False) -> Path:
     """`layer_id` built by its recipe (build_makefile_layer), for Lambda's arm64 or, with `host`, for this
     machine; cached under `cache_dir` by the hash of its ContentUri's files, so a rebuild follows any edit to
     the recipe, the lock or the code. Returns the `python/` folder."""
