@@ -16,8 +16,10 @@ puts the new filter's items (all of them, as the flag may have changed), deletes
 symbols dropped, then updates the row; disconnect and a gone connection (410) delete the items the row
 names, then the row. So a request that failed half-way and is sent again ends in step; a failure
 never retried leaves at worst an item the row does not name, which costs one post (or a 410 that
-deletes it) until the TTL. `ttl` removes rows and items whose `$disconnect` never arrived: API Gateway
-closes every WebSocket connection after two hours anyway.
+deletes it) until the TTL. So can two filter changes of one connection at the same instant (two
+messages handled concurrently): the row keeps the last one, as it always did, and an item only the
+other named may stay until the TTL. `ttl` removes rows and items whose `$disconnect` never arrived:
+API Gateway closes every WebSocket connection after two hours anyway.
 """
 
 from __future__ import annotations
@@ -54,10 +56,6 @@ class Connection:
 
     def wants(self, symbol: str) -> bool:
         return self.symbols is None or symbol in self.symbols
-
-    def wants_signal(self, signal: Signal) -> bool:
-        """Its symbol is followed, and it is tradeable unless the connection takes paper signals too."""
-        return self.wants(signal.symbol) and (not self.tradeable_only or signal.is_tradeable)
 
 
 @dataclass(frozen=True, slots=True)
