@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import cast, overload
 
 import numpy as np
@@ -196,6 +197,7 @@ def _iso(ms: int) -> str:
 
 
 _NUMBER_TYPES = (int, float)
+_NUMBER_TYPE_SET = frozenset(_NUMBER_TYPES)  # exact types: a bool (a subclass of int) is not a number here
 
 
 def _fast_candles(symbol: str, timeframe: str, rows: Sequence[Row]) -> Candles | None:
@@ -204,10 +206,11 @@ def _fast_candles(symbol: str, timeframe: str, rows: Sequence[Row]) -> Candles |
     names the first bad cell (a bool, a numeric string, a ragged row...)."""
     if not isinstance(rows, list) or not rows or not all(type(row) is list and len(row) >= 6 for row in rows):
         return None
-    if not all(type(cell) in _NUMBER_TYPES for row in rows for cell in row[:6]):
+    head = [row[:6] for row in rows]
+    if not set(map(type, chain.from_iterable(head))) <= _NUMBER_TYPE_SET:  # every cell's type, counted in C
         return None
     try:
-        table = np.array([row[:6] for row in rows], dtype=np.float64)
+        table = np.array(head, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
         return None
     times = table[:, 0]
