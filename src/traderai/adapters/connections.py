@@ -41,7 +41,7 @@ from traderai.contracts import Signal, iso_utc
 CONNECTION_TTL = timedelta(hours=2, minutes=10)  # API Gateway's 2 h connection limit, plus slack
 ALL_SYMBOLS = "*"  # the subscription item of a connection that follows every symbol (never a market's name)
 # Items per Query page of a symbol's subscribers: a fan-out starts on the first page while the next are read
-# (DynamoDB's own page is 1 MB, ~15,000 of these small items). Each page is one more request, ~10 ms.
+# (DynamoDB's own page is 1 MB: over 10,000 of these projected items). Each page is one more request, ~10 ms.
 PAGE_ITEMS = 1_000
 
 
