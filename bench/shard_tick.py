@@ -43,11 +43,12 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 from figures import Figure, emit, median, verdict
 from tick_scale import BASE_PAIRS, LATENCY_S, ClonedModels, base_candles
 
+from traderai.adapters.market_list import DEFAULT_LIST_KEY
 from traderai.contracts import Candles
 
 SECTION = "2. Tick at scale"
 KEEP_CANDLES = 700  # enough for CANDLE_LIMIT 500 + the ticks measured
-LIST_KEY = "config/markets.csv"
+LIST_KEY = DEFAULT_LIST_KEY
 _TICK: list[datetime] = [datetime(2025, 1, 1, tzinfo=UTC)]  # in a sandbox: the tick its last event named
 _FIRST_TICK: list[datetime] = []  # in a sandbox: the first tick it served
 

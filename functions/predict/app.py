@@ -18,7 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from traderai.contracts import SettingsError, iso_utc
-from traderai.core.shards import ShardPlanError, TickBudgetError
+from traderai.core.shards import ShardPlanError
 from traderai.events import EventError, parse_schedule_event
 from traderai.observability import logger, metrics, tracer
 from traderai.wiring import predict_runtime
@@ -37,7 +37,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         try:
             plan = runtime.plan(tick_time)
         except (SettingsError, ShardPlanError) as exc:
-            reason = "over_budget" if isinstance(exc, TickBudgetError) else getattr(exc, "reason", "plan_refused")
+            reason = getattr(exc, "reason", "plan_refused")
             logger.error(f"Tick refused: {exc}", extra={"reason": reason, "tick_time": tick_time.isoformat()})
             with single_metric(name="TickRefused", unit=MetricUnit.Count, value=1,
                                namespace=metrics.namespace) as metric:

@@ -12,11 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from traderai.adapters.market_list import S3MarketList
+from traderai.adapters.market_list import DEFAULT_LIST_KEY, S3MarketList
 from traderai.market.listing import MarketListError, parse_market_list
 from traderai.models_cli import LOCAL_BUCKET, _client
 
-DEFAULT_KEY = "config/markets.csv"
+DEFAULT_KEY = DEFAULT_LIST_KEY
 
 
 def add_markets_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

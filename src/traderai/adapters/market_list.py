@@ -15,6 +15,7 @@ from typing import Any
 from traderai.market.listing import MAX_BYTES, MarketListError, format_market_list, parse_market_list
 
 PLANS = "plans"
+DEFAULT_LIST_KEY = "config/markets.csv"  # what docs/markets.md deploys with; `traderai markets` and the local stack
 
 
 @dataclass(frozen=True, slots=True)

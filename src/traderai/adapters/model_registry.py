@@ -67,7 +67,9 @@ class _Cached:
     checked_at: float
 
 
-PREFETCH_WORKERS = 16  # S3 reads in flight while a shard's model pointers are refreshed
+# S3 reads in flight while a shard's model pointers are refreshed: botocore's default pool (10 connections);
+# more threads than connections would open and throw away a connection per read.
+PREFETCH_WORKERS = 10
 
 
 class ModelRegistry:

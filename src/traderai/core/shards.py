@@ -39,6 +39,8 @@ class ShardPlanError(ValueError):
 class TickBudgetError(ShardPlanError):
     """The tick's markets need more exchange weight than the budget gives in one window."""
 
+    reason = "over_budget"
+
 
 @dataclass(frozen=True, slots=True)
 class Shard:

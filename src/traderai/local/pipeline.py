@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from traderai import wiring
-from traderai.adapters.market_list import ShardPlans
+from traderai.adapters.market_list import DEFAULT_LIST_KEY, ShardPlans
 from traderai.local.aws import LocalAws
 from traderai.local.scheduler import combined, scheduled_event
 from traderai.services.sharding import run_sharded_tick
 from traderai.testing.handlers import FakeLambdaContext, load_handler
 
-LOCAL_MARKET_LIST_KEY = "config/markets.csv"
+LOCAL_MARKET_LIST_KEY = DEFAULT_LIST_KEY
 QUIET = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
          "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_DISABLED": "1"}
 
@@ -47,7 +47,6 @@ class EmbeddedPipeline:
     predict: Any
     signal: Any
     max_concurrency: int | None = 1  # None: the plan's (ShardConcurrency)
-    invoke: Any = None  # (function, event) -> reply: e.g. local.sandboxes.Sandboxes.invoke; None: in this process
 
     def tick(self, tick_time: datetime, *, decided_after: timedelta = timedelta(seconds=5)
              ) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -64,7 +63,9 @@ class EmbeddedPipeline:
         # CloudWatch EMF metric lines are printed to stdout even with metrics disabled: keep them off
         # a terminal where this module's callers print their own summary.
         with contextlib.redirect_stdout(io.StringIO()):
-            invoke = self.invoke or (lambda name, request: handlers[name](request, FakeLambdaContext()))
+            def invoke(name: str, request: Any) -> Any:
+                return handlers[name](request, FakeLambdaContext())
+
             sharded = run_sharded_tick(invoke, ShardPlans(self.local.s3, self.local.bucket).read, event,
                                        max_concurrency=self.max_concurrency)
         if sharded.errors:

@@ -62,7 +62,6 @@ class _Worker:
     process: Any
     connection: Connection
     import_seconds: float
-    invocations: int = 0
 
 
 @dataclass
@@ -88,7 +87,6 @@ class Sandboxes:
         try:
             worker.connection.send(event)
             status, *payload = worker.connection.recv()
-            worker.invocations += 1
         except BaseException:
             self._discard(logical_id, worker)
             raise
@@ -96,13 +94,6 @@ class Sandboxes:
         if status == "error":
             raise InvocationError(payload[0])
         return payload[0]
-
-    def warm(self, logical_id: str, count: int | None = None) -> list[float]:
-        """Start `count` (default `per_function`) sandboxes of the function now: their import seconds."""
-        workers = [self._take(logical_id) for _ in range(count or self.per_function)]
-        for worker in workers:
-            self._give_back(logical_id, worker)
-        return [w.import_seconds for w in workers]
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -1,6 +1,7 @@
-"""The market list of a tick, parsed and checked in one place: the S3 object the Plan state reads each tick
-(MARKET_LIST_KEY), `traderai markets put` before it uploads one, and the MARKETS variable of a small
-deployment all end up as the same tuple of canonical symbols, or fail naming what is wrong and where.
+"""The market list of a tick in S3, parsed and checked: the object the Plan state reads each tick
+(MARKET_LIST_KEY) and `traderai markets put` before it uploads one end up as the same tuple of canonical
+symbols, or fail naming what is wrong and where. (The MARKETS variable of a small deployment is parsed by
+settings.py with the same symbol rules; core.shards refuses an empty or duplicated list either way.)
 
 Two formats, told apart by the first character:
 
