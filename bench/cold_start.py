@@ -166,11 +166,8 @@ def runtimes(names: list[str], bytecode: bool) -> Iterator[dict[str, Runtime]]:
                 host = layer_id not in ("CoreLayer", "TrainingCodeLayer")  # ours are pure Python
                 shutil.copytree(built_layer(layer_id, LAYER_CACHE, host=host), opt, dirs_exist_ok=True, symlinks=True)
             if not bytecode:
-                for pyc in opt.rglob("*.pyc"):
-                    source = pyc.parent.parent / (pyc.name.split(".")[0] + ".py")
-                    if pyc.parent.name == "__pycache__" or source.exists():
-                        pyc.unlink()
-                    # ccxt ships bytecode only (no source to compile from): it stays
+                for pyc in opt.rglob("__pycache__/*.pyc"):
+                    pyc.unlink()  # ccxt ships bytecode only, in place of its sources (no __pycache__): it stays
             for path in (opt, *opt.rglob("*")):  # /opt is read-only on Lambda
                 if not path.is_symlink():
                     path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))

@@ -4,7 +4,7 @@
 manylinux wheels up to glibc 2.34, CPython 3.12, binary only); the lock keeps every resolved distribution
 except what Lambda's python3.12 runtime already provides (RUNTIME) and what nothing imports (UNUSED), and
 except what only those require. `layers/Makefile` installs the lock with `--no-deps`, so the lock is the
-single list of what ships. tests/integration/test_layers.py checks that the built layer holds what every
+single list of what ships. tests/integration/test_core_layer.py checks that the built layer holds what every
 shipped distribution requires.
 
     .venv/bin/python layers/lock.py [predict-deps api-deps training-deps]

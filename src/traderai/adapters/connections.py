@@ -16,9 +16,12 @@ puts the new filter's items (all of them, as the flag may have changed), deletes
 symbols dropped, then updates the row; disconnect and a gone connection (410) delete the items the row
 names, then the row. So a request that failed half-way and is sent again ends in step; a failure
 never retried leaves at worst an item the row does not name, which costs one post (or a 410 that
-deletes it) until the TTL. So can two filter changes of one connection at the same instant (two
-messages handled concurrently): the row keeps the last one, as it always did, and an item only the
-other named may stay until the TTL. `ttl` removes rows and items whose `$disconnect` never arrived:
+deletes it) until the TTL. Two filter changes of one connection at the same instant (two messages
+handled concurrently) are not in step: the row keeps the last one, as it always did, and an item only
+the other named may stay until the TTL; or one change's delete may remove an item the other just wrote,
+so the row names a symbol with no item and the connection gets none of its signals until its next
+filter change or reconnect (a version checked on the row would close that; not built). `ttl` removes
+rows and items whose `$disconnect` never arrived:
 API Gateway closes every WebSocket connection after two hours anyway.
 """
 

@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+from traderai.apigw.connections import MAX_POST_BYTES
 from traderai.apigw.http import API_ID, Authorizer, HttpReply, Invoke, grouped, joined, request_id, request_time
 from traderai.apigw.routes import select_route
 
-MAX_WS_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit
+MAX_WS_MESSAGE_BYTES = MAX_POST_BYTES  # API Gateway's WebSocket message limit: one for a frame and a post
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,6 +101,7 @@ class LocalGateway:
         self.page = Page(self.config.web_dir, own_hosts, page_config or (lambda: {}), local_routes or {}, self._run)
         self._sockets: dict[str, web.WebSocketResponse] = {}  # touched on the loop only
         self._pool = ThreadPoolExecutor(max_workers=self.config.handler_threads, thread_name_prefix="gateway")
+        self._management_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="connections")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runners: list[web.AppRunner] = []
@@ -151,6 +152,7 @@ class LocalGateway:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._management_pool.shutdown(wait=True, cancel_futures=True)
 
     def _serve(self) -> None:
         loop = asyncio.new_event_loop()
@@ -264,7 +266,11 @@ class LocalGateway:
     async def _management(self, request: web.Request) -> web.StreamResponse:
         connection_id = unquote(request.match_info["connection_id"])
         body = await request.read()
-        status, payload = await self._run(partial(self.connections.answer, request.method, connection_id, body))
+        # Not in the handlers' pool: a function posts here while it holds one of its threads (WebSocketFunction's
+        # replies, the broadcast's fan-out), so with every thread busy the posts would wait for themselves.
+        assert self._loop is not None
+        status, payload = await self._loop.run_in_executor(
+            self._management_pool, partial(self.connections.answer, request.method, connection_id, body))
         error_type = payload.get("__type") if payload else None
         headers = {"x-amzn-ErrorType": error_type} if isinstance(error_type, str) else {}
         if payload is None:

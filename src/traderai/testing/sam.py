@@ -62,6 +62,7 @@ def build_makefile_layer(content_dir: Path, layer_id: str, scratch: Path,
     return artifacts / "python"
 
 
+@lru_cache
 def layer_content(layer_id: str) -> Path:
     """The folder `sam build` builds `layer_id` from: its ContentUri in the template."""
     return (TEMPLATE_PATH.parent / load_template()["Resources"][layer_id]["Properties"]["ContentUri"]).resolve()
