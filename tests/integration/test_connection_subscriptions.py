@@ -100,3 +100,26 @@ def test_every_symbol_is_one_item_under_star_and_a_list_is_one_item_per_symbol()
     assert subscription_keys(None) == {ALL_SYMBOLS}
     assert subscription_keys(["ETH/USDT", "BTC/USDT", "BTC/USDT"]) == {"BTC/USDT", "ETH/USDT"}
     assert subscription_keys([]) == frozenset()  # unsubscribed from everything: found under nothing
+
+
+def test_a_subscribe_message_reads_the_connection_row_once(monkeypatch: Any) -> None:
+    # Given an open connection following BTC/USDT
+    with serving_tables(TEMPLATE) as tables:
+        store = ConnectionStore(tables.connections_table, tables.subscriptions_table, region="us-east-1")
+        websocket.connect(store, WebSocketRequest("$connect", "a=", None, {"symbols": "BTC/USDT"}), NOW)
+        reads: list[str] = []
+        row = store._row
+
+        def counted(connection_id: str) -> Any:
+            reads.append(connection_id)
+            return row(connection_id)
+
+        monkeypatch.setattr(store, "_row", counted)
+        # When it subscribes to one more symbol
+        message = json.dumps({"action": "subscribe", "symbols": ["ETH/USDT"]})
+        reply = websocket.reply_to(store, WebSocketRequest("subscribe", "a=", message, {}), NOW)
+        # Then the row was read once (strongly consistent GetItem), and the filter and its items are in step
+        assert reply["type"] == "subscribed"
+        assert reads == ["a="]
+        assert store.get("a=").symbols == {"BTC/USDT", "ETH/USDT"}
+        check_in_step(tables, store)

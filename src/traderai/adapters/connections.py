@@ -56,6 +56,7 @@ class Connection:
     symbols: frozenset[str] | None
     connected_at: str
     tradeable_only: bool = False
+    expires: datetime | None = None  # the row's TTL, which its subscription items share
 
     def wants(self, symbol: str) -> bool:
         return self.symbols is None or symbol in self.symbols
@@ -117,17 +118,19 @@ class ConnectionStore:
         return _to_connection(item)
 
     def set_symbols(self, connection_id: str, symbols: Iterable[str] | None, now: datetime, *,
-                    tradeable_only: bool | None = None) -> Connection:
+                    tradeable_only: bool | None = None, current: Connection | None = None) -> Connection:
         """Replace the filter (`tradeable_only` None: unchanged): the new filter's items, the dropped
-        symbols' items deleted, then the row. A row that vanished (TTL, a lost race) is re-created rather
-        than lost."""
-        current = self._row(connection_id)
+        symbols' items deleted, then the row. `current`: the connection as the caller just read it (`get`),
+        so the row is not read twice for one message; None: read here. A row that vanished (TTL, a lost
+        race) is re-created rather than lost."""
+        if current is None or current.connection_id != connection_id:
+            current = self.get(connection_id)
         if current is None:
             return self.add(connection_id, symbols, now, tradeable_only=bool(tradeable_only))
         listed = _listed(symbols)
         flag = bool(current.tradeable_only) if tradeable_only is None else tradeable_only
         keys = subscription_keys(listed)
-        self._put_subscriptions(connection_id, keys, flag, current.ttl)
+        self._put_subscriptions(connection_id, keys, flag, current.expires or now + CONNECTION_TTL)
         self._delete_subscriptions(connection_id, subscription_keys(current.symbols) - keys, batch=True)
         model = self._model
         # pynamodb's stubs type a ListAttribute's value as its attribute class, not as the values it holds
@@ -251,4 +254,4 @@ def _listed(symbols: Iterable[str] | None) -> list[str] | None:
 
 def _to_connection(item: Any) -> Connection:
     symbols = None if item.symbols is None else frozenset(item.symbols)
-    return Connection(item.connection_id, symbols, item.connected_at, bool(item.tradeable_only))
+    return Connection(item.connection_id, symbols, item.connected_at, bool(item.tradeable_only), item.ttl)

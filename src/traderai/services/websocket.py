@@ -153,7 +153,7 @@ def _answer(store: ConnectionStore, connection_id: str, message: dict[str, Any],
     if new is not None and len(new) > MAX_SYMBOLS:  # the limit is per connection, not per message
         raise BadMessage("bad_request", f"symbols: a connection follows at most {MAX_SYMBOLS} symbols, this would "
                                         f"make {len(new)}; unsubscribe from some first")
-    connection = store.set_symbols(connection_id, new, now, tradeable_only=tradeable_only)
+    connection = store.set_symbols(connection_id, new, now, tradeable_only=tradeable_only, current=current)
     return {"type": "subscribed" if action == "subscribe" else "unsubscribed",
             "all_symbols": connection.symbols is None, "symbols": sorted(connection.symbols or ()),
             "tradeable_only": connection.tradeable_only}
