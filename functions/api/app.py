@@ -21,12 +21,11 @@ from traderai.contracts import Side, Signal, SignalStatus
 from traderai.core.text_format import signal_text
 from traderai.events import require_fields
 from traderai.observability import logger, metrics, tracer
-from traderai.routes import chart, performance
+from traderai.routes import performance
 from traderai.services import api, http_errors
 
 app = APIGatewayHttpResolver(enable_validation=True)
 app.include_router(performance.router)  # GET /performance
-app.include_router(chart.router)  # GET /signals/{signal_id}/candles: served by ChartFunction, documented here
 http_errors.install(app)
 KEYED: list[dict[str, list[str]]] = [{"apiKey": []}]
 _upper = BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)
@@ -80,9 +79,13 @@ def health() -> api.Health:
 def openapi_json() -> str:
     """The OpenAPI document this function serves (and docs/openapi.json holds). Configured here, at the first
     GET /openapi.json, not at import: the OpenAPI models it needs cost ~0.1 s to import, and request
-    validation never loads them."""
+    validation never loads them. GET /signals/{signal_id}/candles is documented here too: API Gateway sends it
+    to ChartFunction, so this function includes its route only for the document, when the document is asked."""
     from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer  # see above: this route's alone
 
+    from traderai.routes import chart  # see above: the document's alone (~5 ms of import)
+
+    app.include_router(chart.router)
     app.configure_openapi(title="TraderAI API", version=__version__,
                           description="Crypto trading signals: list, fetch, and the service's health.",
                           security_schemes={"apiKey": HTTPBearer(description="Authorization: Bearer tai_... "

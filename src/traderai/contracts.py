@@ -350,8 +350,7 @@ class Signal:
     paper_reasons: tuple[str, ...] | None = None
     """Why paper: negative_expected_value, no_proven_edge, protection_stoploss_guard, protection_low_profit."""
 
-    # GET /signals documents the fields with the docstrings above (pydantic reads this plain dict).
-    __pydantic_config__ = {"use_attribute_docstrings": True}  # noqa: RUF012
+    # The OpenAPI document describes the fields with the docstrings above (services.api.attribute_docs).
 
     def __post_init__(self) -> None:
         # JSON and DynamoDB hand the weights back as a list: hold them as a tuple, so a signal read back

@@ -9,7 +9,10 @@ environment).
 
 The API, WebSocket, broadcast, signal and compact functions import this module too, and their layer
 carries neither numpy nor ccxt: what needs them (the predict step, the model registry, the market
-source) is imported inside the function that builds it.
+source) is imported inside the function that builds it. So is every adapter that only some functions
+use (the connection store, the pusher, the delivery ledger, the market list, the logs, Athena): a
+function loads at import only the signal store (which the API, signal, track and broadcast paths read)
+and pays for the others in the call that first builds them.
 """
 
 from __future__ import annotations
@@ -23,12 +26,6 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from traderai.adapters.athena import AthenaQueries, S3Prefix
-from traderai.adapters.connections import ConnectionStore
-from traderai.adapters.deliveries import DeliveryStore
-from traderai.adapters.logs import JsonLinesLog
-from traderai.adapters.market_list import S3MarketList, ShardPlans
-from traderai.adapters.push import Pusher
 from traderai.adapters.signal_store import SignalStore
 from traderai.contracts import Strategy
 from traderai.ports import (
@@ -41,7 +38,6 @@ from traderai.ports import (
     QueryRunner,
     SignalRepository,
 )
-from traderai.services.sharding import FixedMarketList, MarketListSource, PlanStore, ShardSettings, plan_tick
 from traderai.settings import CompactionSettings, Settings, required_env
 
 DEFAULT_TELEGRAM_API = "https://api.telegram.org"
@@ -51,12 +47,16 @@ if TYPE_CHECKING:
 
     from traderai.adapters.api_keys import ApiKeyStore
     from traderai.adapters.candle_archive import CandleArchive
+    from traderai.adapters.connections import ConnectionStore
+    from traderai.adapters.logs import JsonLinesLog
+    from traderai.adapters.push import Pusher
     from traderai.adapters.subscribers import DeadLetters, SecretStore, SubscriberStore
     from traderai.core.shards import Shard
     from traderai.services.api import PageTokens
     from traderai.services.notify import Notifier
     from traderai.services.predict import TickResult
     from traderai.services.retraining import RetrainSettings
+    from traderai.services.sharding import MarketListSource, PlanStore, ShardSettings
     from traderai.services.track import TrackReport
 
 
@@ -122,6 +122,8 @@ class PredictRuntime(MarketRuntime):
     def plan(self, tick_time: datetime) -> dict[str, Any]:
         """The Plan state: the tick's market list read and checked (against the exchange too), split into
         shards written to the tick's plan object (services.sharding.plan_tick)."""
+        from traderai.services.sharding import plan_tick  # the predict function's alone (as below)
+
         assert self.market_list is not None and self.plans is not None and self.shards is not None
 
         def on_the_exchange(markets: tuple[str, ...]) -> None:
@@ -159,7 +161,10 @@ class TrackRuntime(MarketRuntime):
 def build_predict_runtime(settings: Settings, s3: BaseClient, source: MarketDataSource | None = None
                           ) -> PredictRuntime:
     """Validate markets/timeframe against the source and find the models: fails fast, naming the setting."""
+    from traderai.adapters.logs import JsonLinesLog  # this and the next two: the predict function's alone
+    from traderai.adapters.market_list import S3MarketList, ShardPlans
     from traderai.adapters.model_registry import ModelRegistry  # numpy (model serving): predict layer only
+    from traderai.services.sharding import FixedMarketList, ShardSettings
 
     bucket = settings.required("bucket_name")
     source = source or market_source(settings)
@@ -212,6 +217,8 @@ class SignalRuntime:
 
 @lru_cache(maxsize=1)
 def signal_runtime() -> SignalRuntime:
+    from traderai.adapters.logs import JsonLinesLog  # the signal function's (and predict's)
+
     settings = Settings.from_env().require("bucket_name", "signals_table")
     return SignalRuntime(settings, SignalStore(settings.required("signals_table")),
                          JsonLinesLog(s3_client(), settings.required("bucket_name")))
@@ -256,6 +263,8 @@ def strategy() -> Strategy:
 
 @lru_cache(maxsize=1)
 def connection_store() -> ConnectionStore:
+    from traderai.adapters.connections import ConnectionStore  # the WebSocket and broadcast functions' alone
+
     settings = Settings.from_env()
     return ConnectionStore(settings.required("connections_table"), settings.required("subscriptions_table"))
 
@@ -263,6 +272,8 @@ def connection_store() -> ConnectionStore:
 @lru_cache(maxsize=1)
 def delivery_ledger() -> DeliveryLedger:
     """Which connections already got a signal version (DELIVERIES_TABLE): one push per connection per version."""
+    from traderai.adapters.deliveries import DeliveryStore  # the broadcast and notify functions' alone
+
     return DeliveryStore(Settings.from_env().required("deliveries_table"))
 
 
@@ -276,6 +287,8 @@ def page_tokens() -> PageTokens:
 @lru_cache(maxsize=1)
 def pusher() -> Pusher:
     """Posts to `WEBSOCKET_ENDPOINT`; `PUSH_TRANSPORT=boto3` switches to boto3's client (default: signed)."""
+    from traderai.adapters.push import Pusher  # the WebSocket and broadcast functions' alone
+
     return Pusher.for_endpoint(required_env("WEBSOCKET_ENDPOINT"),
                                transport=os.environ.get("PUSH_TRANSPORT", "").strip() or "signed")
 
@@ -301,6 +314,8 @@ class CompactionRuntime:
 @lru_cache(maxsize=1)
 def compaction_runtime() -> CompactionRuntime:
     import boto3  # the Lambda runtime's own; loaded only by the functions that talk to AWS
+
+    from traderai.adapters.athena import AthenaQueries, S3Prefix  # the compaction function's alone
 
     settings = CompactionSettings.from_env()
     athena = boto3.client("athena")

@@ -95,3 +95,32 @@ def test_a_handler_imports_only_the_heavy_libraries_its_layers_carry(directory: 
     loaded = set(json.loads(result.stdout.splitlines()[-1])) & set(HEAVY.values())
     extra = loaded - heavy_in_layers(function_of(directory))
     assert not extra, f"functions/{directory} imports {sorted(extra)}, which its layers do not carry"
+
+
+LOADED = """
+import json, sys
+from traderai.testing.handlers import load_handler
+module = load_handler("api")
+from traderai.services import api, performance
+built = sorted(m.__name__ for m in (api.ErrorBody, api.GatewayError, api.Health, api.SignalPage,
+                                    *(getattr(performance, n) for n in dir(performance)))
+               if isinstance(m, type) and issubclass(m, api.ApiModel) and m.__pydantic_complete__)
+print(json.dumps({"modules": sorted(sys.modules), "built": built}))
+"""
+
+
+def test_the_api_handler_loads_at_import_only_what_its_routes_need() -> None:
+    """ApiFunction's import (every cold start, whichever route it serves) loads no adapter of another function, not
+    the chart's route (ChartFunction serves it; the API documents it at GET /openapi.json) and builds no reply
+    model's validator (each is built at its first use, by the route that replies with it)."""
+    env = {"PATH": "/usr/bin:/bin", "POWERTOOLS_TRACE_DISABLED": "1", "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run([sys.executable, "-c", LOADED], capture_output=True, text=True, env=env, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.splitlines()[-1])
+    others = {"traderai.adapters.connections", "traderai.adapters.push", "traderai.adapters.deliveries",
+              "traderai.adapters.market_list", "traderai.adapters.athena", "traderai.services.sharding",
+              "traderai.routes.chart", "traderai.services.chart"}
+    assert others & set(loaded["modules"]) == set()
+    assert "traderai.adapters.signal_store" in loaded["modules"]  # every data route reads it: loaded at import
+    assert loaded["built"] == []

@@ -6,6 +6,7 @@ class per (table, region, host) once per container and reuses it (its connection
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -20,7 +21,13 @@ _lock = threading.Lock()
 
 
 def region_default() -> str | None:
-    """The region botocore resolves (AWS_REGION, AWS_DEFAULT_REGION, the config file), or None."""
+    """The region botocore resolves: AWS_DEFAULT_REGION if set (Lambda sets it), else the config file's, or None.
+
+    The variable is botocore's first source, read here as botocore reads it: a botocore session only to read
+    it costs ~10 ms of a cold start's first call (pynamodb builds its own for the client).
+    """
+    if "AWS_DEFAULT_REGION" in os.environ:
+        return os.environ["AWS_DEFAULT_REGION"]
     region: str | None = get_session().get_config_variable("region")
     return region
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from traderai.contracts import TIMEFRAME_SECONDS, Signal, SignalStatus, parse_iso_utc
 from traderai.market import MarketDataError
@@ -38,7 +38,7 @@ class MarketDataUnavailable(api.ApiError):
     code = "market_data_unavailable"
 
 
-class ChartCandle(BaseModel):
+class ChartCandle(api.ApiModel):
     """One closed candle; `time` is its OPEN time in UTC epoch seconds (as charting libraries take it)."""
 
     time: int
@@ -48,7 +48,7 @@ class ChartCandle(BaseModel):
     close: float
 
 
-class ChartMark(BaseModel):
+class ChartMark(api.ApiModel):
     """Something that happened to the trade, on the candle in which it happened."""
 
     kind: str = Field(description="entry, tp1, tp2, tp3, stop or expiry")
@@ -57,7 +57,7 @@ class ChartMark(BaseModel):
     price: float | None = Field(description="the level it happened at (null: an expiry without market data)")
 
 
-class SignalChart(BaseModel):
+class SignalChart(api.ApiModel):
     """A signal's candles around it, its levels, what happened and (once closed) its realised result."""
 
     signal_id: str

@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from traderai.adapters.signal_store import SignalOutcome, SignalStore
 from traderai.contracts import ClosedReason, Signal, SignalStatus, Strategy, iso_utc
@@ -50,7 +50,7 @@ CLOSED = (SignalStatus.TP3_HIT, SignalStatus.STOPPED, SignalStatus.EXPIRED)
 Tracked = Signal | SignalOutcome  # a whole signal, or the outcome fields the report reads (GET /performance)
 
 
-class Exits(BaseModel):
+class Exits(api.ApiModel):
     """How the closed signals left: a signal that hit TP1 then its stop counts under tp1 and stop."""
 
     tp1: int = Field(description="closed signals that exited a part at TP1")
@@ -61,7 +61,7 @@ class Exits(BaseModel):
     unpriced: int = Field(description="EXPIRED without market data: the rest never priced")
 
 
-class Stats(BaseModel):
+class Stats(api.ApiModel):
     """Counts and outcome figures of a set of signals; rates and averages are over closed signals (null: none)."""
 
     signals: int
@@ -93,7 +93,7 @@ class Stats(BaseModel):
     avg_time_in_trade_hours: float | None
 
 
-class EquityPoint(BaseModel):
+class EquityPoint(api.ApiModel):
     """One closed priced signal on the equity curve, in the order of `closed_at`."""
 
     closed_at: str
@@ -102,7 +102,7 @@ class EquityPoint(BaseModel):
     cumulative_net_pct: float = Field(description="sum of realised_net_pct up to and including this signal")
 
 
-class TrackRecord(BaseModel):
+class TrackRecord(api.ApiModel):
     """Stats overall and per market, and the equity curve, of one group of signals (tradeable or paper)."""
 
     overall: Stats
@@ -112,7 +112,7 @@ class TrackRecord(BaseModel):
                                                    "for drawing (every figure is computed on all of them)")
 
 
-class LockView(BaseModel):
+class LockView(api.ApiModel):
     """A market locked by a protection: its candidates are paper until `until`."""
 
     symbol: str
@@ -122,7 +122,7 @@ class LockView(BaseModel):
     message: str = Field(description="the lock's numbers, as the decision log gives them")
 
 
-class PerformanceReport(BaseModel):
+class PerformanceReport(api.ApiModel):
     """The track record of the signals created in [since, until] (since null: all time)."""
 
     window: str | None = Field(description="7d, 30d, 90d or all when asked by name; null for since/until")
