@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BeforeValidator
 
 from traderai import __version__, wiring
@@ -23,6 +22,9 @@ from traderai.events import require_fields
 from traderai.observability import logger, metrics, tracer
 from traderai.routes import performance
 from traderai.services import api, http_errors
+
+if TYPE_CHECKING:  # the handler's annotation only
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = APIGatewayHttpResolver(enable_validation=True)
 app.include_router(performance.router)  # GET /performance

@@ -28,16 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from traderai.adapters.signal_store import SignalStore
 from traderai.contracts import Strategy
-from traderai.ports import (
-    CandleHistory,
-    DeliveryLedger,
-    MarketDataSource,
-    MarketSource,
-    ModelProvider,
-    Prefixes,
-    QueryRunner,
-    SignalRepository,
-)
 from traderai.settings import CompactionSettings, Settings, required_env
 
 DEFAULT_TELEGRAM_API = "https://api.telegram.org"
@@ -52,6 +42,16 @@ if TYPE_CHECKING:
     from traderai.adapters.push import Pusher
     from traderai.adapters.subscribers import DeadLetters, SecretStore, SubscriberStore
     from traderai.core.shards import Shard
+    from traderai.ports import (  # the ports type the fields and getters only
+        CandleHistory,
+        DeliveryLedger,
+        MarketDataSource,
+        MarketSource,
+        ModelProvider,
+        Prefixes,
+        QueryRunner,
+        SignalRepository,
+    )
     from traderai.services.api import PageTokens
     from traderai.services.notify import Notifier
     from traderai.services.predict import TickResult
