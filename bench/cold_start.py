@@ -6,8 +6,10 @@ lock, then Python 3.12 bytecode) and merged into one read-only folder, as Lambda
 The third-party layers are built from the same lock for this machine's platform (Lambda's are arm64
 wheels, which cannot load here). For every function, `RUNS` fresh interpreters (`python -S`: no
 site-packages, so only the standard library, that folder, the handler's own folder and a stand-in for the
-runtime's AWS SDK; PYTHONDONTWRITEBYTECODE=1; Lambda's environment variables) each (1) import
-`functions/<name>/app.py` (Lambda's init phase; the function's own code ships without bytecode) and (2)
+runtime's AWS SDK: this environment's, with the bytecode pip compiled for it, an assumption, as AWS does not
+publish the runtime's files; PYTHONDONTWRITEBYTECODE=1; Lambda's environment variables) each (1) import
+`functions/<name>/app.py` (Lambda's init phase; the function's own code ships without bytecode: its folder is
+copied without the `__pycache__` that tests leave there, as sam build copies it) and (2)
 invoke the handler once with its sample event from `events/` (the first request: settings, clients, the
 first calls to AWS). AWS is a moto server on localhost, provisioned from the template; pushes go to a
 local `@connections` endpoint. The medians are reported as wall-clock time (the verdicts) and as the
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -69,7 +72,7 @@ FIRST_CALL_TARGETS = {"predict": 1.0}
 NO_TRACING = ("api", "websocket", "broadcast")  # measured again with POWERTOOLS_TRACE_DISABLED
 HOW = ("real: the function's layers as built for sam build, read-only, with the bytecode they ship, Lambda's "
        "environment variables; stood in: this machine's CPU and x86_64 wheels of the same lock for Lambda's arm64, "
-       "this environment's boto3 for the runtime's, UDP to no X-Ray daemon")
+       "this environment's boto3 (with its bytecode) for the runtime's, UDP to no X-Ray daemon")
 # Lambda's runtime site-packages besides the standard library: the AWS SDK and what it needs (stood in by ours)
 RUNTIME_SDK = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3")
 
@@ -130,8 +133,10 @@ print("PROBE" + json.dumps({"import_s": imported - started, "first_call_s": firs
 
 @dataclass(frozen=True)
 class Runtime:
-    """What a probe runs against: the function's merged layers (read-only) and the runtime's SDK."""
+    """What a probe runs against: the function's code (no bytecode), its merged layers (read-only) and the
+    runtime's SDK."""
 
+    task: Path
     opt: Path
     sdk: Path
 
@@ -159,8 +164,14 @@ def runtimes(names: list[str], bytecode: bool) -> Iterator[dict[str, Runtime]]:
         site = Path(boto3.__file__).parents[1]
         for entry in RUNTIME_SDK:
             (sdk / entry).symlink_to(site / entry)
+            if entry.endswith(".py"):  # a lone module: its bytecode as well (a package's comes with its folder)
+                cached = Path(importlib.util.cache_from_source(str(site / entry)))
+                (sdk / "__pycache__").mkdir(exist_ok=True)
+                (sdk / "__pycache__" / cached.name).symlink_to(cached)
         built: dict[str, Runtime] = {}
         for name in names:
+            task = Path(scratch) / name / "task"
+            shutil.copytree(FUNCTIONS_DIR / name, task, ignore=shutil.ignore_patterns("__pycache__"))
             opt = Path(scratch) / name / "python"
             for layer_id in layers[name]:
                 host = layer_id not in ("CoreLayer", "TrainingCodeLayer")  # ours are pure Python
@@ -168,10 +179,10 @@ def runtimes(names: list[str], bytecode: bool) -> Iterator[dict[str, Runtime]]:
             if not bytecode:
                 for pyc in opt.rglob("__pycache__/*.pyc"):
                     pyc.unlink()  # ccxt ships bytecode only, in place of its sources (no __pycache__): it stays
-            for path in (opt, *opt.rglob("*")):  # /opt is read-only on Lambda
+            for path in (task, *task.rglob("*"), opt, *opt.rglob("*")):  # /var/task and /opt are read-only on Lambda
                 if not path.is_symlink():
                     path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-            built[name] = Runtime(opt, sdk)
+            built[name] = Runtime(task, opt, sdk)
         try:
             yield built
         finally:
@@ -256,7 +267,7 @@ def child_env(env: dict[str, str], task: Path | None = None) -> dict[str, str]:
 def probe(handler: Handler, runtime: Runtime, env: dict[str, str]) -> dict[str, Any]:
     """One fresh interpreter: import time, first-invocation time, heavy modules at each stage, and how many
     modules of the layers had to be compiled from source (none when their bytecode shipped)."""
-    task = FUNCTIONS_DIR / handler.name
+    task = runtime.task
     done = subprocess.run([sys.executable, "-S", "-c", PROBE, str(task), str(runtime.opt), str(runtime.sdk),
                            handler.name, str(EVENTS_DIR / handler.event), ",".join(HEAVY)],
                           capture_output=True, text=True, env=child_env(env, task), cwd=tempfile.gettempdir(),
@@ -269,7 +280,7 @@ def probe(handler: Handler, runtime: Runtime, env: dict[str, str]) -> dict[str, 
 
 def heaviest_imports(name: str, runtime: Runtime, top: int = 6) -> list[tuple[str, float]]:
     """`python -X importtime` of the handler module from its layers: the top-level imports that cost the most."""
-    task = FUNCTIONS_DIR / name
+    task = runtime.task
     code = (f"import sys; sys.path[:0] = [{str(task)!r}, {str(runtime.opt)!r}, {str(runtime.sdk)!r}]; "
             f"import importlib.util as u; s = u.spec_from_file_location('app', {str(task / 'app.py')!r}); "
             "s.loader.exec_module(u.module_from_spec(s))")
