@@ -172,8 +172,9 @@ def build_predict_runtime(settings: Settings, s3: BaseClient, source: MarketData
     loop = asyncio.new_event_loop()
     # MARKETS is checked at cold start; a list in S3 is checked by every plan (it may change any tick).
     loop.run_until_complete(source.check_settings(() if shards.list_key else settings.markets, settings.timeframe))
-    # The pointer is re-read at most every MODEL_REFRESH_SECONDS, so a promoted model serves from the first
-    # tick after that without a redeploy (one small GET per market and minute; docs/retraining.md).
+    # The registry checks at most every MODEL_REFRESH_SECONDS, so a promoted model serves from the first tick
+    # after that without a redeploy: one GET of the timeframe's stamp per check, and the pointers only when the
+    # stamp says one moved (docs/retraining.md).
     models = ModelRegistry(bucket, settings.model_prefix, lambda: s3, refresh_seconds=MODEL_REFRESH_SECONDS)
     market_list: MarketListSource = (S3MarketList(s3, bucket, shards.list_key) if shards.list_key
                                      else FixedMarketList(settings.markets))

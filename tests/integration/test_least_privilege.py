@@ -286,10 +286,11 @@ def test_retraining_functions_reach_only_their_prefixes(cfn: dict[str, Any]) -> 
         "s3:PutObject": {_sub("models/*/*/*/model.json"), _sub("models/*/*/*/manifest.json")}}
     assert _s3_grants(cfn, "EvaluateFunction") == {
         "s3:GetObject": {_sub("candles/*"), _sub("models/*")}, "s3:ListBucket": {bucket}}
-    # only the promotion step moves pointers, and writes nothing but pointers and decision records
+    # only the promotion step moves pointers, and writes nothing but pointers, the stamp each move rewrites
+    # and decision records
     assert _s3_grants(cfn, "PromoteFunction") == {
         "s3:GetObject": {_sub("models/*")}, "s3:ListBucket": {bucket},
-        "s3:PutObject": {_sub("models/*/*/latest.json"), _sub("retraining/*")}}
+        "s3:PutObject": {_sub("models/*/*/latest.json"), _sub("models/_stamp/*"), _sub("retraining/*")}}
 
 
 def test_candidate_write_patterns_cannot_match_a_pointer() -> None:
@@ -301,6 +302,8 @@ def test_candidate_write_patterns_cannot_match_a_pointer() -> None:
         assert fnmatchcase(candidate + pattern.rsplit("/", 1)[1], pattern)
     assert fnmatchcase(pointer, "models/*/*/latest.json")
     assert not fnmatchcase(candidate + "model.json", "models/*/*/latest.json")
+    stamp = "models/_stamp/15m.json"  # the trainer cannot rewrite the stamp either
+    assert not any(fnmatchcase(stamp, p) for p in ("models/*/*/*/model.json", "models/*/*/*/manifest.json"))
 
 
 def test_the_tick_state_machine_role_invokes_predict_and_signal_and_dead_letters_only(cfn: dict[str, Any]) -> None:

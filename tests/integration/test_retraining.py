@@ -287,7 +287,10 @@ def test_a_warm_predict_function_serves_a_promoted_model_without_a_redeploy(aws,
     first = predict(event, FakeLambdaContext())
     registry_ = wiring.predict_runtime().models
     registry_._clock = lambda: clock[0]
-    registry_._cache = {k: registry._Cached(v.model, clock[0]) for k, v in registry_._cache.items()}
+    # the cache re-timed on the test's clock (the stamp it was read under kept): what a warm container holds
+    registry_._cache = {k: registry._Cached(v.model, clock[0], v.stamp, clock[0] + registry.POINTER_BACKSTOP_SECONDS)
+                        for k, v in registry_._cache.items()}
+    registry_._stamps = {timeframe: (stamp, clock[0]) for timeframe, (stamp, _) in registry_._stamps.items()}
     assert {p["model_id"] for p in first["predictions"]} == {BUNDLED_ID["BTC/USDT"]}
 
     challenger = _candidate(aws, "BTC_USDT_15m_20250427_020000")
@@ -295,7 +298,9 @@ def test_a_warm_predict_function_serves_a_promoted_model_without_a_redeploy(aws,
                           expected_model_id=BUNDLED_ID["BTC/USDT"], reason="promote", moved_at="t")
     clock[0] += wiring.MODEL_REFRESH_SECONDS - 1  # the same warm container, before the pointer is re-read
     assert {p["model_id"] for p in predict(event, FakeLambdaContext())["predictions"]} == {BUNDLED_ID["BTC/USDT"]}
-    clock[0] += 1  # MODEL_REFRESH_SECONDS after the last read: the pointer is read again
+    clock[0] += 1  # MODEL_REFRESH_SECONDS after the last read: the stamp moved with the pointer, which is read again
+    assert {p["model_id"] for p in predict(event, FakeLambdaContext())["predictions"]} == {challenger}
+    clock[0] += wiring.MODEL_REFRESH_SECONDS  # nothing moved since: the stamp alone is read, the model stays
     assert {p["model_id"] for p in predict(event, FakeLambdaContext())["predictions"]} == {challenger}
 
 

@@ -183,11 +183,13 @@ class SlowS3:
         self._client, self._delay = client, delay_s
         self._lock = threading.Lock()
         self.in_flight = self.peak = self.gets = 0
+        self.keys: list[str] = []
 
     def get_object(self, **kwargs: Any) -> Any:
         with self._lock:
             self.in_flight += 1
             self.gets += 1
+            self.keys.append(kwargs["Key"])
             self.peak = max(self.peak, self.in_flight)
         try:
             time.sleep(self._delay)
@@ -206,15 +208,76 @@ def test_prefetch_reads_a_shards_models_at_once_then_get_reads_nothing(s3: Any) 
     registry = ModelRegistry(BUCKET, PREFIX, lambda: slow, refresh_seconds=60, clock=clock)
 
     registry.prefetch([*symbols, "NONE/USDT"], "15m", workers=8)
-    assert 1 < slow.peak <= 8 and slow.gets == 61  # reads overlap; 3 per model (pointer, files), 1 for the missing
-    assert [registry.get(s, "15m").symbol for s in symbols] == symbols and slow.gets == 61  # all cached
+    # the stamp once, then 3 reads per model (pointer, files) overlapping, 1 for the missing market
+    assert 1 < slow.peak <= 8 and slow.gets == 62 and slow.keys[0] == "models/_stamp/15m.json"
+    assert [registry.get(s, "15m").symbol for s in symbols] == symbols and slow.gets == 62  # all cached
     with pytest.raises(ModelNotFoundError, match="NONE/USDT"):  # a market failing in prefetch fails on its own
         registry.get("NONE/USDT", "15m")
 
-    clock.now += 61  # the next tick: every pointer is due again, and re-read at once (no model reloaded)
+    clock.now += 61  # the next tick: every market is due a check; the stamp has not moved: one read in all
     reads = slow.gets
     registry.prefetch(symbols, "15m", workers=8)
-    assert slow.gets - reads == 20 and slow.peak > 1
+    assert slow.keys[reads:] == ["models/_stamp/15m.json"]
+    assert all(registry.get(s, "15m").model_id == f"C{i}_USDT_15m_20250101_000000" for i, s in enumerate(symbols))
+    assert slow.gets == reads + 1
+
+    # one market's pointer moves (the stamp with it): the next check re-reads every pointer at once, and only
+    # the moved market's files
+    publish(s3, BUCKET, PREFIX, artifact, {**renamed(manifest, "C3_USDT_15m_20250201_000000"), "symbol": "C3/USDT"})
+    clock.now += 61
+    reads = slow.gets
+    registry.prefetch(symbols, "15m", workers=8)
+    assert slow.gets - reads == 1 + 20 + 2 and slow.peak > 1
+    assert registry.get("C3/USDT", "15m").model_id == "C3_USDT_15m_20250201_000000"
+
+
+def test_a_pointer_moved_with_its_stamp_is_served_at_the_next_check(s3: Any) -> None:
+    artifact, manifest = bundled_pair()
+    publish(s3, BUCKET, PREFIX, artifact, renamed(manifest, "BTC_USDT_15m_20250101_000000"))
+    publish(s3, BUCKET, PREFIX, artifact, renamed(manifest, "BTC_USDT_15m_20250201_000000"))
+    clock = Clock()
+    registry = ModelRegistry(BUCKET, PREFIX, lambda: s3, refresh_seconds=60, clock=clock)
+    assert registry.get("BTC/USDT", "15m").model_id == "BTC_USDT_15m_20250201_000000"
+    move_pointer(s3, BUCKET, PREFIX, "BTC/USDT", "15m", "BTC_USDT_15m_20250101_000000",
+                 expected_model_id="BTC_USDT_15m_20250201_000000", reason="rollback", moved_at="2025-03-01T00:00:00Z")
+    stamp = json.loads(s3.get_object(Bucket=BUCKET, Key="models/_stamp/15m.json")["Body"].read())
+    assert stamp["symbol"] == "BTC/USDT" and stamp["model_id"] == "BTC_USDT_15m_20250101_000000"
+    clock.now += 61
+    assert registry.get("BTC/USDT", "15m").model_id == "BTC_USDT_15m_20250101_000000"
+
+
+def test_without_a_stamp_every_pointer_is_read_at_each_check(s3: Any) -> None:
+    """A bucket whose models were published before stamps existed: pointers are read as they always were."""
+    artifact, manifest = bundled_pair()
+    publish(s3, BUCKET, PREFIX, artifact, renamed(manifest, "BTC_USDT_15m_20250101_000000"))
+    s3.delete_object(Bucket=BUCKET, Key="models/_stamp/15m.json")
+    slow, clock = SlowS3(s3, delay_s=0), Clock()
+    registry = ModelRegistry(BUCKET, PREFIX, lambda: slow, refresh_seconds=60, clock=clock)
+    registry.get("BTC/USDT", "15m")
+    clock.now += 61
+    reads = slow.gets
+    registry.get("BTC/USDT", "15m")
+    assert slow.keys[reads:] == ["models/_stamp/15m.json", "models/BTC_USDT/15m/latest.json"]
+
+
+def test_a_pointer_moved_without_a_stamp_bump_is_found_by_the_backstop(s3: Any) -> None:
+    """The stamp bump failed after the pointer moved (the writer saw the error): the pointer is still read
+    within the backstop, however often the unchanged stamp is read meanwhile."""
+    artifact, manifest = bundled_pair()
+    publish(s3, BUCKET, PREFIX, artifact, renamed(manifest, "BTC_USDT_15m_20250101_000000"))
+    clock = Clock()
+    registry = ModelRegistry(BUCKET, PREFIX, lambda: s3, refresh_seconds=60, clock=clock, backstop_seconds=3600)
+    registry.get("BTC/USDT", "15m")
+    stamp_before = s3.get_object(Bucket=BUCKET, Key="models/_stamp/15m.json")["Body"].read()
+    publish(s3, BUCKET, PREFIX, artifact, renamed(manifest, "BTC_USDT_15m_20250201_000000"))
+    s3.put_object(Bucket=BUCKET, Key="models/_stamp/15m.json", Body=stamp_before)  # as if the bump never happened
+    served = []
+    for _ in range(6 * 75):  # every minute for 7.5 hours
+        clock.now += 61
+        served.append(registry.get("BTC/USDT", "15m").model_id)
+    switched = served.index("BTC_USDT_15m_20250201_000000")
+    assert 0.75 * 3600 - 61 <= switched * 61 <= 1.25 * 3600 + 61
+    assert set(served[switched:]) == {"BTC_USDT_15m_20250201_000000"}
 
 
 def test_a_tick_prefetches_its_markets_models_only_when_a_candle_closes_in_its_window() -> None:

@@ -3,7 +3,9 @@
 The layout, the same in S3 and in the package, is `traderai.model.layout`'s.
 
 `publish` writes the two files first and moves the pointer last, so a reader never sees a pointer
-to a half-written model. A model trained on pooled markets is published once per market (each
+to a half-written model; every pointer move then rewrites the timeframe's stamp (`bump_stamp`), which tells a
+serving registry that some pointer moved without it re-reading every market's pointer each tick. A model
+trained on pooled markets is published once per market (each
 with its own model_id and manifest, the same artifact), so lookups stay per market.
 """
 
@@ -11,7 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
+import uuid
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +28,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from traderai.contracts import SettingsError
-from traderai.model.layout import POINTER_NAME, market_key, pointer_document
+from traderai.model.layout import POINTER_NAME, market_key, pointer_document, stamp_key
 from traderai.model.serving import ModelError, ModelNotFoundError, ServedModel, load_model
 from traderai.settings import normalize_symbol
 
@@ -46,7 +51,24 @@ def publish(s3_client: Any, bucket: str, prefix: str, artifact: Mapping[str, Any
     pointer_key = f"{market_key(prefix, manifest['symbol'], manifest['timeframe'])}/{POINTER_NAME}"
     s3_client.put_object(Bucket=bucket, Key=pointer_key, Body=_dump(pointer), ContentType="application/json",
                          CacheControl="no-cache")
+    bump_stamp(s3_client, bucket, prefix, manifest["timeframe"], symbol=manifest["symbol"],
+               model_id=manifest["model_id"])
     return pointer
+
+
+def bump_stamp(s3_client: Any, bucket: str, prefix: str, timeframe: str, *, symbol: str, model_id: str) -> str:
+    """Rewrite the timeframe's stamp with a new random value, AFTER a pointer moved; returns the stamp.
+
+    A serving registry reads the stamp before it reads pointers: once it has read every pointer under stamp S,
+    a later move changes the stamp (unique values, last writer wins; no read-modify-write, so concurrent moves
+    never conflict here), and the first read of the new stamp sends it back to the pointers. A move whose bump
+    failed (the writer sees the error) is still found by the registry's backstop re-read of every pointer.
+    """
+    stamp = uuid.uuid4().hex
+    s3_client.put_object(Bucket=bucket, Key=stamp_key(prefix, timeframe),
+                         Body=_dump({"stamp": stamp, "symbol": normalize_symbol(symbol), "model_id": model_id}),
+                         ContentType="application/json", CacheControl="no-cache")
+    return stamp
 
 
 def _parse_pointer(raw: bytes, where: str) -> dict[str, str]:
@@ -64,7 +86,9 @@ def _parse_pointer(raw: bytes, where: str) -> dict[str, str]:
 @dataclass
 class _Cached:
     model: ServedModel
-    checked_at: float
+    checked_at: float  # last time this market was checked (a pointer read, or the stamp found unchanged)
+    stamp: str | None  # the stamp read before this market's pointer was last read (None: no stamp then)
+    pointer_due: float  # the backstop: the pointer is read again by then whatever the stamp says
 
 
 # S3 reads in flight while a shard's model pointers are refreshed: botocore's default pool (10 connections);
@@ -72,21 +96,36 @@ class _Cached:
 PREFETCH_WORKERS = 10
 
 
+# The backstop: a cached market's pointer is read again within about this long even while the stamp says
+# nothing moved (a move whose stamp bump failed); spread over +-25 % by symbol, so the re-reads of markets loaded
+# together fall on different ticks.
+POINTER_BACKSTOP_SECONDS = 6 * 3600.0
+
+
 class ModelRegistry:
-    """Models from S3, cached across warm invocations; the pointer is re-read at most every
-    `refresh_seconds`, and the model files only when the pointer moved.
+    """Models from S3, cached across warm invocations; checked at most every `refresh_seconds`, and the model
+    files read again only when the pointer moved.
+
+    A check reads the timeframe's stamp (one GET for all markets, at most once per `refresh_seconds`): while it is
+    the stamp under which a market's pointer was last read, no pointer moved and the pointer is not read again
+    (until the backstop, `backstop_seconds`); when it changed, or a bucket has no stamp (models published before
+    stamps), the pointer is read as before. So a sandbox serving 100 markets makes one S3 read per check, not 100.
 
     If S3 fails on a refresh while a model is cached, the cached model keeps serving (and a
     warning is logged): a stale model is better than no predictions, and `expires_at` bounds it.
     """
 
     def __init__(self, bucket: str, prefix: str, s3_client_factory: Callable[[], Any], *,
-                 refresh_seconds: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 refresh_seconds: float = 300.0, clock: Callable[[], float] = time.monotonic,
+                 backstop_seconds: float = POINTER_BACKSTOP_SECONDS) -> None:
         self.bucket, self.prefix = bucket, prefix
         self._client_factory = s3_client_factory
         self._refresh_seconds = refresh_seconds
+        self._backstop_seconds = backstop_seconds
         self._clock = clock
         self._cache: dict[tuple[str, str], _Cached] = {}
+        self._stamps: dict[str, tuple[str | None, float]] = {}  # timeframe -> (stamp, when read)
+        self._stamp_lock = threading.Lock()
 
     def get(self, symbol: str, timeframe: str) -> ServedModel:
         """The model the market's pointer names; ModelNotFoundError if none is published."""
@@ -95,10 +134,14 @@ class ModelRegistry:
         now = self._clock()
         if cached and now - cached.checked_at < self._refresh_seconds:
             return cached.model
+        stamp = self._stamp(timeframe, now)  # read before the pointer: a move after it changes the stamp
+        if cached and self._unmoved(cached, stamp, now):
+            cached.checked_at = now
+            return cached.model
         try:
             pointer = self._read_pointer(*cache_key)
             if cached and cached.model.model_id == pointer["model_id"]:
-                cached.checked_at = now
+                cached.checked_at, cached.stamp, cached.pointer_due = now, stamp, self._due(cache_key[0], now)
                 return cached.model
             model = self._load(pointer)
         except ModelNotFoundError:
@@ -111,20 +154,22 @@ class ModelRegistry:
                                   "error": str(exc)})
             cached.checked_at = now
             return cached.model
-        self._cache[cache_key] = _Cached(model, now)
+        self._cache[cache_key] = _Cached(model, now, stamp, self._due(cache_key[0], now))
         return model
 
     def prefetch(self, symbols: Iterable[str], timeframe: str, workers: int = PREFETCH_WORKERS) -> None:
         """Refresh every market's cached model due for it at once, `workers` S3 reads in flight, instead of
-        one read after another as `get` would (a 100-market shard re-reads 100 pointers every tick, and a cold
-        sandbox reads 300 objects). A market that fails here is left alone: its `get` raises as before."""
+        one read after another as `get` would (a 100-market shard re-reads 100 pointers after the stamp moved,
+        and a cold sandbox reads 300 objects). A market that fails here is left alone: its `get` raises as before."""
         now = self._clock()
         try:
             cached = {symbol: self._cache.get((normalize_symbol(symbol), timeframe)) for symbol in symbols}
         except SettingsError:  # not a symbol: its get() says so, for that market only
             return
-        due = [symbol for symbol, entry in cached.items()
-               if entry is None or now - entry.checked_at >= self._refresh_seconds]
+        stale = {symbol: entry for symbol, entry in cached.items()
+                 if entry is None or now - entry.checked_at >= self._refresh_seconds}
+        stamp = self._stamp(timeframe, now) if stale else None
+        due = [symbol for symbol, entry in stale.items() if entry is None or not self._unmoved(entry, stamp, now)]
         if len(due) < 2:
             return
 
@@ -134,6 +179,33 @@ class ModelRegistry:
 
         with ThreadPoolExecutor(min(workers, len(due)), thread_name_prefix="model-prefetch") as pool:
             list(pool.map(refresh, due))
+
+    def _stamp(self, timeframe: str, now: float) -> str | None:
+        """The timeframe's stamp, read at most once per refresh interval (None: no stamp, or S3 failed)."""
+        with self._stamp_lock:
+            seen = self._stamps.get(timeframe)
+            if seen is not None and now - seen[1] < self._refresh_seconds:
+                return seen[0]
+            key = stamp_key(self.prefix, timeframe)
+            try:
+                raw = self._get_object(key)
+                stamp = None if raw is None else json.loads(raw).get("stamp")
+            except Exception as exc:  # noqa: BLE001 - no stamp means every pointer is read, as before stamps
+                logger.warning("model registry stamp unreadable; reading every pointer",
+                               extra={"key": key, "error": str(exc)})
+                stamp = None
+            stamp = stamp if isinstance(stamp, str) and stamp else None
+            self._stamps[timeframe] = (stamp, now)
+            return stamp
+
+    @staticmethod
+    def _unmoved(entry: _Cached, stamp: str | None, now: float) -> bool:
+        """Whether the stamp vouches for the cached pointer: the one it was read under, and the backstop not due."""
+        return stamp is not None and entry.stamp == stamp and now < entry.pointer_due
+
+    def _due(self, symbol: str, now: float) -> float:
+        spread = 0.75 + 0.5 * zlib.crc32(symbol.encode()) / 2**32
+        return now + self._backstop_seconds * spread
 
     def _read_pointer(self, symbol: str, timeframe: str) -> dict[str, str]:
         key = f"{market_key(self.prefix, symbol, timeframe)}/{POINTER_NAME}"
@@ -316,6 +388,7 @@ def move_pointer(s3_client: Any, bucket: str, prefix: str, symbol: str, timefram
             raise PointerConflictError(f"{symbol} {timeframe}: pointer changed while moving it "
                                        f"({exc.response['Error'].get('Code')})") from exc
         raise
+    bump_stamp(s3_client, bucket, prefix, timeframe, symbol=symbol, model_id=model_id)
     logger.info("model pointer moved", extra={"symbol": symbol, "timeframe": timeframe, "model_id": model_id,
                                               "previous_model_id": current_id, "reason": reason})
     return pointer

@@ -64,8 +64,14 @@ def closed_only(rows: Candles | Sequence[Row], timeframe_seconds: int, now: date
         return _take(rows, keep)
     kept: list[Row] = []
     for row in rows:
-        open_time = row[0] if isinstance(row, Sequence) and len(row) > 0 else None
-        if isinstance(open_time, (int, float)) and not isinstance(open_time, bool) and open_time > cutoff_ms:
+        # ccxt's rows are lists with an int time: checked by exact type first (the ABC check is the slow part)
+        if type(row) is list and row:
+            open_time = row[0]
+        else:
+            open_time = row[0] if isinstance(row, Sequence) and len(row) > 0 else None
+        if ((type(open_time) in _NUMBER_TYPE_SET
+             or (isinstance(open_time, (int, float)) and not isinstance(open_time, bool)))
+                and open_time > cutoff_ms):
             continue
         kept.append(row)
     return kept

@@ -3,6 +3,11 @@
     {prefix}/{BASE_QUOTE}/{timeframe}/{model_id}/model.json      the artifact (plain JSON)
     {prefix}/{BASE_QUOTE}/{timeframe}/{model_id}/manifest.json   identity, data range, metrics, quantiles
     {prefix}/{BASE_QUOTE}/{timeframe}/latest.json                {"model_id", "key", "manifest_key"}
+    {prefix}/_stamp/{timeframe}.json                             {"stamp", "symbol", "model_id"}: rewritten
+                                                                 (a new random stamp) after every pointer move
+
+The stamp lets a serving registry skip re-reading every market's pointer: while it is unchanged, no pointer of
+the timeframe has moved since the registry last read them (`adapters.model_registry.ModelRegistry`).
 
 Training writes this layout (`traderai.train.write_local`) and the registry reads and publishes it
 (`traderai.adapters.model_registry`); neither imports the other.
@@ -16,12 +21,18 @@ from typing import Any
 from traderai.settings import normalize_symbol
 
 POINTER_NAME = "latest.json"
+STAMP_FOLDER = "_stamp"  # not a market folder: a market's is BASE_QUOTE, never starting with "_"
 
 
 def market_key(prefix: str, symbol: str, timeframe: str) -> str:
     """`{prefix}/{BASE_QUOTE}/{timeframe}` (no leading slash when prefix is empty)."""
     base_quote = normalize_symbol(symbol).replace("/", "_").replace(":", "_")
     return "/".join(part for part in (prefix.strip("/"), base_quote, timeframe) if part)
+
+
+def stamp_key(prefix: str, timeframe: str) -> str:
+    """`{prefix}/_stamp/{timeframe}.json`: the timeframe's pointer-move stamp."""
+    return "/".join(part for part in (prefix.strip("/"), STAMP_FOLDER, f"{timeframe}.json") if part)
 
 
 def pointer_document(prefix: str, manifest: Mapping[str, Any]) -> dict[str, str]:

@@ -240,17 +240,11 @@ class FakeExchange:
         else:
             start = int(np.searchsorted(candles.open_time_ms, since, side="left"))
             opened = min(opened, start + count)
-        rows = [
-            [
-                int(candles.open_time_ms[i]),
-                float(candles.open[i]),
-                float(candles.high[i]),
-                float(candles.low[i]),
-                float(candles.close[i]),
-                float(candles.volume[i]),
-            ]
-            for i in range(start, opened)
-        ]
+        # ints for the times, floats for the rest, as ccxt gives them (converted in bulk: this fake's own CPU
+        # would otherwise be counted as the tick's in the benchmarks)
+        values = np.column_stack([candles.open[start:opened], candles.high[start:opened], candles.low[start:opened],
+                                  candles.close[start:opened], candles.volume[start:opened]]).tolist()
+        rows = [[time, *row] for time, row in zip(candles.open_time_ms[start:opened].tolist(), values, strict=True)]
         if rows and rows[-1][0] + step_ms > now_ms:  # forming: only part of the candle has happened
             open_time, open_, high, low, close, volume = rows[-1]
             done = (now_ms - open_time) / step_ms
