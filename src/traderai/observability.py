@@ -1,7 +1,7 @@
 """Logger, Tracer and Metrics: created once here and imported everywhere (Powertools).
 
 The Tracer is Powertools' only when tracing is on. Its construction loads the X-Ray SDK (and patches
-botocore), most of an API function's import time; with POWERTOOLS_TRACE_DISABLED set (the template sets it
+botocore and pynamodb), most of an API function's import time; with POWERTOOLS_TRACE_DISABLED set (the template sets it
 from its `Tracing` parameter) the handlers get a tracer whose decorators do nothing, and the SDK is never
 imported.
 """
@@ -38,12 +38,18 @@ class DisabledTracer:
         return None
 
 
+TRACED_LIBRARIES = ("botocore", "pynamodb")
+"""What X-Ray records calls of: the libraries every function reaches AWS through. Powertools' default patches
+every library the X-Ray SDK supports that is installed, importing each at cold start, though no function
+calls them: sqlite3 everywhere, requests where ccxt brings it."""
+
+
 def _tracer() -> Any:
     if not tracing_enabled():
         return DisabledTracer()
     from aws_lambda_powertools import Tracer
 
-    return Tracer(service=SERVICE)
+    return Tracer(service=SERVICE, patch_modules=TRACED_LIBRARIES)
 
 
 logger = Logger(service=SERVICE)
