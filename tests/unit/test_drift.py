@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from traderai.adapters.model_registry import BundledModels
 from traderai.contracts import MarketInfo, RejectReason, Strategy
@@ -62,6 +64,30 @@ def test_nan_values_are_ignored() -> None:
     with_nan = np.concatenate([values, [np.nan] * 50])
     assert psi(edges, LEVELS, with_nan) == psi(edges, LEVELS, values)
     assert np.isnan(psi(edges, LEVELS, np.array([np.nan])))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), tied=st.integers(0, 8), missing=st.integers(0, 2), nan_share=st.floats(0, 1))
+def test_feature_psi_is_psi_of_each_column(seed: int, tied: int, missing: int, nan_share: float) -> None:
+    """All features at once (one padded bin table) gives psi() of every column: tied quantiles (fewer bins),
+    features the manifest lacks (NaN), NaN values and all-NaN columns."""
+    rng = np.random.default_rng(seed)
+    names = [f"f{j}" for j in range(5)]
+    values = {name: list(np.quantile(rng.normal(size=2_000) * (j + 1), LEVELS)) for j, name in enumerate(names)}
+    values["f1"] = [0.0] * tied + list(np.linspace(0.1, 1.0, 11 - tied))  # a zero-heavy feature: merged bins
+    for name in names[5 - missing:]:
+        del values[name]
+    window = rng.normal(size=(300, 5)) * 2
+    window[:40, 1] = 0.0  # values ON an edge belong to the bin above it
+    window[40:60, 0] = values["f0"][3]
+    window[rng.random(window.shape) < nan_share] = np.nan
+    window[:, 2] = np.nan if seed % 5 == 0 else window[:, 2]
+    quantiles = {"levels": list(LEVELS), "values": values}
+    got = feature_psi(quantiles, window, names)
+    want = [psi(values[name], LEVELS, window[:, j]) if name in values else np.nan for j, name in enumerate(names)]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    assert feature_psi(quantiles, window, names) is not got and np.array_equal(
+        feature_psi(quantiles, window, names), got, equal_nan=True)  # the cached table serves the same
 
 
 def _btc(n: int = 500):

@@ -65,15 +65,63 @@ def _reference(edges: tuple[float, ...], levels: tuple[float, ...]) -> tuple[np.
 
 def feature_psi(feature_quantiles: Mapping[str, Any], window: np.ndarray,
                 feature_names: Sequence[str]) -> np.ndarray:
-    """PSI per feature (NaN where the manifest lacks that feature) of `window` (rows, features)."""
-    levels = feature_quantiles["levels"]
-    values = feature_quantiles["values"]
+    """PSI per feature (NaN where the manifest lacks that feature) of `window` (rows, features).
+
+    `psi` per column, the same numbers (tests/unit/test_drift.py), with every feature's bins in one padded table
+    built once per manifest, and the shares and sums taken for all features at once.
+    """
+    edges, expected, valid = _references(feature_quantiles, tuple(feature_names))
     window = np.asarray(window, dtype=np.float64)
-    out = np.full(len(feature_names), np.nan)
-    for j, name in enumerate(feature_names):
-        if name in values:
-            out[j] = psi(values[name], levels, window[:, j])
+    features, width = expected.shape
+    finite = np.isfinite(window)
+    # the bin of each value: how many of its feature's edges are <= it (side="right"); +inf padding never is
+    bins = np.empty(window.shape, dtype=np.intp)
+    for j in range(features):
+        bins[:, j] = np.searchsorted(edges[j], window[:, j], side="right")
+    flat = (bins + np.arange(features) * width)[finite]
+    counts = np.bincount(flat, minlength=features * width).reshape(features, width)
+    rows = finite.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        actual = np.maximum(counts / rows[:, None], PSI_FLOOR)
+        terms = np.where(valid, (actual - expected) * np.log(actual / expected), 0.0)
+    out = terms.sum(axis=1)
+    out[(rows == 0) | ~valid[:, 0]] = np.nan
     return out
+
+
+_REFERENCES: dict[tuple[int, tuple[str, ...]], tuple[Any, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+_REFERENCES_KEPT = 4096  # models a process may serve; the oldest entry goes first beyond it
+
+
+def _references(feature_quantiles: Mapping[str, Any],
+                feature_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(edges, expected, valid) of every feature, padded to the widest: edges (features, bins-1) with +inf,
+    expected shares (features, bins) with 1, `valid` marking real bins (a feature the manifest lacks has none).
+    Built once per manifest (held by identity, with the manifest itself, so an id is never reused while kept)."""
+    key = (id(feature_quantiles), feature_names)
+    kept = _REFERENCES.get(key)
+    if kept is not None and kept[0] is feature_quantiles:
+        return kept[1]
+    levels = tuple(map(float, feature_quantiles["levels"]))
+    values = feature_quantiles["values"]
+    per_feature = [_reference(tuple(map(float, values[name])), levels) if name in values else None
+                   for name in feature_names]
+    width = max((len(ref[1]) for ref in per_feature if ref is not None), default=1)
+    edges = np.full((len(feature_names), width - 1), np.inf)
+    expected = np.ones((len(feature_names), width))
+    valid = np.zeros((len(feature_names), width), dtype=bool)
+    for j, ref in enumerate(per_feature):
+        if ref is not None:
+            unique, shares = ref
+            edges[j, :len(unique)] = unique
+            expected[j, :len(shares)] = shares
+            valid[j, :len(shares)] = True
+    for array in (edges, expected, valid):
+        array.flags.writeable = False
+    if len(_REFERENCES) >= _REFERENCES_KEPT:
+        del _REFERENCES[next(iter(_REFERENCES))]
+    _REFERENCES[key] = (feature_quantiles, (edges, expected, valid))
+    return edges, expected, valid
 
 
 def drift_score(feature_quantiles: Mapping[str, Any] | None, features: np.ndarray,
