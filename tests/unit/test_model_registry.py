@@ -15,7 +15,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from traderai.adapters.model_registry import ModelRegistry, move_pointer, publish, require_conditional_writes
+from traderai.adapters.model_registry import (
+    ModelRegistry,
+    move_pointer,
+    publish,
+    read_pointer,
+    require_conditional_writes,
+)
 from traderai.model.layout import market_key
 from traderai.model.serving import ModelError, ModelNotFoundError
 
@@ -59,7 +65,8 @@ def test_publish_writes_files_then_points_latest_at_them(s3: Any) -> None:
     assert pointer == {"model_id": manifest["model_id"], "key": f"{folder}/model.json",
                        "manifest_key": f"{folder}/manifest.json"}
     stored = json.loads(s3.get_object(Bucket=BUCKET, Key="models/BTC_USDT/15m/latest.json")["Body"].read())
-    assert stored == pointer
+    assert stored == {**pointer, "artifact": artifact, "manifest": manifest}  # a copy of what it names
+    assert read_pointer(s3, BUCKET, PREFIX, "BTC/USDT", "15m")[0] == pointer  # registry operations: no copy
     assert json.loads(s3.get_object(Bucket=BUCKET, Key=f"{folder}/model.json")["Body"].read()) == artifact
 
 
@@ -208,9 +215,10 @@ def test_prefetch_reads_a_shards_models_at_once_then_get_reads_nothing(s3: Any) 
     registry = ModelRegistry(BUCKET, PREFIX, lambda: slow, refresh_seconds=60, clock=clock)
 
     registry.prefetch([*symbols, "NONE/USDT"], "15m", workers=8)
-    # the stamp once, then 3 reads per model (pointer, files) overlapping, 1 for the missing market
-    assert 1 < slow.peak <= 8 and slow.gets == 62 and slow.keys[0] == "models/_stamp/15m.json"
-    assert [registry.get(s, "15m").symbol for s in symbols] == symbols and slow.gets == 62  # all cached
+    # the stamp once, then one read per model (its pointer, which carries the model) overlapping, 1 for the missing
+    assert 1 < slow.peak <= 8 and slow.gets == 22 and slow.keys[0] == "models/_stamp/15m.json"
+    assert all(key.endswith(("latest.json", "_stamp/15m.json")) for key in slow.keys)
+    assert [registry.get(s, "15m").symbol for s in symbols] == symbols and slow.gets == 22  # all cached
     with pytest.raises(ModelNotFoundError, match="NONE/USDT"):  # a market failing in prefetch fails on its own
         registry.get("NONE/USDT", "15m")
 
@@ -221,13 +229,12 @@ def test_prefetch_reads_a_shards_models_at_once_then_get_reads_nothing(s3: Any) 
     assert all(registry.get(s, "15m").model_id == f"C{i}_USDT_15m_20250101_000000" for i, s in enumerate(symbols))
     assert slow.gets == reads + 1
 
-    # one market's pointer moves (the stamp with it): the next check re-reads every pointer at once, and only
-    # the moved market's files
+    # one market's pointer moves (the stamp with it): the next check re-reads every pointer at once
     publish(s3, BUCKET, PREFIX, artifact, {**renamed(manifest, "C3_USDT_15m_20250201_000000"), "symbol": "C3/USDT"})
     clock.now += 61
     reads = slow.gets
     registry.prefetch(symbols, "15m", workers=8)
-    assert slow.gets - reads == 1 + 20 + 2 and slow.peak > 1
+    assert slow.gets - reads == 1 + 20 and slow.peak > 1
     assert registry.get("C3/USDT", "15m").model_id == "C3_USDT_15m_20250201_000000"
 
 
@@ -242,8 +249,32 @@ def test_a_pointer_moved_with_its_stamp_is_served_at_the_next_check(s3: Any) -> 
                  expected_model_id="BTC_USDT_15m_20250201_000000", reason="rollback", moved_at="2025-03-01T00:00:00Z")
     stamp = json.loads(s3.get_object(Bucket=BUCKET, Key="models/_stamp/15m.json")["Body"].read())
     assert stamp["symbol"] == "BTC/USDT" and stamp["model_id"] == "BTC_USDT_15m_20250101_000000"
+    moved = json.loads(s3.get_object(Bucket=BUCKET, Key="models/BTC_USDT/15m/latest.json")["Body"].read())
+    assert moved["manifest"]["model_id"] == "BTC_USDT_15m_20250101_000000" and moved["artifact"] == artifact
     clock.now += 61
     assert registry.get("BTC/USDT", "15m").model_id == "BTC_USDT_15m_20250101_000000"
+
+
+def test_a_pointer_without_a_copy_of_its_model_is_served_from_the_files(s3: Any) -> None:
+    """A pointer written before pointers carried their model: the two files it names are read."""
+    artifact, manifest = bundled_pair()
+    pointer = publish(s3, BUCKET, PREFIX, artifact, manifest)
+    s3.put_object(Bucket=BUCKET, Key="models/BTC_USDT/15m/latest.json", Body=json.dumps(pointer).encode())
+    slow = SlowS3(s3, delay_s=0)
+    model = ModelRegistry(BUCKET, PREFIX, lambda: slow).get("BTC/USDT", "15m")
+    assert model.model_id == manifest["model_id"] and model.manifest == manifest
+    assert slow.keys[1:] == ["models/BTC_USDT/15m/latest.json", pointer["key"], pointer["manifest_key"]]
+
+
+def test_a_pointer_whose_copy_names_another_model_is_refused(s3: Any) -> None:
+    artifact, manifest = bundled_pair()
+    publish(s3, BUCKET, PREFIX, artifact, manifest)
+    key = "models/BTC_USDT/15m/latest.json"
+    stored = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    stored["manifest"] = renamed(manifest, "BTC_USDT_15m_20990101_000000")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(stored).encode())
+    with pytest.raises(ModelError, match="pointer names .* but its manifest is BTC_USDT_15m_20990101_000000"):
+        ModelRegistry(BUCKET, PREFIX, lambda: s3).get("BTC/USDT", "15m")
 
 
 def test_without_a_stamp_every_pointer_is_read_at_each_check(s3: Any) -> None:

@@ -49,11 +49,22 @@ def publish(s3_client: Any, bucket: str, prefix: str, artifact: Mapping[str, Any
     for key, document in ((pointer["key"], artifact), (pointer["manifest_key"], manifest)):
         s3_client.put_object(Bucket=bucket, Key=key, Body=_dump(document), ContentType="application/json")
     pointer_key = f"{market_key(prefix, manifest['symbol'], manifest['timeframe'])}/{POINTER_NAME}"
-    s3_client.put_object(Bucket=bucket, Key=pointer_key, Body=_dump(pointer), ContentType="application/json",
-                         CacheControl="no-cache")
+    s3_client.put_object(Bucket=bucket, Key=pointer_key, Body=_dump(_carrying(pointer, artifact, manifest)),
+                         ContentType="application/json", CacheControl="no-cache")
     bump_stamp(s3_client, bucket, prefix, manifest["timeframe"], symbol=manifest["symbol"],
                model_id=manifest["model_id"])
     return pointer
+
+
+# A pointer carries a copy of the two documents of the model it names (`artifact`, `manifest`): a registry meeting
+# a market for the first time reads one object, not three (a shard lands on whichever sandbox is free, so a
+# sandbox meets new markets often). The files under the model's folder stay the record; `read_pointer` (the
+# registry operations, the CLI) returns the pointer without the copies.
+CARRIED = ("artifact", "manifest")
+
+
+def _carrying(pointer: Mapping[str, Any], artifact: Mapping[str, Any], manifest: Mapping[str, Any]) -> dict[str, Any]:
+    return {**pointer, "artifact": artifact, "manifest": manifest}
 
 
 def bump_stamp(s3_client: Any, bucket: str, prefix: str, timeframe: str, *, symbol: str, model_id: str) -> str:
@@ -71,7 +82,7 @@ def bump_stamp(s3_client: Any, bucket: str, prefix: str, timeframe: str, *, symb
     return stamp
 
 
-def _parse_pointer(raw: bytes, where: str) -> dict[str, str]:
+def _parse_pointer(raw: bytes, where: str) -> dict[str, Any]:
     try:
         pointer = json.loads(raw)
     except ValueError as exc:
@@ -207,7 +218,7 @@ class ModelRegistry:
         spread = 0.75 + 0.5 * zlib.crc32(symbol.encode()) / 2**32
         return now + self._backstop_seconds * spread
 
-    def _read_pointer(self, symbol: str, timeframe: str) -> dict[str, str]:
+    def _read_pointer(self, symbol: str, timeframe: str) -> dict[str, Any]:
         key = f"{market_key(self.prefix, symbol, timeframe)}/{POINTER_NAME}"
         raw = self._get_object(key)
         if raw is None:
@@ -216,7 +227,16 @@ class ModelRegistry:
                                      f"{self.bucket} --prefix {self.prefix}`)")
         return _parse_pointer(raw, f"s3://{self.bucket}/{key}")
 
-    def _load(self, pointer: Mapping[str, str]) -> ServedModel:
+    def _load(self, pointer: Mapping[str, Any]) -> ServedModel:
+        carried = [pointer.get(name) for name in CARRIED]
+        documents: list[Any] = carried if all(isinstance(d, dict) for d in carried) else self._read_files(pointer)
+        model = load_model(documents[0], documents[1])
+        if model.model_id != pointer["model_id"]:
+            raise ModelError(f"pointer names {pointer['model_id']} but its manifest is {model.model_id}")
+        return model
+
+    def _read_files(self, pointer: Mapping[str, Any]) -> list[Any]:
+        """The model's two files, for a pointer that carries no copy (written before pointers carried one)."""
         documents = []
         for key in (pointer["key"], pointer["manifest_key"]):
             raw = self._get_object(key)
@@ -226,10 +246,7 @@ class ModelRegistry:
                 documents.append(json.loads(raw))
             except ValueError as exc:
                 raise ModelError(f"s3://{self.bucket}/{key}: not JSON ({exc})") from exc
-        model = load_model(documents[0], documents[1])
-        if model.model_id != pointer["model_id"]:
-            raise ModelError(f"pointer names {pointer['model_id']} but its manifest is {model.model_id}")
-        return model
+        return documents
 
     def _get_object(self, key: str) -> bytes | None:
         from botocore.exceptions import ClientError
@@ -316,12 +333,19 @@ def read_pointer(s3_client: Any, bucket: str, prefix: str, symbol: str,
     found = _get(s3_client, bucket, key)
     if found is None:
         return None, None
-    return _parse_pointer(found[0], f"s3://{bucket}/{key}"), found[1]
+    pointer = _parse_pointer(found[0], f"s3://{bucket}/{key}")
+    return {k: v for k, v in pointer.items() if k not in CARRIED}, found[1]
 
 
 def load_model_id(s3_client: Any, bucket: str, prefix: str, symbol: str, timeframe: str,
                   model_id: str) -> ServedModel:
     """Load one model of a market by id (ModelError if it does not load, UnknownModelError if absent)."""
+    return _model_by_id(s3_client, bucket, prefix, symbol, timeframe, model_id)[0]
+
+
+def _model_by_id(s3_client: Any, bucket: str, prefix: str, symbol: str, timeframe: str,
+                 model_id: str) -> tuple[ServedModel, Any, Any]:
+    """(the model, its artifact, its manifest) of a market by id."""
     folder = f"{market_key(prefix, symbol, timeframe)}/{model_id}"
     documents = []
     for name in ("model.json", "manifest.json"):
@@ -336,7 +360,7 @@ def load_model_id(s3_client: Any, bucket: str, prefix: str, symbol: str, timefra
     model = load_model(documents[0], documents[1])
     if model.model_id != model_id or normalize_symbol(model.symbol) != normalize_symbol(symbol):
         raise ModelError(f"s3://{bucket}/{folder}/manifest.json names {model.model_id} of {model.symbol}")
-    return model
+    return model, documents[0], documents[1]
 
 
 # S3 conditional writes: PutObject's If-Match arrived in botocore 1.35.69 (If-None-Match in 1.35.x before it).
@@ -371,7 +395,7 @@ def move_pointer(s3_client: Any, bucket: str, prefix: str, symbol: str, timefram
     from botocore.exceptions import ClientError
 
     require_conditional_writes()
-    load_model_id(s3_client, bucket, prefix, symbol, timeframe, model_id)
+    _, artifact, manifest = _model_by_id(s3_client, bucket, prefix, symbol, timeframe, model_id)
     current, etag = read_pointer(s3_client, bucket, prefix, symbol, timeframe)
     current_id = current["model_id"] if current else None
     if current_id != expected_model_id:
@@ -381,8 +405,9 @@ def move_pointer(s3_client: Any, bucket: str, prefix: str, symbol: str, timefram
                "previous_model_id": current_id, "moved_at": moved_at, "reason": reason}
     condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
     try:
-        s3_client.put_object(Bucket=bucket, Key=pointer_key(prefix, symbol, timeframe), Body=_dump(pointer),
-                             ContentType="application/json", CacheControl="no-cache", **condition)
+        s3_client.put_object(Bucket=bucket, Key=pointer_key(prefix, symbol, timeframe),
+                             Body=_dump(_carrying(pointer, artifact, manifest)), ContentType="application/json",
+                             CacheControl="no-cache", **condition)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
             raise PointerConflictError(f"{symbol} {timeframe}: pointer changed while moving it "

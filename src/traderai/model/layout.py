@@ -2,7 +2,8 @@
 
     {prefix}/{BASE_QUOTE}/{timeframe}/{model_id}/model.json      the artifact (plain JSON)
     {prefix}/{BASE_QUOTE}/{timeframe}/{model_id}/manifest.json   identity, data range, metrics, quantiles
-    {prefix}/{BASE_QUOTE}/{timeframe}/latest.json                {"model_id", "key", "manifest_key"}
+    {prefix}/{BASE_QUOTE}/{timeframe}/latest.json                {"model_id", "key", "manifest_key"}; in S3 also
+                                                                 a copy of both documents ("artifact", "manifest")
     {prefix}/_stamp/{timeframe}.json                             {"stamp", "symbol", "model_id"}: rewritten
                                                                  (a new random stamp) after every pointer move
 
