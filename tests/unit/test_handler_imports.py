@@ -124,3 +124,33 @@ def test_the_api_handler_loads_at_import_only_what_its_routes_need() -> None:
     assert others & set(loaded["modules"]) == set()
     assert "traderai.adapters.signal_store" in loaded["modules"]  # every data route reads it: loaded at import
     assert loaded["built"] == []
+
+
+COLLECTIONS = """
+import gc, json
+from traderai.testing.handlers import load_handler
+collections, frozen = [], gc.get_freeze_count()  # the interpreter's own at start
+gc.callbacks.append(lambda phase, info: collections.append(info["generation"]) if phase == "stop" else None)
+load_handler("api")
+frozen = gc.get_freeze_count() - frozen
+print(json.dumps({"collections": len(collections), "enabled": gc.isenabled(), "frozen": frozen}))
+"""
+
+
+@pytest.mark.parametrize("on_lambda", [True, False], ids=["on Lambda", "elsewhere"])
+def test_on_lambda_the_api_handler_loads_without_garbage_collection(on_lambda: bool) -> None:
+    """On Lambda the collector waits while ApiFunction's module loads, then what the load created is frozen out of
+    later collections and the collector runs again; elsewhere (tests, the local stack) nothing changes."""
+    env = {"PATH": "/usr/bin:/bin", "POWERTOOLS_TRACE_DISABLED": "1", "AWS_DEFAULT_REGION": "us-east-1",
+           **({"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"} if on_lambda else {})}
+    result = subprocess.run([sys.executable, "-c", COLLECTIONS], capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    probe = json.loads(result.stdout.splitlines()[-1])
+    assert probe["enabled"]
+    if on_lambda:
+        assert probe["collections"] == 0
+        assert probe["frozen"] > 10_000  # the modules, classes and functions the load created
+    else:
+        assert probe["collections"] > 0
+        assert probe["frozen"] == 0
