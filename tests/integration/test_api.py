@@ -376,6 +376,19 @@ def test_openapi_is_served_and_the_repo_copy_is_up_to_date(call: Callable[..., R
         "docs/openapi.json is stale: run `python -m traderai.testing.openapi_doc`")
 
 
+def test_the_document_is_the_same_after_the_container_served_other_routes(call: Callable[..., Reply],
+                                                                          history: list[Signal]) -> None:
+    """The reply models build their validators at first use and the chart's route joins at the first GET
+    /openapi.json: a warm container that served every route first still serves the same document."""
+    for event, status in (("api_get_signals.json", 200), ("api_get_performance.json", 200), ("api_health.json", 200),
+                          ("api_get_signals_bad_limit.json", 400), ("api_get_signal_not_found.json", 404)):
+        assert call(event)["statusCode"] == status, event
+    served = call("api_openapi.json")["json"]
+    assert json.loads(Path(OPENAPI_DOC).read_text()) == served
+    assert call("api_openapi.json")["json"] == served
+    assert call("api_get_signals.json")["statusCode"] == 200  # and the routes still answer after it
+
+
 # ---------------------------------------------------------------- Query, never Scan: 10,000 items
 
 @pytest.mark.slow
