@@ -77,7 +77,8 @@ HOW = ("real: the function's layers as built for sam build, read-only, with the 
 RUNTIME_SDK = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3")
 
 PROBE = r"""
-import importlib.util, json, sys, time
+import gc, importlib.util, json, sys, time
+frozen_before = gc.get_freeze_count()
 started, cpu_started = time.perf_counter(), time.process_time()
 task, opt, sdk, name, event_path, heavy = sys.argv[1:7]
 sys.path[:0] = [task, opt, sdk]  # Lambda's order: /var/task, /opt/python, then the runtime's site-packages
@@ -86,6 +87,7 @@ module = importlib.util.module_from_spec(spec)
 sys.modules["app"] = module
 spec.loader.exec_module(module)
 imported, cpu_imported = time.perf_counter(), time.process_time()
+frozen = gc.get_freeze_count() - frozen_before  # a handler that froze what its load created (gc.freeze)
 heavy = heavy.split(",")
 at_import = sorted(h for h in heavy if h in sys.modules)
 
@@ -127,7 +129,7 @@ compiled = [n for n, m in sys.modules.items() if (getattr(m, "__file__", None) o
 print("PROBE" + json.dumps({"import_s": imported - started, "first_call_s": first_call, "ccxt_s": ccxt_s,
                             "import_cpu_s": cpu_imported - cpu_started, "first_cpu_s": cpu_called - cpu_started,
                             "at_import": at_import, "after_call": after_call, "compiled": len(compiled),
-                            "error": error}))
+                            "frozen": frozen, "error": error}))
 """
 
 
@@ -335,6 +337,9 @@ def measure(runs: int, compare: bool, only: list[str] | None = None) -> list[Fig
             note = (f"median of {runs} (wall clock; CPU {cpu:.2f} s), tracing on (Tracing: Active); {HOW}; modules "
                     f"compiled at import: {last['compiled']}; heavy at import: {', '.join(last['at_import']) or 'none'}"
                     f"{before}")
+            if last["frozen"]:
+                note += (f"; loaded with the garbage collector paused, then {last['frozen']:,} objects frozen out of "
+                         "later collections (gc.freeze), as on Lambda (AWS_LAMBDA_RUNTIME_API)")
             if handler.target_s and module_s > handler.target_s:
                 note += "; heaviest: " + ", ".join(f"{m} {s:.2f} s"
                                                   for m, s in heaviest_imports(handler.name, shipped[handler.name]))

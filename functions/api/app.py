@@ -6,8 +6,8 @@ document; every error, ours or the validator's, leaves through the exception han
 On Lambda (AWS_LAMBDA_RUNTIME_API set) the garbage collector is paused while this module loads, and what
 the load created is then frozen out of every later collection (`gc.freeze`): all of it lives as long as the
 container, so the collector's passes during the load (~15 ms) and the first full collection after it (~20-30
-ms of the first request, walking each of the ~54,000 objects the load created) found next to nothing to
-free (about 360 objects, which now stay for the container's life). Tests and the local stack, which load
+ms of the first request, walking the ~88,000 objects then alive) found next to nothing to free (about 360
+objects, which now stay for the container's life). Tests and the local stack, which load
 many handlers in one process, keep the collector as it is.
 """
 
