@@ -273,7 +273,7 @@ def test_a_pointer_whose_copy_names_another_model_is_refused(s3: Any) -> None:
     stored = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
     stored["manifest"] = renamed(manifest, "BTC_USDT_15m_20990101_000000")
     s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(stored).encode())
-    with pytest.raises(ModelError, match="pointer names .* but its manifest is BTC_USDT_15m_20990101_000000"):
+    with pytest.raises(ModelError, match=r"pointer names \S+ but its manifest is BTC_USDT_15m_20990101_000000"):
         ModelRegistry(BUCKET, PREFIX, lambda: s3).get("BTC/USDT", "15m")
 
 
