@@ -8,9 +8,9 @@ are imported here: the ports sit just above them, below every adapter and servic
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from traderai.contracts import ApiKeyRecord, Candles, MarketInfo, Signal
 
@@ -34,6 +34,17 @@ class MarketDataSource(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class MarketInfoBatch(Protocol):
+    """A `MarketDataSource` that asks many markets' facts at once, in fewer exchange requests than one a market
+    (the live source, on an exchange that takes a list of symbols); `fetch_markets` uses it when a source has it."""
+
+    async def market_infos(self, symbols: Sequence[str], now: datetime) -> Mapping[str, MarketInfo | Exception]:
+        """`market_info` of the symbols it asks together, each its info or the error that fails that market
+        alone; a symbol left out is asked with `market_info`."""
+        ...
 
 
 class CandleHistory(Protocol):

@@ -287,3 +287,42 @@ def test_a_per_minute_weight_exchange_gets_a_rolling_window_limiter(exchange_id:
     if algorithm == "rollingWindow":
         assert bucket["windowSize"] / bucket["rateLimit"] == 1200  # cost units a minute = 6,000 weight
     asyncio.run(source.close())
+
+
+def test_ccxts_binance_asks_a_spot_batch_of_tickers_in_one_request_listing_the_symbols() -> None:
+    # The real ccxt binance class (the version installed), its HTTP layer replaced: what would go on the wire
+    source = CcxtSource(Settings(exchange_id="binance", markets=("BTC/USDT", "ETH/USDT"), timeframe="15m"))
+    exchange = source._exchange
+    sent: list[str] = []
+    costs: list[float] = []
+
+    async def fetch(url: str, method: str = "GET", headers: object = None, body: object = None) -> object:
+        sent.append(url)  # Binance's reply: quote volumes as strings
+        return [{"symbol": "BTCUSDT", "quoteVolume": "1234.5", "volume": "1", "lastPrice": "100", "closeTime": 1},
+                {"symbol": "ETHUSDT", "quoteVolume": "7", "volume": "1", "lastPrice": "10", "closeTime": 1}]
+
+    async def throttle(cost: float | None = None) -> None:
+        costs.append(cost or 0.0)
+
+    def market(base: str) -> dict[str, object]:
+        return {"id": f"{base}USDT", "symbol": f"{base}/USDT", "base": base, "quote": "USDT", "baseId": base,
+                "quoteId": "USDT", "type": "spot", "spot": True, "margin": False, "swap": False, "future": False,
+                "option": False, "contract": False, "active": True, "precision": {"amount": 0.001, "price": 0.01},
+                "limits": {}, "info": {}}
+
+    exchange.fetch, exchange.throttle = fetch, throttle
+    exchange.set_markets([market("BTC"), market("ETH")])
+    infos = asyncio.run(source.market_infos(["BTC/USDT", "ETH/USDT"], NOW))
+    asyncio.run(source.close())
+    assert sent == ["https://api.binance.com/api/v3/ticker/24hr?symbols=%5B%22BTCUSDT%22%2C%22ETHUSDT%22%5D"]
+    assert {s: i.quote_volume_24h for s, i in infos.items()} == {"BTC/USDT": 1234.5, "ETH/USDT": 7.0}  # type: ignore[union-attr]
+    # ccxt's own limiter charges a `symbols` request its no-symbol cost: 16 units (80 weight at 0.4 units per 2),
+    # more than Binance's 2; it can only wait longer than the exchange asks (market.exchange)
+    assert costs == [16]
+
+
+def test_a_non_binance_exchange_asks_every_ticker_alone() -> None:
+    fake = FakeExchange(CANDLES, now=NOW, exchange_id="kraken")
+    source = CcxtSource(Settings(exchange_id="kraken", markets=SYMBOLS, timeframe="15m"), exchange=fake)
+    assert asyncio.run(source.market_infos(SYMBOLS, NOW)) == {}  # fetch_markets then asks market_info
+    assert fake.count("fetch_tickers") == 0

@@ -10,6 +10,7 @@ import ccxt
 import pytest
 
 from traderai.contracts import SettingsError
+from traderai.core.shards import shard_weight
 from traderai.market import PermanentMarketError, TemporaryMarketError
 from traderai.market.exchange import CcxtSource, RetryPolicy
 from traderai.market.fetch import UnexpectedMarketError, fetch_markets, make_source
@@ -49,19 +50,27 @@ def test_markets_are_fetched_concurrently() -> None:
     assert failures == {}
     assert set(snapshots) == set(SYMBOLS)
     assert 0.1 <= elapsed < 0.5  # sequential would take 8 × 2 × 100 ms
-    assert fake.peak_in_flight == 16
+    assert fake.peak_in_flight == 9  # 8 candle requests and the one request for the 8 tickers
+    assert fake.ticker_requests == [list(SYMBOLS)] and fake.count("fetch_ticker") == 0
 
 
 def test_the_semaphore_bounds_markets_in_flight() -> None:
     fake = FakeExchange(CANDLES, now=NOW, latency_s=0.01)
     snapshots, _ = asyncio.run(fetch_markets(ccxt_source(fake), SYMBOLS, "15m", 200, NOW, concurrency=2))
     assert len(snapshots) == 8
+    assert fake.peak_in_flight <= 3  # 2 markets' candles + the one ticker request beside them
+    fake = FakeExchange(CANDLES, now=NOW, latency_s=0.01)
+    fake.has["fetchTickers"] = False
+    snapshots, _ = asyncio.run(fetch_markets(ccxt_source(fake), SYMBOLS, "15m", 200, NOW, concurrency=2))
+    assert len(snapshots) == 8
     assert fake.peak_in_flight <= 4  # 2 markets × (candles + ticker)
 
 
 def test_one_market_failing_leaves_the_others_alone(caplog: pytest.LogCaptureFixture) -> None:
-    # Given one delisted market, one whose requests keep timing out and one returning garbage
+    # Given one delisted market, one whose requests keep timing out and one returning garbage, on an exchange
+    # that serves no batched tickers (ccxt's `has["fetchTickers"]` false): each market's ticker asked alone
     fake = FakeExchange(CANDLES, now=NOW, latency_s=0.01)
+    fake.has["fetchTickers"] = False
     fake.fail_always(
         "fetch_ohlcv", ccxt.BadSymbol("binance does not have market symbol C01/USDT"), symbol="C01/USDT"
     )
@@ -81,6 +90,7 @@ def test_one_market_failing_leaves_the_others_alone(caplog: pytest.LogCaptureFix
     logged = {r.symbol: r.reason for r in caplog.records if r.getMessage() == "market data failed"}  # type: ignore[attr-defined]
     assert logged == {s: f.reason for s, f in failures.items()}
     assert fake.count("fetch_ticker", "C02/USDT") == 2  # retried once, then given up
+    assert fake.count("fetch_tickers") == 0 and fake.count("fetch_ticker") == 9
 
 
 def test_a_snapshot_pairs_candles_with_market_info() -> None:
@@ -92,11 +102,121 @@ def test_a_snapshot_pairs_candles_with_market_info() -> None:
 
 def test_an_unexpected_exception_is_contained_to_its_market() -> None:
     fake = FakeExchange(CANDLES, now=NOW)
+    fake.has["fetchTickers"] = False
     fake.fail_always("fetch_ticker", KeyError("a parsing bug"), symbol="C05/USDT")
     snapshots, failures = asyncio.run(fetch_markets(ccxt_source(fake), SYMBOLS, "15m", 200, NOW))
     assert len(snapshots) == 7
     assert isinstance(failures["C05/USDT"], UnexpectedMarketError)
     assert failures["C05/USDT"].reason == "unexpected_error"
+
+
+# -- batched tickers: a shard's spot tickers in requests of 20 (Binance weighs 1-20 symbols 2) ----------------
+
+MANY = tuple(f"M{i:02d}/USDT" for i in range(45))
+MANY_CANDLES = {s: synthetic_candles(s, start=START, count=400, seed=i) for i, s in enumerate(MANY)}
+
+
+def test_a_shards_tickers_are_asked_in_batches_of_20_and_weighed_in_its_budget() -> None:
+    # Given 45 markets and the shard's share of the exchange budget
+    fake = FakeExchange(MANY_CANDLES, now=NOW, latency_s=0.01)
+    source = ccxt_source(fake)
+    source.share_budget(480)
+    # When the shard fetches them
+    snapshots, failures = asyncio.run(fetch_markets(source, MANY, "15m", 200, NOW))
+    # Then every market arrives, its tickers from 3 requests (20, 20, 5 symbols), none asked alone
+    assert failures == {} and set(snapshots) == set(MANY)
+    assert fake.ticker_requests == [list(MANY[0:20]), list(MANY[20:40]), list(MANY[40:45])]
+    assert fake.count("fetch_ticker") == 0 and fake.count("fetch_ohlcv") == 45
+    # the same facts a ticker asked alone gives
+    alone = FakeExchange(MANY_CANDLES, now=NOW)
+    for symbol in (MANY[0], MANY[44]):
+        assert snapshots[symbol].info == asyncio.run(ccxt_source(alone).market_info(symbol, NOW))
+    # and the shard's budget counted what was sent: load_markets (20, a cold start's), then 45 klines x 2 and
+    # 3 ticker requests x 2, as the plan counts the shard
+    assert shard_weight(MANY) == 96
+    assert source._budget is not None and source._budget.used(time.monotonic()) == 20 + 96
+
+
+def test_a_market_missing_from_the_batch_or_with_a_bad_quote_volume_fails_alone(
+        caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeExchange(CANDLES, now=NOW)
+    fake.mangle_ticker("C01/USDT", lambda ticker: None)  # left out of the reply
+    fake.mangle_ticker("C02/USDT", lambda ticker: {**ticker, "quoteVolume": float("nan")})
+    fake.mangle_ticker("C03/USDT", lambda ticker: {**ticker, "quoteVolume": -5.0})
+    fake.mangle_ticker("C04/USDT", lambda ticker: {**ticker, "quoteVolume": "lots"})
+    fake.mangle_ticker("C05/USDT", lambda ticker: ["not", "a", "ticker"])
+    fake.mangle_ticker("C06/USDT", lambda ticker: {**ticker, "quoteVolume": None, "baseVolume": None})
+    snapshots, failures = asyncio.run(fetch_markets(ccxt_source(fake), SYMBOLS, "15m", 200, NOW))
+    assert {s: f.reason for s, f in failures.items()} == {
+        "C01/USDT": "ticker_missing", "C02/USDT": "bad_ticker", "C03/USDT": "bad_ticker",
+        "C04/USDT": "bad_ticker", "C05/USDT": "bad_ticker"}
+    assert "C01/USDT: not in the binance fetch_tickers reply for 8 symbols" in str(failures["C01/USDT"])
+    assert "nan" in str(failures["C02/USDT"]) and "-5.0" in str(failures["C03/USDT"])
+    assert set(snapshots) == {"C00/USDT", "C06/USDT", "C07/USDT"}
+    assert snapshots["C06/USDT"].info.quote_volume_24h is None  # no volume given: the liquidity filter decides
+    assert fake.count("fetch_tickers") == 1 and fake.count("fetch_ticker") == 0  # nothing asked twice
+    logged = {r.symbol: r.reason for r in caplog.records if r.getMessage() == "market data failed"}  # type: ignore[attr-defined]
+    assert logged == {s: f.reason for s, f in failures.items()}
+
+
+@pytest.mark.parametrize(("error", "reason"), [(ccxt.RequestTimeout("timed out"), "exchange_unavailable"),
+                                               (ccxt.RateLimitExceeded("429"), "rate_limited")])
+def test_a_batch_failing_after_its_retries_fails_each_of_its_markets_with_the_reason(
+        error: Exception, reason: str, caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeExchange(CANDLES, now=NOW)
+    fake.fail_always("fetch_tickers", error)
+    snapshots, failures = asyncio.run(fetch_markets(ccxt_source(fake, attempts=3), SYMBOLS, "15m", 200, NOW))
+    assert snapshots == {} and {s: f.reason for s, f in failures.items()} == dict.fromkeys(SYMBOLS, reason)
+    assert fake.count("fetch_tickers") == 3 and fake.count("fetch_ticker") == 0  # retried, then given up
+    assert all(str(failures[s]).startswith(f"{s}: binance fetch_tickers 8 symbols") for s in SYMBOLS)
+    logged = {r.symbol: r.reason for r in caplog.records if r.getMessage() == "market data failed"}  # type: ignore[attr-defined]
+    assert logged == dict.fromkeys(SYMBOLS, reason)  # never silent: each market logged with its reason
+
+
+def test_a_batch_failing_once_is_retried_and_every_market_arrives() -> None:
+    fake = FakeExchange(CANDLES, now=NOW)
+    fake.fail_next("fetch_tickers", ccxt.RateLimitExceeded("429"))
+    snapshots, failures = asyncio.run(fetch_markets(ccxt_source(fake), SYMBOLS, "15m", 200, NOW))
+    assert failures == {} and len(snapshots) == 8 and fake.count("fetch_tickers") == 2
+
+
+def test_a_batch_the_exchange_rejects_is_asked_market_by_market_so_only_the_bad_one_fails() -> None:
+    # Binance rejects a whole `symbols` list for one symbol it no longer serves (-1121 Invalid symbol)
+    fake = FakeExchange(CANDLES, now=NOW)
+    fake.fail_next("fetch_tickers", ccxt.BadSymbol('binance {"code":-1121,"msg":"Invalid symbol."}'))
+    fake.fail_always("fetch_ticker", ccxt.BadSymbol("binance does not have market symbol C02/USDT"),
+                     symbol="C02/USDT")
+    snapshots, failures = asyncio.run(fetch_markets(ccxt_source(fake), SYMBOLS, "15m", 200, NOW))
+    assert {s: f.reason for s, f in failures.items()} == {"C02/USDT": "exchange_rejected"}
+    assert len(snapshots) == 7 and fake.count("fetch_tickers") == 1 and fake.count("fetch_ticker") == 8
+
+
+def test_a_bug_in_a_batch_fails_its_markets_as_unexpected_each_reported() -> None:
+    fake = FakeExchange(CANDLES, now=NOW)
+    fake.fail_always("fetch_tickers", KeyError("a parsing bug"))
+    snapshots, failures = asyncio.run(fetch_markets(ccxt_source(fake), SYMBOLS, "15m", 200, NOW))
+    assert snapshots == {} and {f.reason for f in failures.values()} == {"unexpected_error"} and len(failures) == 8
+    assert all(isinstance(f.__cause__, KeyError) for f in failures.values())
+
+
+def test_derivative_markets_tickers_are_asked_alone_beside_the_spot_batch() -> None:
+    # ccxt's binance asks futures tickers with no symbols list (every ticker of the futures exchange)
+    symbols = ("A/USDT", "B/USDT", "C/USDT:USDT", "D/USDT", "E/USDT:USDT")
+    fake = FakeExchange({s: synthetic_candles(s, start=START, count=400, seed=i) for i, s in enumerate(symbols)},
+                        now=NOW)
+    snapshots, failures = asyncio.run(fetch_markets(ccxt_source(fake), symbols, "15m", 200, NOW))
+    assert failures == {} and len(snapshots) == 5
+    assert fake.ticker_requests == [["A/USDT", "B/USDT", "D/USDT"]]
+    assert fake.count("fetch_ticker") == 2 and fake.count("fetch_ticker", "C/USDT:USDT") == 1
+
+
+def test_markets_failing_to_load_fail_each_market_with_the_reason() -> None:
+    fake = FakeExchange(CANDLES, now=NOW)
+    fake.fail_always("load_markets", ccxt.ExchangeNotAvailable("maintenance"))
+    snapshots, failures = asyncio.run(fetch_markets(ccxt_source(fake), SYMBOLS, "15m", 200, NOW))
+    assert snapshots == {} and {s: f.reason for s, f in failures.items()} == dict.fromkeys(
+        SYMBOLS, "exchange_unavailable")
+    assert fake.count("fetch_tickers") == 0
 
 
 def test_a_replay_source_works_the_same_way() -> None:

@@ -11,13 +11,19 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from traderai.core.shards import (
+    KLINES_WEIGHT,
     RETRY_INTERVAL_SECONDS,
-    WEIGHT_PER_MARKET,
+    TICKER_BATCH_SIZE,
+    TICKER_WEIGHT,
     WINDOW_SECONDS,
+    Shard,
     ShardPlanError,
     TickBudgetError,
+    max_spot_markets,
     plan_shards,
     shard_from_item,
+    shard_weight,
+    ticker_batch_weight,
 )
 from traderai.market.budget import WeightBudget
 
@@ -62,46 +68,94 @@ def test_an_item_that_is_not_a_shard_of_a_plan_is_refused() -> None:
 def test_the_budget_is_shared_equally_below_the_exchange_limit() -> None:
     plan = plan_shards([f"M{i}/USDT" for i in range(1000)], 100, 6000)
     assert len(plan) == 10 and {s.weight_per_minute for s in plan} == {480}  # 6,000 x 0.8 / 10
-    assert all(s.minutes_needed <= 1 for s in plan)  # 100 markets x 4 weight = 400 <= 480: one burst
+    assert all(s.minutes_needed <= 1 for s in plan)  # 100 klines x 2 + 5 ticker batches x 2 = 210 <= 480
     with pytest.raises(ShardPlanError, match="EXCHANGE_WEIGHT_PER_MINUTE"):
         plan_shards([f"M{i}/USDT" for i in range(2000)], 1, 6000, max_windows=None)  # 2,000 shards: 2 weight each
 
 
 def test_a_tick_over_one_window_of_the_budget_is_refused_with_the_figures() -> None:
-    assert len(plan_shards([f"M{i}/USDT" for i in range(1200)], 100, 6000)) == 12  # 4,800 weight: exactly fits
+    # 22 shards of 100 (210 each: 4,620) and one of 85 (170 + 5 batches x 2 = 180): 4,800, exactly the budget
+    assert len(plan_shards([f"M{i}/USDT" for i in range(2285)], 100, 6000)) == 23
     with pytest.raises(TickBudgetError) as refused:
         plan_shards([f"M{i}/USDT" for i in range(10_000)], 100, 6000)
     assert str(refused.value) == (
-        "exchange budget: 10,000 markets need 40,000 request weight per tick (4 each), but "
-        "EXCHANGE_WEIGHT_PER_MINUTE 6,000 less the 20% reserve gives 4,800 per minute: at most 1,200 markets "
-        "per tick from one IP")
-    with pytest.raises(TickBudgetError, match="1,201 markets"):
-        plan_shards([f"M{i}/USDT" for i in range(1201)], 100, 6000)
+        "exchange budget: 10,000 markets need 21,000 request weight per tick (2 a market for its candles, 2 a "
+        "request for the tickers of up to 20 spot markets of a shard or of one derivative market), but "
+        "EXCHANGE_WEIGHT_PER_MINUTE 6,000 less the 20% reserve gives 4,800 per minute: at most 2,285 spot "
+        "markets per tick from one IP in shards of 100")
+    with pytest.raises(TickBudgetError, match="2,286 markets need 4,802 request weight"):
+        plan_shards([f"M{i}/USDT" for i in range(2286)], 100, 6000)
+    # shards of one market: a klines and a one-symbol ticker request each, 4 weight a market, as before batching
+    with pytest.raises(TickBudgetError, match=r"at most 1,200 spot markets per tick from one IP in shards of 1$"):
+        plan_shards([f"M{i}/USDT" for i in range(1201)], 1, 6000)
+    # derivative markets' tickers are asked one by one (4 weight each): 1,200 of them fill the budget
+    assert len(plan_shards([f"M{i}/USDT:USDT" for i in range(1200)], 100, 6000)) == 12
+    with pytest.raises(TickBudgetError, match="1,201 markets need 4,804 request weight"):
+        plan_shards([f"M{i}/USDT:USDT" for i in range(1201)], 100, 6000)
     assert len(plan_shards([f"M{i}/USDT" for i in range(10_000)], 100, None)) == 100  # no budget counted
 
 
+def test_the_weight_of_a_shard_counts_each_request_binance_weighs() -> None:
+    # GET /api/v3/ticker/24hr with a `symbols` list: 2 for 1-20 symbols, 40 for 21-100, 80 for 101 or more
+    assert [ticker_batch_weight(n) for n in (1, 20, 21, 100, 101, 500)] == [2, 2, 40, 40, 80, 80]
+    with pytest.raises(ValueError, match="at least one symbol"):
+        ticker_batch_weight(0)
+    spot = [f"M{i}/USDT" for i in range(100)]
+    assert shard_weight(spot) == 100 * 2 + 5 * 2  # 5 batches of 20: 10 weight, where 100 tickers alone were 200
+    assert shard_weight(spot[:1]) == 4 and shard_weight(spot[:20]) == 42 and shard_weight(spot[:21]) == 46
+    assert shard_weight(["BTC/USDT:USDT", "ETH/USDT:USDT", *spot[:30]]) == 32 * 2 + 2 * 2 + 2 * 2
+    assert shard_weight([]) == 0
+
+
+@settings(deadline=None)
+@given(size=st.integers(1, 400), limit=st.integers(60, 60_000))
+def test_the_most_markets_a_plan_takes_is_the_figure_its_refusal_names(size: int, limit: int) -> None:
+    usable = int(limit * 0.8)
+    most = max_spot_markets(usable, size)
+    assert most >= usable // (KLINES_WEIGHT + TICKER_WEIGHT)  # never fewer than without batching
+    try:
+        plan_shards([f"M{i}/USDT" for i in range(max(most, 1))], size, limit)
+    except TickBudgetError:
+        raise AssertionError(f"{most} markets refused in shards of {size} at {limit}") from None
+    except ShardPlanError:
+        pass  # too many shards for the budget to give each one market's weight: another refusal
+    with pytest.raises(ShardPlanError, match=f"at most {most:,} spot markets" if most else ""):
+        plan_shards([f"M{i}/USDT" for i in range(most + 1)], size, limit)
+
+
+def _requests(shard: Shard) -> list[int]:
+    """The weights of the requests a shard's tick sends, as CcxtSource sends them: a klines request a market,
+    the spot markets' tickers in batches of TICKER_BATCH_SIZE, a derivative market's ticker alone."""
+    spot = [m for m in shard.markets if ":" not in m]
+    batches = [spot[i:i + TICKER_BATCH_SIZE] for i in range(0, len(spot), TICKER_BATCH_SIZE)]
+    weights = [KLINES_WEIGHT] * len(shard.markets) + [ticker_batch_weight(len(batch)) for batch in batches]
+    weights += [TICKER_WEIGHT] * (len(shard.markets) - len(spot))
+    assert sum(weights) == shard_weight(shard.markets)  # the plan counts what the shard sends
+    return weights
+
+
 def _simulate(plan, request_gaps, failing: set[int], fail_after: int) -> list[tuple[float, int]]:
-    """Every shard issues its requests (weight 2) as soon as its own WeightBudget allows, plus the gaps
+    """Every shard issues its requests (`_requests`) as soon as its own WeightBudget allows, plus the gaps
     drawn; a failing shard stops after `fail_after` requests and is retried RETRY_INTERVAL_SECONDS after its
     last one with a fresh budget (a new sandbox). Returns every (time, weight) granted, in virtual time."""
     granted: list[tuple[float, int]] = []
-    attempts = []  # (start time, shard index, attempt, requests)
-    for shard in plan:
-        requests = len(shard.markets) * WEIGHT_PER_MARKET // 2
-        attempts.append((0.0, shard.index, 0, requests))
+    attempts = [(0.0, shard.index, 0) for shard in plan]  # (start time, shard index, attempt)
     heapq.heapify(attempts)
     while attempts:
-        now, index, attempt, requests = heapq.heappop(attempts)
+        now, index, attempt = heapq.heappop(attempts)
+        weights = _requests(plan[index])
+        requests = len(weights)
         budget = WeightBudget(plan[index].weight_per_minute, WINDOW_SECONDS)
         stop_at = fail_after if index in failing and attempt == 0 else requests
         for n in range(min(stop_at, requests)):
             now += request_gaps[(index + n) % len(request_gaps)]
-            while (wait := budget.delay(2, now)) > 0:  # as WeightBudget.acquire waits, in virtual time
+            weight = weights[(index + n) % requests]  # the batches among the klines, in any order
+            while (wait := budget.delay(weight, now)) > 0:  # as WeightBudget.acquire waits, in virtual time
                 now += wait
-            budget.grant(2, now)
-            granted.append((now, 2))
+            budget.grant(weight, now)
+            granted.append((now, weight))
         if stop_at < requests:  # the attempt failed: Step Functions retries this shard alone, later
-            heapq.heappush(attempts, (now + RETRY_INTERVAL_SECONDS, index, attempt + 1, requests))
+            heapq.heappush(attempts, (now + RETRY_INTERVAL_SECONDS, index, attempt + 1))
     return granted
 
 
@@ -121,19 +175,23 @@ def _max_in_any_window(granted: list[tuple[float, int]]) -> int:
 
 
 @settings(max_examples=60, deadline=None)
-@given(markets=st.integers(1, 1500), size=st.integers(20, 400), limit=st.sampled_from([1200, 2400, 6000]),
+@given(markets=st.integers(1, 2500), size=st.integers(20, 400), limit=st.sampled_from([1200, 2400, 6000]),
        gaps=st.lists(st.floats(0, 0.5), min_size=1, max_size=7), failing=st.sets(st.integers(0, 80), max_size=5),
-       fail_after=st.integers(0, 300))
-@example(markets=301, size=20, limit=1200, gaps=[7.766539596959239e-131], failing=set(), fail_after=0)
+       fail_after=st.integers(0, 300), derivative_every=st.sampled_from([0, 0, 3, 40]))
+@example(markets=301, size=20, limit=1200, gaps=[7.766539596959239e-131], failing=set(), fail_after=0,
+         derivative_every=0)
 def test_shards_together_never_exceed_the_exchange_budget(markets: int, size: int, limit: int, gaps: list[float],
-                                                          failing: set[int], fail_after: int) -> None:
-    symbols = [f"M{i}/USDT" for i in range(markets)]
+                                                          failing: set[int], fail_after: int,
+                                                          derivative_every: int) -> None:
+    symbols = [f"M{i}/USDT:USDT" if derivative_every and i % derivative_every == 0 else f"M{i}/USDT"
+               for i in range(markets)]
     try:
         plan = plan_shards(symbols, size, limit, max_windows=None)  # past one window too: the limiter alone
     except ShardPlanError:
         return  # too many shards for the budget: refused at planning, nothing runs
     granted = _simulate(plan, gaps, failing, fail_after)
-    assert sum(w for _, w in granted) >= markets * WEIGHT_PER_MARKET  # every market fetched (retries included)
+    # every market fetched (retries included)
+    assert sum(w for _, w in granted) >= sum(shard_weight(shard.markets) for shard in plan)
     assert _max_in_any_window(granted) <= limit, (markets, size, limit, gaps, failing, fail_after)
 
 

@@ -4,10 +4,11 @@ writes every shard's `item()` to the tick's plan object in S3, which the state m
 reads (one item per shard: its markets travel with it, so a shard never re-reads the list, and a list changed
 during the tick cannot move a market between shards); `shard_from_item` checks an item a shard is given.
 
-The exchange budget (Binance: request weight per IP per minute, 6,000 on spot; klines and a one-symbol
-ticker weigh 2 each) is shared by every shard of a tick, since Lambda invocations may leave through the
-same IP (always so behind a NAT gateway). Each shard gets an equal share of the budget minus a reserve
-(`RESERVE_FRACTION`, for load_markets at a cold start and retried requests), enforced over a rolling minute
+The exchange budget (Binance: request weight per IP per minute, 6,000 on spot; a klines request weighs 2, and
+a 24h-ticker request 2 for 1-20 symbols: `shard_weight` counts a shard's tick) is shared by every shard of a
+tick, since Lambda invocations may leave through the same IP (always so behind a NAT gateway). Each shard
+gets an equal share of the budget minus a reserve (`RESERVE_FRACTION`, for load_markets at a cold start,
+retried requests and a rejected ticker batch asked again market by market), enforced over a rolling minute
 by its own limiter (market.budget.WeightBudget); the shares add up to at most the budget, so the shards
 together never exceed it, whatever their timing. A retried shard runs in a fresh sandbox with a fresh
 limiter: the state machine waits a full window (`RETRY_INTERVAL_SECONDS`) before the retry, so the failed
@@ -28,7 +29,33 @@ from typing import Any
 RESERVE_FRACTION = 0.2
 WINDOW_SECONDS = 60.0
 RETRY_INTERVAL_SECONDS = 61  # > WINDOW_SECONDS: a retry never shares a window with its failed attempt
-WEIGHT_PER_MARKET = 2 + 2  # one klines request and one 24h ticker request (Binance weights)
+# Binance spot request weights: GET /api/v3/klines weighs 2 at any limit up to 1,000; GET /api/v3/ticker/24hr
+# weighs 2 with one `symbol`, and with a `symbols` list 2 for 1-20 symbols, 40 for 21-100, 80 for 101 or more.
+# A shard asks its spot markets' tickers in requests of TICKER_BATCH_SIZE symbols (100 markets: 5 requests,
+# weight 10; one request of 100 would weigh 40); a derivative market's (`BTC/USDT:USDT`) ticker is asked alone,
+# since ccxt's binance sends no `symbols` list to the futures endpoints (market.exchange).
+KLINES_WEIGHT = 2
+TICKER_WEIGHT = 2  # one symbol, or a batch of up to TICKER_BATCH_SIZE
+TICKER_BATCH_SIZE = 20
+
+
+def ticker_batch_weight(symbols: int) -> int:
+    """Binance spot's weight of one GET /api/v3/ticker/24hr listing `symbols` symbols (1 or more)."""
+    if symbols < 1:
+        raise ValueError("a ticker batch lists at least one symbol")
+    return TICKER_WEIGHT if symbols <= 20 else 40 if symbols <= 100 else 80
+
+
+def shard_weight(markets: Sequence[str]) -> int:
+    """The request weight one tick of these markets costs in one shard: a klines request each, the spot markets'
+    tickers in batches of TICKER_BATCH_SIZE, each derivative market's ticker alone."""
+    derivatives = sum(1 for market in markets if ":" in market)
+    spot = len(markets) - derivatives
+    return (len(markets) * KLINES_WEIGHT + derivatives * TICKER_WEIGHT
+            + math.ceil(spot / TICKER_BATCH_SIZE) * ticker_batch_weight(TICKER_BATCH_SIZE))
+
+
+MIN_SHARE = KLINES_WEIGHT + TICKER_WEIGHT  # one market's tick: a shard's share is never less
 MAX_TICK_WINDOWS = 1.0  # a tick's weight must fit one window of the budget (less the reserve)
 
 
@@ -62,7 +89,7 @@ class Shard:
         """Minutes this shard's requests take at its budget share (≤ 1: the whole shard in one burst)."""
         if self.weight_per_minute is None:
             return 0.0
-        return len(self.markets) * WEIGHT_PER_MARKET / self.weight_per_minute
+        return shard_weight(self.markets) / self.weight_per_minute
 
     def item(self) -> dict[str, Any]:
         """The shard as the Map state carries it to its invocation: its own markets and budget share."""
@@ -87,19 +114,32 @@ def plan_shards(markets: Sequence[str], shard_size: int, weight_per_minute: int 
         if weight_per_minute <= 0:
             raise ShardPlanError(f"EXCHANGE_WEIGHT_PER_MINUTE: {weight_per_minute} must be positive")
         usable = math.floor(weight_per_minute * (1 - RESERVE_FRACTION))
-        needed = len(markets) * WEIGHT_PER_MARKET
+        needed = sum(shard_weight(markets[start:start + shard_size]) for start in range(0, len(markets), shard_size))
         if max_windows is not None and needed > usable * max_windows:
             raise TickBudgetError(
                 f"exchange budget: {len(markets):,} markets need {needed:,} request weight per tick "
-                f"({WEIGHT_PER_MARKET} each), but EXCHANGE_WEIGHT_PER_MINUTE {weight_per_minute:,} less the "
-                f"{RESERVE_FRACTION:.0%} reserve gives {usable:,} per minute: at most "
-                f"{int(usable * max_windows) // WEIGHT_PER_MARKET:,} markets per tick from one IP")
+                f"({KLINES_WEIGHT} a market for its candles, {TICKER_WEIGHT} a request for the tickers of up to "
+                f"{TICKER_BATCH_SIZE} spot markets of a shard or of one derivative market), but "
+                f"EXCHANGE_WEIGHT_PER_MINUTE {weight_per_minute:,} less the {RESERVE_FRACTION:.0%} reserve gives "
+                f"{usable:,} per minute: at most {max_spot_markets(int(usable * max_windows), shard_size):,} spot "
+                f"markets per tick from one IP in shards of {shard_size:,}")
         share = math.floor(usable / count)
-        if share < WEIGHT_PER_MARKET:
+        if share < MIN_SHARE:
             raise ShardPlanError(f"EXCHANGE_WEIGHT_PER_MINUTE: {weight_per_minute} shared by {count} shards leaves "
-                                 f"{share} per shard, less than one market's {WEIGHT_PER_MARKET}")
+                                 f"{share} per shard, less than one market's {MIN_SHARE}")
     return tuple(Shard(index, count, tuple(markets[index * shard_size:(index + 1) * shard_size]), share)
                  for index in range(count))
+
+
+def max_spot_markets(weight: int, shard_size: int) -> int:
+    """The most spot markets whose tick, in shards of `shard_size`, weighs at most `weight`."""
+    per_shard = shard_weight(["spot"] * shard_size)
+    full, left = divmod(weight, per_shard)
+    low, high = 0, shard_size - 1  # the markets of a last, smaller shard that fit in what is left
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if shard_weight(["spot"] * middle) <= left else (low, middle - 1)
+    return full * shard_size + low
 
 
 def shard_from_item(item: Mapping[str, Any], max_size: int) -> Shard:
@@ -116,6 +156,6 @@ def shard_from_item(item: Mapping[str, Any], max_size: int) -> Shard:
         raise ShardPlanError(f"shard {index}: markets must be 1..{max_size} symbols (SHARD_SIZE)")
     if len(set(markets)) != len(markets):
         raise ShardPlanError(f"shard {index}: a market is listed twice")
-    if weight is not None and not (type(weight) is int and weight >= WEIGHT_PER_MARKET):
+    if weight is not None and not (type(weight) is int and weight >= MIN_SHARE):
         raise ShardPlanError(f"shard {index}: weight_per_minute {weight!r} is not a budget share")
     return Shard(index, count, tuple(markets), weight)

@@ -43,3 +43,15 @@ class StaleFeedError(PermanentMarketError):
 
     reason = "stale_feed"
 
+
+
+class BadTickerError(PermanentMarketError):
+    """A 24h ticker came back unusable: its quote volume is not a finite amount >= 0, or it is no ticker."""
+
+    reason = "bad_ticker"
+
+
+class MissingTickerError(PermanentMarketError):
+    """A batched ticker request was answered without this market's ticker."""
+
+    reason = "ticker_missing"

@@ -9,9 +9,10 @@ session to the loop. Loaded markets are cached per exchange id across warm invoc
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,9 +20,12 @@ from typing import Any
 import ccxt.async_support as ccxt
 
 from traderai.contracts import Candles, MarketInfo, SettingsError
+from traderai.core.shards import KLINES_WEIGHT, TICKER_BATCH_SIZE, TICKER_WEIGHT, ticker_batch_weight
 from traderai.market import (
     BadCandlesError,
+    BadTickerError,
     MarketDataError,
+    MissingTickerError,
     PermanentMarketError,
     RateLimitedError,
     TemporaryMarketError,
@@ -60,8 +64,16 @@ _CAUGHT = tuple(source for source, _ in _TRANSLATION)
 # with per-second limits would take a minute's budget in a second.
 PER_MINUTE_WEIGHT_EXCHANGES = frozenset({"binance", "binanceusdm", "binancecoinm"})
 # Binance spot request weights (GET /api/v3/klines: 2 at any limit up to 1000; /api/v3/ticker/24hr with one
-# symbol: 2; /api/v3/exchangeInfo: 20), counted against a shard's share of the minute (market.budget).
-REQUEST_WEIGHTS = {"fetch_ohlcv": 2, "fetch_ticker": 2, "load_markets": 20}
+# symbol: 2, with a `symbols` list: core.shards.ticker_batch_weight; /api/v3/exchangeInfo: 20), counted against a
+# shard's share of the minute (market.budget).
+REQUEST_WEIGHTS = {"fetch_ohlcv": KLINES_WEIGHT, "fetch_ticker": TICKER_WEIGHT, "load_markets": 20}
+# Exchanges whose fetch_tickers(symbols) sends the symbols to the exchange, at a weight we count: ccxt's binance
+# does for spot markets (GET /api/v3/ticker/24hr?symbols=[...]); for futures it asks every ticker (fapi/dapi,
+# no symbols), so a derivative market's ticker is asked alone. Elsewhere each market's ticker is asked alone.
+# ccxt's own limiter charges a `symbols` request its no-symbol cost (16 units, i.e. 80 weight, not Binance's 2):
+# it can only wait longer than the exchange requires, never send more (a 100-market shard: 120 of its 1,200
+# units a minute).
+TICKER_BATCH_EXCHANGES = frozenset({"binance"})
 RATE_LIMITER = {"rateLimiterAlgorithm": "rollingWindow", "rollingWindowSize": 60_000.0}
 
 _MARKETS_TTL_S = 3600.0
@@ -252,10 +264,74 @@ class CcxtSource:
         market = markets.get(symbol)
         if market is None:
             raise PermanentMarketError(f"{symbol}: not a market on {self.exchange_id}")
-        amount_step, price_step = steps_from_market(market, getattr(self._exchange, "precisionMode", 0))
         ticker = await self._call(f"fetch_ticker {symbol}", "fetch_ticker",
                                   lambda: self._exchange.fetch_ticker(symbol))
-        return MarketInfo(symbol, amount_step, price_step, _quote_volume(ticker))
+        return self._info(symbol, market, ticker)
+
+    async def market_infos(self, symbols: Sequence[str], now: datetime) -> dict[str, MarketInfo | Exception]:
+        """`market_info` of the symbols whose tickers the exchange gives in a list (TICKER_BATCH_EXCHANGES, spot
+        markets), TICKER_BATCH_SIZE a request, each symbol its info or the error that fails it alone; the other
+        symbols are left out (the caller asks `market_info` for them). A market missing from a reply or with a
+        bad quote volume fails alone; a batch that fails after its retries fails each of its markets with that
+        reason; one the exchange rejects outright (an unknown symbol rejects the whole list) is asked again
+        market by market, so only the bad market fails. Markets that cannot be loaded fail every symbol."""
+        wanted = list(dict.fromkeys(symbols))
+        if not (self.exchange_id in TICKER_BATCH_EXCHANGES
+                and (getattr(self._exchange, "has", None) or {}).get("fetchTickers")):
+            return {}
+        try:
+            markets = await self._markets()
+        except MarketDataError as exc:
+            return {symbol: _for_market(symbol, exc) for symbol in wanted}
+        batched = [symbol for symbol in wanted if (markets.get(symbol) or {}).get("spot") is True]
+        batches = [batched[start:start + TICKER_BATCH_SIZE] for start in range(0, len(batched), TICKER_BATCH_SIZE)]
+        results: dict[str, MarketInfo | Exception] = {}
+        for outcome in await asyncio.gather(*(self._ticker_batch(batch, markets, now) for batch in batches)):
+            results.update(outcome)
+        return results
+
+    async def _one_info(self, symbol: str, now: datetime) -> dict[str, MarketInfo | Exception]:
+        try:
+            return {symbol: await self.market_info(symbol, now)}
+        except Exception as exc:  # noqa: BLE001 - this market's failure, whatever it is (fetch_markets reports it)
+            return {symbol: exc}
+
+    async def _ticker_batch(self, batch: list[str], markets: Mapping[str, Any],
+                            now: datetime) -> dict[str, MarketInfo | Exception]:
+        try:
+            tickers = await self._call(
+                f"fetch_tickers {len(batch)} symbols ({batch[0]} .. {batch[-1]})", "fetch_tickers",
+                lambda: self._exchange.fetch_tickers(batch), weight=ticker_batch_weight(len(batch)))
+        except PermanentMarketError as exc:
+            if len(batch) == 1:
+                return {batch[0]: exc}
+            logger.warning("ticker batch rejected; asking its markets one by one",
+                           extra={"reason": exc.reason, "markets": len(batch), "error": str(exc)[:300]})
+            alone = await asyncio.gather(*(self._one_info(symbol, now) for symbol in batch))
+            return {symbol: info for outcome in alone for symbol, info in outcome.items()}
+        except MarketDataError as exc:  # temporary, and retried: every market of the batch fails with its reason
+            return {symbol: _for_market(symbol, exc) for symbol in batch}
+        except Exception as exc:  # noqa: BLE001 - a bug (in ccxt's parsing or here): fails the batch's markets, each reported
+            return dict.fromkeys(batch, exc)
+        if not isinstance(tickers, Mapping):
+            return {symbol: BadTickerError(f"{symbol}: fetch_tickers returned {type(tickers).__name__}, not tickers "
+                                           "by symbol") for symbol in batch}
+        results: dict[str, MarketInfo | Exception] = {}
+        for symbol in batch:
+            ticker = tickers.get(symbol)
+            if ticker is None:
+                results[symbol] = MissingTickerError(
+                    f"{symbol}: not in the {self.exchange_id} fetch_tickers reply for {len(batch)} symbols")
+                continue
+            try:
+                results[symbol] = self._info(symbol, markets[symbol], ticker)
+            except MarketDataError as exc:
+                results[symbol] = exc
+        return results
+
+    def _info(self, symbol: str, market: Mapping[str, Any], ticker: Any) -> MarketInfo:
+        amount_step, price_step = steps_from_market(market, getattr(self._exchange, "precisionMode", 0))
+        return MarketInfo(symbol, amount_step, price_step, _quote_volume(symbol, ticker))
 
     async def close(self) -> None:
         """Release the exchange's HTTP session (only an exchange this source created)."""
@@ -275,12 +351,14 @@ class CcxtSource:
             _MARKETS_CACHE[self.exchange_id] = (time.monotonic(), markets)
         return markets
 
-    async def _call[T](self, what: str, method: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call[T](self, what: str, method: str, call: Callable[[], Awaitable[T]], *,
+                       weight: int | None = None) -> T:
         budget = self._budget
+        weight = REQUEST_WEIGHTS.get(method, 1) if weight is None else weight
 
         async def counted() -> T:  # every attempt, retries included, is weighed against the shard's share
             if budget is not None:
-                await budget.acquire(REQUEST_WEIGHTS.get(method, 1))
+                await budget.acquire(weight)
             return await call()
 
         return await call_with_retry(
@@ -310,9 +388,34 @@ def _check_timeframe(exchange: Any, timeframe: str) -> None:
         )
 
 
-def _quote_volume(ticker: Mapping[str, Any]) -> float | None:
-    quote_volume = ticker.get("quoteVolume")
-    if quote_volume is not None:
-        return float(quote_volume)
-    base_volume, price = ticker.get("baseVolume"), ticker.get("vwap") or ticker.get("last")
-    return float(base_volume) * float(price) if base_volume is not None and price is not None else None
+def _quote_volume(symbol: str, ticker: Any) -> float | None:
+    """The ticker's 24h quote volume (base volume x price without one); None if it gives neither. BadTickerError
+    if it is no ticker or the volume is not a finite amount >= 0."""
+    if not isinstance(ticker, Mapping):
+        raise BadTickerError(f"{symbol}: the ticker is {type(ticker).__name__}, not a ticker")
+    try:
+        quote_volume = ticker.get("quoteVolume")
+        if quote_volume is not None:
+            value = float(quote_volume)
+        else:
+            base_volume, price = ticker.get("baseVolume"), ticker.get("vwap") or ticker.get("last")
+            if base_volume is None or price is None:
+                return None
+            value = float(base_volume) * float(price)
+    except (TypeError, ValueError) as exc:
+        raise BadTickerError(f"{symbol}: 24h quote volume is not a number: {exc}") from None
+    if not math.isfinite(value) or value < 0:
+        raise BadTickerError(f"{symbol}: 24h quote volume {value!r} is not a finite amount >= 0")
+    return value
+
+
+def _for_market(symbol: str, error: MarketDataError) -> MarketDataError:
+    """A failure shared by many markets (a batch, load_markets), as this market's own error: same type and
+    reason, the symbol in front, the shared error as its cause."""
+    try:
+        own = type(error)(f"{symbol}: {error}")
+    except TypeError:  # an error class with another constructor: the shared one, as it is
+        return error
+    own.__cause__ = error
+    own.__notes__ = list(getattr(error, "__notes__", []))
+    return own

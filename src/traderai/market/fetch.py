@@ -6,21 +6,23 @@ Also `make_source`, the one place that turns MARKET_SOURCE into a `MarketDataSou
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import NamedTuple
 
 from traderai.contracts import Candles, MarketInfo, SettingsError
 from traderai.market import MarketDataError
 from traderai.observability import logger
-from traderai.ports import MarketDataSource, MarketSource
+from traderai.ports import MarketDataSource, MarketInfoBatch, MarketSource
 from traderai.settings import Settings
 
 # Markets fetched at once. Each holds two requests (candles + ticker), so 50 markets are 100 requests in
 # flight: the size of aiohttp's connection pool in ccxt (TCPConnector's default limit), beyond which
-# requests only queue there. The exchange limits weight per minute, not concurrency (Binance spot: 6,000/min;
-# 100 markets are 400 per tick), so at 100 ms per request 100 markets take two waves (~0.2 s) instead of
-# thirteen at 8 (bench/tick_scale.py: 100 markets 1.3 s wall vs 3.0 s).
+# requests only queue there (with batched tickers, `MarketInfoBatch`, a market holds its candles request and
+# the shard's few ticker requests run beside them). The exchange limits weight per minute, not concurrency
+# (Binance spot: 6,000/min; 100 markets are 210 per tick, core.shards.shard_weight), so at 100 ms per request
+# 100 markets take two waves (~0.2 s) instead of thirteen at 8 (bench/tick_scale.py: 100 markets 1.3 s wall vs
+# 3.0 s, measured with a ticker request per market).
 DEFAULT_CONCURRENCY = 50
 
 
@@ -61,19 +63,35 @@ async def fetch_markets(
 ) -> tuple[dict[str, MarketSnapshot], dict[str, MarketDataError]]:
     """Candles and market info of every symbol, concurrently (at most `concurrency` markets in flight).
 
+    A source that is a `MarketInfoBatch` is asked the markets' info together, beside the candles (the live
+    source asks spot tickers in a few batched requests); the markets it leaves out, market by market.
+
     Returns (snapshots, failures): every symbol lands in exactly one of them; each failure is logged
     with its reason code.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     gate = asyncio.Semaphore(concurrency)
+    ordered = list(dict.fromkeys(symbols))
+    infos: asyncio.Task[Mapping[str, MarketInfo | Exception]] | None = None
+    if isinstance(source, MarketInfoBatch) and ordered:
+        infos = asyncio.create_task(source.market_infos(ordered, now))
+
+    async def info_of(symbol: str) -> MarketInfo:
+        if infos is not None:
+            outcome = (await asyncio.shield(infos)).get(symbol)  # shielded: one market cancelled cancels no other's
+            if isinstance(outcome, Exception):
+                raise outcome
+            if outcome is not None:
+                return outcome
+        return await source.market_info(symbol, now)  # a market the source does not ask together
 
     async def one(symbol: str) -> MarketSnapshot:
         async with gate:
             # Both calls run to completion (no orphaned request); the candle error, if any, is reported.
             candles, info = await asyncio.gather(
                 source.fetch_candles(symbol, timeframe, limit, now),
-                source.market_info(symbol, now),
+                info_of(symbol),
                 return_exceptions=True,
             )
             for outcome in (candles, info):
@@ -81,8 +99,11 @@ async def fetch_markets(
                     raise outcome
             return MarketSnapshot(candles, info)  # type: ignore[arg-type]
 
-    ordered = list(dict.fromkeys(symbols))
-    results = await asyncio.gather(*(one(symbol) for symbol in ordered), return_exceptions=True)
+    try:
+        results = await asyncio.gather(*(one(symbol) for symbol in ordered), return_exceptions=True)
+    finally:
+        if infos is not None and not infos.done():  # only when this fetch was cancelled: no orphaned request
+            infos.cancel()
     snapshots: dict[str, MarketSnapshot] = {}
     failures: dict[str, MarketDataError] = {}
     for symbol, result in zip(ordered, results, strict=True):

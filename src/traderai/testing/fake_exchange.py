@@ -1,7 +1,9 @@
 """A fake ccxt async exchange: the same methods, attributes and exceptions, over recorded candles.
 
 It serves candles as a real exchange would at a clock you set, the still-forming last candle
-included, and lets a test add latency, queue ccxt errors, mangle candles or freeze a feed. Inject it
+included, and 24h tickers one at a time (`fetch_ticker`) or many in one request (`fetch_tickers`, as ccxt's
+binance asks spot tickers: one latency, one error for the whole request), and lets a test add latency, queue
+ccxt errors, mangle candles or tickers or freeze a feed. Inject it
 into `CcxtSource(settings, exchange=FakeExchange(...))`; nothing in ccxt is patched.
 """
 
@@ -88,13 +90,14 @@ class FakeExchange:
         self.id = exchange_id
         self.precisionMode = precision_mode
         self.timeframes = dict(BINANCE_TIMEFRAMES if timeframes is None else timeframes)
-        self.has = {"fetchOHLCV": True, "fetchTicker": True, "fetchMarkets": True}
+        self.has = {"fetchOHLCV": True, "fetchTicker": True, "fetchTickers": True, "fetchMarkets": True}
         self.markets: dict[str, dict[str, Any]] | None = None
         self.symbols: list[str] | None = None
         self.latency_s = latency_s
         self.max_limit = max_limit
         self.calls: list[tuple[str, str | None]] = []
         self.ohlcv_requests: list[dict[str, Any]] = []  # the arguments of every fetch_ohlcv call
+        self.ticker_requests: list[list[str] | None] = []  # the symbols of every fetch_tickers call (None: all)
         self.in_flight = 0
         self.peak_in_flight = 0
         self.closed = False
@@ -104,6 +107,7 @@ class FakeExchange:
         self._queued: dict[tuple[str, str | None], deque[BaseException]] = defaultdict(deque)
         self._always: dict[tuple[str, str | None], BaseException] = {}
         self._mangle: dict[str, Callable[[list[Row]], list[Any]]] = {}
+        self._mangle_ticker: dict[str, Callable[[dict[str, Any]], Any]] = {}
         self._frozen_ms: dict[str, int] = {}
 
     @classmethod
@@ -136,11 +140,17 @@ class FakeExchange:
         self._queued.clear()
         self._always.clear()
         self._mangle.clear()
+        self._mangle_ticker.clear()
         self._frozen_ms.clear()
 
     def mangle(self, symbol: str, transform: Callable[[list[Row]], list[Any]]) -> None:
         """Pass `symbol`'s OHLCV rows through `transform` before they are returned (malformed candles)."""
         self._mangle[symbol] = transform
+
+    def mangle_ticker(self, symbol: str, transform: Callable[[dict[str, Any]], Any]) -> None:
+        """Pass `symbol`'s ticker through `transform` before it is returned; a transform returning None leaves
+        the symbol out of `fetch_tickers`' reply (a reply missing a market)."""
+        self._mangle_ticker[symbol] = transform
 
     def freeze(self, symbol: str, at: datetime) -> None:
         """`symbol`'s feed stops at `at`: no candle opening later is served (a stale feed)."""
@@ -194,32 +204,52 @@ class FakeExchange:
             transform = self._mangle.get(symbol)
             return transform(rows) if transform else rows
 
-    async def fetch_ticker(self, symbol: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def fetch_ticker(self, symbol: str, params: Mapping[str, Any] | None = None) -> Any:
         async with self._call("fetch_ticker", symbol):
-            candles = self._known(symbol)
-            rows = self._rows_at(symbol, candles, since=None, count=200)
-            step_ms = TIMEFRAME_SECONDS[candles.timeframe] * 1000
-            now_ms = int(self.now.timestamp() * 1000)
-            day = [r for r in rows if r[0] + step_ms > now_ms - 86_400_000]
-            base_volume = float(sum(r[5] for r in day))
-            quote_volume = float(sum(r[4] * r[5] for r in day))
-            last = rows[-1][4] if rows else None
-            return {
-                "symbol": symbol,
-                "timestamp": now_ms,
-                "datetime": self.now.isoformat(),
-                "last": last,
-                "close": last,
-                "baseVolume": base_volume,
-                "quoteVolume": quote_volume,
-                "vwap": quote_volume / base_volume if base_volume else None,
-                "info": {},
-            }
+            return self._ticker(symbol)
+
+    async def fetch_tickers(self, symbols: list[str] | None = None,
+                            params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """One request for the tickers of `symbols` (None: every market), keyed by symbol, as ccxt's binance asks
+        GET /api/v3/ticker/24hr?symbols=[...] for spot markets: one latency, and an injected error
+        (`fail_next("fetch_tickers", ...)`) fails the whole request; a symbol the exchange does not have rejects
+        the whole request (BadSymbol, as Binance answers -1121 Invalid symbol)."""
+        self.ticker_requests.append(None if symbols is None else list(symbols))
+        async with self._call("fetch_tickers", None):
+            wanted = list(self._candles) if symbols is None else list(symbols)
+            for symbol in wanted:
+                self._known(symbol)
+            tickers = {symbol: self._ticker(symbol) for symbol in wanted}
+            return {symbol: ticker for symbol, ticker in tickers.items() if ticker is not None}
 
     async def close(self) -> None:
         self.closed = True
 
     # -- internals ------------------------------------------------------------------------------------------
+
+    def _ticker(self, symbol: str) -> Any:
+        """`symbol`'s 24h ticker at `now`, from its candles (volumes summed over the last 24 hours)."""
+        candles = self._known(symbol)
+        rows = self._rows_at(symbol, candles, since=None, count=200)
+        step_ms = TIMEFRAME_SECONDS[candles.timeframe] * 1000
+        now_ms = int(self.now.timestamp() * 1000)
+        day = [r for r in rows if r[0] + step_ms > now_ms - 86_400_000]
+        base_volume = float(sum(r[5] for r in day))
+        quote_volume = float(sum(r[4] * r[5] for r in day))
+        last = rows[-1][4] if rows else None
+        ticker = {
+            "symbol": symbol,
+            "timestamp": now_ms,
+            "datetime": self.now.isoformat(),
+            "last": last,
+            "close": last,
+            "baseVolume": base_volume,
+            "quoteVolume": quote_volume,
+            "vwap": quote_volume / base_volume if base_volume else None,
+            "info": {},
+        }
+        transform = self._mangle_ticker.get(symbol)
+        return transform(ticker) if transform else ticker
 
     def _known(self, symbol: str) -> Candles:
         if symbol not in self._candles:
@@ -274,8 +304,9 @@ class FakeExchange:
             "symbol": symbol,
             "base": base,
             "quote": quote,
-            "type": "spot",
-            "spot": True,
+            "type": "swap" if ":" in symbol else "spot",  # BTC/USDT:USDT is a perpetual, as ccxt names it
+            "spot": ":" not in symbol,
+            "swap": ":" in symbol,
             "active": True,
             "precision": precision,
             "limits": {
