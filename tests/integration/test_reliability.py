@@ -292,6 +292,27 @@ def test_a_stale_feed_is_refused_not_predicted_on(aws, exchange_predict) -> None
     assert "BTC/USDT" not in {r["symbol"] for r in aws.json_lines(aws.objects("predictions/")[0])}
 
 
+def test_the_tickers_rate_limited_are_retried_in_one_request_and_lose_nothing(aws, exchange_predict) -> None:
+    run, fake, sleeps = exchange_predict
+    fake.fail_next("fetch_tickers", *[ccxt.RateLimitExceeded('binance 429 {"code":-1003}')] * 2)
+    reply = run()
+    assert sorted(p["symbol"] for p in reply["predictions"]) == sorted(MARKETS) and reply["failures"] == []
+    assert fake.ticker_requests == [list(MARKETS)] * 3 and fake.count("fetch_ticker") == 0  # the 4 tickers at once
+    assert len(sleeps) == 2 and sleeps[0] >= 1.0  # a rate limit waits 4x the base delay
+
+
+@pytest.mark.parametrize(("mangle", "reason"), [(lambda ticker: None, "ticker_missing"),
+                                                (lambda ticker: {**ticker, "quoteVolume": -1.0}, "bad_ticker")])
+def test_a_ticker_missing_from_the_batch_or_bad_fails_only_its_market(aws, exchange_predict, mangle,
+                                                                     reason: str) -> None:
+    run, fake, _ = exchange_predict
+    fake.mangle_ticker("SOL/USDT", mangle)
+    reply = run()
+    assert [(f["symbol"], f["reason"]) for f in reply["failures"]] == [("SOL/USDT", reason)]
+    assert sorted(p["symbol"] for p in reply["predictions"]) == ["BNB/USDT", "BTC/USDT", "ETH/USDT"]
+    assert fake.count("fetch_tickers") == 1
+
+
 def test_the_same_tick_delivered_twice_logs_one_batch_object(aws, exchange_predict) -> None:
     run, _, _ = exchange_predict
     first, second = run(), run()
