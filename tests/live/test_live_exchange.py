@@ -30,3 +30,20 @@ def test_binance_serves_closed_validated_candles_and_market_facts() -> None:
     assert len(candles) == 500
     assert int(candles.open_time_ms[-1]) + 900_000 <= now.timestamp() * 1000  # the forming candle is dropped
     assert info.amount_step and info.price_step and (info.quote_volume_24h or 0) > 0
+
+
+def test_binance_serves_a_batch_of_spot_tickers_in_one_request() -> None:
+    symbols = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+    settings = Settings.from_env({"MARKETS": ",".join(symbols), "EXCHANGE_ID": "binance"})
+
+    async def fetch() -> dict:
+        source = CcxtSource(settings)
+        try:
+            await source.check_settings()
+            return dict(await source.market_infos(symbols, datetime.now(UTC)))
+        finally:
+            await source.close()
+
+    infos = asyncio.run(fetch())
+    assert set(infos) == set(symbols)
+    assert all(not isinstance(info, Exception) and (info.quote_volume_24h or 0) > 0 for info in infos.values())
