@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import ccxt
+import ccxt.async_support
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -316,9 +318,18 @@ def test_ccxts_binance_asks_a_spot_batch_of_tickers_in_one_request_listing_the_s
     asyncio.run(source.close())
     assert sent == ["https://api.binance.com/api/v3/ticker/24hr?symbols=%5B%22BTCUSDT%22%2C%22ETHUSDT%22%5D"]
     assert {s: i.quote_volume_24h for s, i in infos.items()} == {"BTC/USDT": 1234.5, "ETH/USDT": 7.0}  # type: ignore[union-attr]
-    # ccxt's own limiter charges a `symbols` request its no-symbol cost: 16 units (80 weight at 0.4 units per 2),
-    # more than Binance's 2; it can only wait longer than the exchange asks (market.exchange)
-    assert costs == [16]
+    # ccxt's own limiter charges it what Binance weighs it (2 weight: 0.4 units), not ccxt 4.5's no-symbol cost
+    # (16 units, 80 weight), which the plain class charges
+    assert costs == [0.4]
+    plain = ccxt.async_support.binance()
+    config = plain.describe()["api"]["public"]["get"]["ticker/24hr"]
+    for count, weight in ((1, 2), (20, 2), (21, 40), (100, 40), (101, 80)):
+        params = {"symbols": json.dumps([f"S{i}USDT" for i in range(count)])}
+        assert exchange.calculate_rate_limiter_cost(["public"], "GET", "ticker/24hr", params, config) == weight * 0.2
+        assert plain.calculate_rate_limiter_cost(["public"], "GET", "ticker/24hr", params, config) == 16
+    assert exchange.calculate_rate_limiter_cost(["public"], "GET", "ticker/24hr", {}, config) == 16  # every ticker
+    assert exchange.calculate_rate_limiter_cost(["public"], "GET", "ticker/24hr", {"symbol": "BTCUSDT"}, config) == 0.4
+    asyncio.run(plain.close())
 
 
 def test_a_non_binance_exchange_asks_every_ticker_alone() -> None:

@@ -9,6 +9,7 @@ session to the loop. Loaded markets are cached per exchange id across warm invoc
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import time
@@ -70,9 +71,6 @@ REQUEST_WEIGHTS = {"fetch_ohlcv": KLINES_WEIGHT, "fetch_ticker": TICKER_WEIGHT, 
 # Exchanges whose fetch_tickers(symbols) sends the symbols to the exchange, at a weight we count: ccxt's binance
 # does for spot markets (GET /api/v3/ticker/24hr?symbols=[...]); for futures it asks every ticker (fapi/dapi,
 # no symbols), so a derivative market's ticker is asked alone. Elsewhere each market's ticker is asked alone.
-# ccxt's own limiter charges a `symbols` request its no-symbol cost (16 units, i.e. 80 weight, not Binance's 2):
-# it can only wait longer than the exchange requires, never send more (a 100-market shard: 120 of its 1,200
-# units a minute).
 TICKER_BATCH_EXCHANGES = frozenset({"binance"})
 RATE_LIMITER = {"rateLimiterAlgorithm": "rollingWindow", "rollingWindowSize": 60_000.0}
 
@@ -366,6 +364,28 @@ class CcxtSource:
         )
 
 
+class _Binance(ccxt.binance):
+    """ccxt's binance, its own limiter charging a ticker request with a `symbols` list what Binance weighs it.
+
+    ccxt 4.5 charges every GET /api/v3/ticker/24hr without a single `symbol` its no-symbol cost (16 units: 80
+    weight), so a shard's batches of 20 (weight 2 each) would count 40 times their weight in ccxt's rolling
+    window: a 1,000-market shard (SHARD_SIZE's largest) would fill the window with its first tick and wait a
+    minute for the rest. The cost unit is ccxt's own (a one-symbol ticker's cost for weight 2)."""
+
+    def calculate_rate_limiter_cost(self, api: Any, method: Any, path: Any, params: Any,
+                                    config: dict[str, Any] | None = None) -> Any:
+        config = {} if config is None else config
+        if (path == "ticker/24hr" and isinstance(params, dict) and "symbol" not in params
+                and isinstance(params.get("symbols"), str) and "cost" in config):
+            try:
+                count = len(json.loads(params["symbols"]))
+            except (TypeError, ValueError):
+                count = 0
+            if count:
+                return float(config["cost"]) / TICKER_WEIGHT * ticker_batch_weight(count)
+        return super().calculate_rate_limiter_cost(api, method, path, params, config)
+
+
 def new_exchange(exchange_id: str) -> Any:
     """A ccxt async exchange configured as the predict path uses it (rate limiter, timeout); close() it."""
     return _new_exchange(exchange_id)
@@ -375,7 +395,8 @@ def _new_exchange(exchange_id: str) -> Any:
     if exchange_id not in ccxt.exchanges:
         raise SettingsError(f"EXCHANGE_ID: {exchange_id!r} is not an exchange ccxt {ccxt.__version__} knows")
     limiter = RATE_LIMITER if exchange_id in PER_MINUTE_WEIGHT_EXCHANGES else {}
-    return getattr(ccxt, exchange_id)({"enableRateLimit": True, "timeout": 10_000, **limiter})
+    exchange_class = _Binance if exchange_id == "binance" else getattr(ccxt, exchange_id)
+    return exchange_class({"enableRateLimit": True, "timeout": 10_000, **limiter})
 
 
 def _check_timeframe(exchange: Any, timeframe: str) -> None:
