@@ -234,3 +234,36 @@ def test_make_source_follows_market_source() -> None:
 def test_make_source_refuses_an_unknown_source() -> None:
     with pytest.raises(SettingsError, match=r"^MARKET_SOURCE"):
         make_source(Settings(market_source="carrier-pigeon"))
+
+
+def test_shards_on_one_ip_within_their_plan_shares_never_draw_a_429() -> None:
+    # Given one exchange IP that answers 429 past 388 weight a minute, and 100 markets planned in 5 shards of 20
+    from traderai.core.shards import plan_shards
+
+    markets = tuple(f"M{i:03d}/USDT" for i in range(100))
+    candles = {s: synthetic_candles(s, start=START, count=300, seed=i) for i, s in enumerate(markets)}
+    fake = FakeExchange(candles, now=NOW, latency_s=0.01, weight_per_minute=388)
+    plan = plan_shards(markets, 20, 388)
+    assert {shard.weight_per_minute for shard in plan} == {62}  # 388 x 0.8 / 5: 20 klines x 2 + 2 + load_markets' 20
+
+    async def tick() -> list[tuple[dict, dict]]:
+        sources = []
+        for _ in plan:
+            source = ccxt_source(fake)
+            source.share_budget(62)
+            sources.append(source)
+        return await asyncio.gather(*(fetch_markets(source, shard.markets, "15m", 200, NOW)
+                                      for source, shard in zip(sources, plan, strict=True)))
+
+    # When the shards run at once, each loading the markets (a cold start) and fetching its own
+    results = asyncio.run(tick())
+    # Then every market arrives, the IP saw what the plan counted, and nothing was refused
+    assert all(failures == {} for _, failures in results) and sum(len(s) for s, _ in results) == 100
+    loads = fake.count("load_markets")  # each shard's cold start, unless another's already filled the markets
+    assert 1 <= loads <= 5 and fake.weight_used == 20 * loads + 5 * 42 <= 310
+    assert fake.count("fetch_tickers") == 5 and fake.count("fetch_ticker") == 0
+    # and the same IP answers 429 past its minute, as Binance does: every ticker at once weighs 80, and at most
+    # one such request fits in what the tick left (388 - 230 at the most)
+    with pytest.raises(ccxt.RateLimitExceeded, match="429"):
+        asyncio.run(fake.fetch_tickers(None))
+        asyncio.run(fake.fetch_tickers(None))

@@ -3,7 +3,8 @@
 It serves candles as a real exchange would at a clock you set, the still-forming last candle
 included, and 24h tickers one at a time (`fetch_ticker`) or many in one request (`fetch_tickers`, as ccxt's
 binance asks spot tickers: one latency, one error for the whole request), and lets a test add latency, queue
-ccxt errors, mangle candles or tickers or freeze a feed. Inject it
+ccxt errors, mangle candles or tickers, freeze a feed, or give the IP Binance's weight limit (`weight_per_minute`:
+every request weighed as Binance weighs it, 429 past the minute's limit). Inject it
 into `CcxtSource(settings, exchange=FakeExchange(...))`; nothing in ccxt is patched.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -21,6 +23,7 @@ import ccxt
 import numpy as np
 
 from traderai.contracts import TIMEFRAME_SECONDS, Candles
+from traderai.core.shards import KLINES_WEIGHT, TICKER_WEIGHT, ticker_batch_weight
 from traderai.market.csv import load_candles_csv
 from traderai.market.replay import candles_file_name
 
@@ -86,6 +89,8 @@ class FakeExchange:
         timeframes: Mapping[str, str] | None = None,
         steps: Mapping[str, tuple[float, float]] | None = None,
         max_limit: int = 1000,
+        weight_per_minute: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.id = exchange_id
         self.precisionMode = precision_mode
@@ -100,6 +105,12 @@ class FakeExchange:
         self.ticker_requests: list[list[str] | None] = []  # the symbols of every fetch_tickers call (None: all)
         self.in_flight = 0
         self.peak_in_flight = 0
+        # Binance's request weight per IP: every request is weighed as Binance weighs it (`weight_used`); past
+        # `weight_per_minute` in a rolling minute of `clock`, a request is answered 429 (RateLimitExceeded)
+        self.weight_per_minute = weight_per_minute
+        self.weight_used = 0
+        self._clock = clock
+        self._weighed: deque[tuple[float, int]] = deque()
         self.closed = False
         self._candles = dict(candles)
         self._steps = dict(steps or {})
@@ -165,7 +176,7 @@ class FakeExchange:
     async def load_markets(
         self, reload: bool = False, params: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        async with self._call("load_markets", None):
+        async with self._call("load_markets", None, weight=20):
             if self.markets is None or reload:
                 self.set_markets([self._market(symbol) for symbol in self._candles])
             assert self.markets is not None
@@ -193,7 +204,7 @@ class FakeExchange:
         params: Mapping[str, Any] | None = None,
     ) -> list[Any]:
         self.ohlcv_requests.append({"symbol": symbol, "timeframe": timeframe, "since": since, "limit": limit})
-        async with self._call("fetch_ohlcv", symbol):
+        async with self._call("fetch_ohlcv", symbol, weight=KLINES_WEIGHT):
             candles = self._known(symbol)
             if timeframe not in self.timeframes:
                 raise ccxt.BadRequest(f'{self.id} {{"code":-1120,"msg":"Invalid interval."}}')
@@ -205,7 +216,7 @@ class FakeExchange:
             return transform(rows) if transform else rows
 
     async def fetch_ticker(self, symbol: str, params: Mapping[str, Any] | None = None) -> Any:
-        async with self._call("fetch_ticker", symbol):
+        async with self._call("fetch_ticker", symbol, weight=TICKER_WEIGHT):
             return self._ticker(symbol)
 
     async def fetch_tickers(self, symbols: list[str] | None = None,
@@ -215,7 +226,7 @@ class FakeExchange:
         (`fail_next("fetch_tickers", ...)`) fails the whole request; a symbol the exchange does not have rejects
         the whole request (BadSymbol, as Binance answers -1121 Invalid symbol)."""
         self.ticker_requests.append(None if symbols is None else list(symbols))
-        async with self._call("fetch_tickers", None):
+        async with self._call("fetch_tickers", None, weight=80 if not symbols else ticker_batch_weight(len(symbols))):
             wanted = list(self._candles) if symbols is None else list(symbols)
             for symbol in wanted:
                 self._known(symbol)
@@ -317,9 +328,24 @@ class FakeExchange:
             "info": {},
         }
 
-    def _call(self, method: str, symbol: str | None) -> _InFlight:
+    def _call(self, method: str, symbol: str | None, *, weight: int) -> _InFlight:
         self.calls.append((method, symbol))
+        self._weigh(weight)
         return _InFlight(self, method, symbol)
+
+    def _weigh(self, weight: int) -> None:
+        """Count a request's weight as Binance does on arrival; past the minute's limit, answer 429."""
+        self.weight_used += weight
+        if self.weight_per_minute is None:
+            return
+        now = self._clock()
+        while self._weighed and self._weighed[0][0] <= now - 60.0:
+            self._weighed.popleft()
+        self._weighed.append((now, weight))
+        used = sum(w for _, w in self._weighed)
+        if used > self.weight_per_minute:
+            raise ccxt.RateLimitExceeded(f'{self.id} 429 {{"code":-1003,"msg":"Too much request weight used; '
+                                         f'{used} of {self.weight_per_minute} in the last minute"}}')
 
     def _injected_error(self, method: str, symbol: str | None) -> BaseException | None:
         for key in ((method, symbol), (method, None)):
