@@ -143,9 +143,13 @@ class PredictRuntime(MarketRuntime):
             markets, label = (self.market_list.read().markets if self.market_list else None), None
         if shard is not None and hasattr(self.source, "share_budget"):
             self.source.share_budget(shard.weight_per_minute)
+        # a shard's sandbox may serve any shard at the next close: a tick without one warms it with the list's
+        # models (services.predict.WARM_LIMIT)
+        market_list = self.market_list
+        warm = (lambda: market_list.read().markets) if shard is not None and market_list is not None else None
         return self.loop.run_until_complete(
             run_tick(self.settings, self.source, self.models, self.log, tick_time, self.now_for(tick_time),
-                     markets, label))
+                     markets, label, warm))
 
 
 @dataclass
@@ -175,7 +179,8 @@ def build_predict_runtime(settings: Settings, s3: BaseClient, source: MarketData
     # The registry checks at most every MODEL_REFRESH_SECONDS, so a promoted model serves from the first tick
     # after that without a redeploy: one GET of the timeframe's stamp per check, and the pointers only when the
     # stamp says one moved (docs/retraining.md).
-    models = ModelRegistry(bucket, settings.model_prefix, lambda: s3, refresh_seconds=MODEL_REFRESH_SECONDS)
+    models = ModelRegistry(bucket, settings.model_prefix, lambda: s3, refresh_seconds=MODEL_REFRESH_SECONDS,
+                           freeze_loaded=ON_LAMBDA in os.environ)
     market_list: MarketListSource = (S3MarketList(s3, bucket, shards.list_key) if shards.list_key
                                      else FixedMarketList(settings.markets))
     return PredictRuntime(settings, source, models, JsonLinesLog(s3, bucket), shards, market_list,
@@ -183,6 +188,9 @@ def build_predict_runtime(settings: Settings, s3: BaseClient, source: MarketData
 
 
 MODEL_REFRESH_SECONDS = 60.0
+# Set by Lambda's runtime in every sandbox: what only a sandbox does (freezing its loaded models out of the
+# garbage collector's passes) keys on it; tests and the local stack, many handlers in one process, do not.
+ON_LAMBDA = "AWS_LAMBDA_RUNTIME_API"
 
 
 def market_source(settings: Settings) -> MarketSource:

@@ -117,6 +117,21 @@ def test_an_unmoved_pointer_does_not_reload_the_model(s3: Any) -> None:
     assert registry.get("BTC/USDT", "15m") is first
 
 
+@pytest.mark.parametrize("on_lambda", [True, False])
+def test_a_loaded_model_is_frozen_out_of_the_collector_in_a_sandbox_only(s3: Any, on_lambda: bool,
+                                                                        monkeypatch: Any) -> None:
+    import gc
+
+    artifact, manifest = bundled_pair()
+    publish(s3, BUCKET, PREFIX, artifact, manifest)
+    frozen: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(1))  # the real one would freeze pytest's heap too
+    registry = ModelRegistry(BUCKET, PREFIX, lambda: s3, freeze_loaded=on_lambda)
+    model = registry.get("BTC/USDT", "15m")
+    assert registry.get("BTC/USDT", "15m") is model  # cached: nothing loaded, nothing frozen again
+    assert frozen == ([1] if on_lambda else [])
+
+
 def test_no_published_model_is_a_clear_error(s3: Any) -> None:
     with pytest.raises(ModelNotFoundError, match=r"SOL/USDT 15m: s3://traderai-test/models/SOL_USDT/15m/latest"):
         ModelRegistry(BUCKET, PREFIX, lambda: s3).get("SOL/USDT", "15m")
@@ -311,34 +326,57 @@ def test_a_pointer_moved_without_a_stamp_bump_is_found_by_the_backstop(s3: Any) 
     assert set(served[switched:]) == {"BTC_USDT_15m_20250201_000000"}
 
 
-def test_a_tick_prefetches_its_markets_models_only_when_a_candle_closes_in_its_window() -> None:
+def test_a_tick_without_a_close_warms_the_cache_with_the_whole_list_and_never_fails_for_it(caplog: Any) -> None:
     import asyncio
     from datetime import UTC, datetime
 
-    from traderai.services.predict import run_tick
+    from traderai.market import MarketDataError
+    from traderai.services import predict
     from traderai.settings import Settings
 
-    class NoMarkets:  # a source with nothing to fetch: the test is about the models' reads
+    class Down:  # every market fails at the exchange: the test is about the models' reads
         exchange_id = "binance"
 
-        async def fetch_candles(self, *args: Any) -> Any:
-            raise AssertionError("no market to fetch")
+        async def fetch_candles(self, symbol: str, *args: Any) -> Any:
+            raise MarketDataError(f"{symbol}: exchange down")
 
-        async def market_info(self, *args: Any) -> Any:
-            raise AssertionError("no market to fetch")
+        async def market_info(self, symbol: str, *args: Any) -> Any:
+            raise MarketDataError(f"{symbol}: exchange down")
 
     class Models:
         def __init__(self) -> None:
-            self.prefetched: list[tuple[tuple[str, ...], str]] = []
+            self.prefetched: list[tuple[str, ...]] = []
 
         def prefetch(self, symbols: Any, timeframe: str) -> None:
-            self.prefetched.append((tuple(symbols), timeframe))
+            self.prefetched.append(tuple(symbols))
 
-        def get(self, symbol: str, timeframe: str) -> Any:
-            raise AssertionError("nothing to predict")
+    listed, shard, reads = tuple(f"C{i}/USDT" for i in range(5)), ("C1/USDT",), []
 
-    settings, models = Settings(markets=("BTC/USDT",), timeframe="15m", tick_seconds=300), Models()
+    def warm() -> tuple[str, ...]:
+        reads.append(1)
+        return listed
+
+    def tick_at(minute: int, warm: Any, models: Models) -> None:
+        tick = datetime(2025, 4, 7, 15, minute, tzinfo=UTC)
+        asyncio.run(predict.run_tick(Settings(markets=shard, timeframe="15m", tick_seconds=300), Down(), models,
+                                     None, tick, tick, markets=shard, warm=warm))  # type: ignore[arg-type]
+
+    models = Models()
     for minute in (0, 5, 10, 15):
-        tick = datetime(2025, 4, 7, 14, minute, tzinfo=UTC)
-        asyncio.run(run_tick(settings, NoMarkets(), models, None, tick, tick, markets=()))  # type: ignore[arg-type]
-    assert models.prefetched == [((), "15m"), ((), "15m")]  # 14:00 and 14:15: the ticks a 15m candle closes in
+        tick_at(minute, warm, models)
+    # 15:00 and 15:15 (the ticks a 15m candle closes in): the shard's markets; 15:05 and 15:10 (none): the whole
+    # list, read only then
+    assert models.prefetched == [shard, listed, listed, shard] and len(reads) == 2
+
+    def unreadable() -> tuple[str, ...]:
+        raise OSError("S3 unreachable")
+
+    models = Models()
+    tick_at(5, unreadable, models)  # the tick goes on (its failures are the exchange's), nothing warmed
+    assert models.prefetched == [] and "Model cache not warmed: the market list cannot be read" in caplog.text
+    predict.WARM_LIMIT, limit = 4, predict.WARM_LIMIT
+    try:
+        tick_at(5, warm, models)
+    finally:
+        predict.WARM_LIMIT = limit
+    assert models.prefetched == [] and "5 markets, over WARM_LIMIT 4" in caplog.text

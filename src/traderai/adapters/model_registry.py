@@ -12,6 +12,7 @@ with its own model_id and manifest, the same artifact), so lookups stay per mark
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import threading
 import time
@@ -128,8 +129,9 @@ class ModelRegistry:
 
     def __init__(self, bucket: str, prefix: str, s3_client_factory: Callable[[], Any], *,
                  refresh_seconds: float = 300.0, clock: Callable[[], float] = time.monotonic,
-                 backstop_seconds: float = POINTER_BACKSTOP_SECONDS) -> None:
+                 backstop_seconds: float = POINTER_BACKSTOP_SECONDS, freeze_loaded: bool = False) -> None:
         self.bucket, self.prefix = bucket, prefix
+        self._freeze_loaded = freeze_loaded
         self._client_factory = s3_client_factory
         self._refresh_seconds = refresh_seconds
         self._backstop_seconds = backstop_seconds
@@ -166,6 +168,12 @@ class ModelRegistry:
             cached.checked_at = now
             return cached.model
         self._cache[cache_key] = _Cached(model, now, stamp, self._due(cache_key[0], now))
+        if self._freeze_loaded:
+            # A served model lives as long as the sandbox: its ~2,000 objects (the manifest's quantiles and
+            # figures) are kept out of the collector's passes. Loaded by the hundred, they made every full
+            # collection walk millions of objects that are never garbage (up to 2.5 s each, several per tick,
+            # bench/shard_tick.py); frozen objects are still freed by their reference counts.
+            gc.freeze()
         return model
 
     def prefetch(self, symbols: Iterable[str], timeframe: str, workers: int = PREFETCH_WORKERS) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -142,19 +143,28 @@ class ModelUnusableError(MarketDataError):
         self.reason = reason
 
 
+# A tick with no candle close (at 15m, two ticks in three) warms the sandbox's model cache with the whole market
+# list, up to this many markets (~54 KB of memory each once loaded; PredictFunction has 1,024 MB).
+WARM_LIMIT = 2000
+
+
 async def run_tick(settings: Settings, source: MarketDataSource, models: ModelProvider, log: JsonLinesLog,
                    tick_time: datetime, now: datetime, markets: tuple[str, ...] | None = None,
-                   shard: str | None = None) -> TickResult:
+                   shard: str | None = None, warm: Callable[[], tuple[str, ...]] | None = None) -> TickResult:
     """Fetch every market (or this shard's `markets`) concurrently, predict where a candle closed, log all
-    predictions at once (a shard in its own object)."""
+    predictions at once (a shard in its own object). In a tick with no close, `warm()` names the markets whose
+    models to load meanwhile (the whole list: a shard lands on whichever sandbox is free, so the next closing
+    tick may bring this sandbox any shard)."""
     markets = settings.markets if markets is None else markets
-    # The models' S3 reads (a pointer per market each tick, the model files when one moved) run while the
-    # exchange answers, all at once, not one after another in the loop below (ModelRegistry.prefetch); only
-    # in a tick whose window holds a candle close (at 15m, one tick in three: the others predict nothing).
+    # The models' S3 reads (the stamp; a market's model the first time this sandbox meets it, or after its
+    # pointer moved) run while the exchange answers, all at once, not one after another in the loop below
+    # (ModelRegistry.prefetch): the shard's markets in a tick whose window holds a candle close, the whole list
+    # in one that has none (it predicts nothing: the reads cost no one time).
     prefetch = getattr(models, "prefetch", None)
     closes = int(tick_time.timestamp()) % settings.timeframe_seconds < settings.tick_seconds
-    prefetched = (asyncio.get_running_loop().run_in_executor(None, prefetch, markets, settings.timeframe)
-                  if prefetch is not None and closes else None)
+    wanted = markets if closes else _to_warm(warm) if prefetch is not None else ()
+    prefetched = (asyncio.get_running_loop().run_in_executor(None, prefetch, wanted, settings.timeframe)
+                  if prefetch is not None and wanted else None)
     snapshots, errors = await fetch_markets(source, markets, settings.timeframe,
                                             settings.candle_limit + 1, now)
     if prefetched is not None:
@@ -186,6 +196,24 @@ async def run_tick(settings: Settings, source: MarketDataSource, models: ModelPr
     key = log.write(PREDICTIONS, tick_time, [p.to_dict() for p in predictions], shard) if predictions else None
     _count(predictions, failures)
     return TickResult(tick_time, tuple(predictions), tuple(failures), tuple(skipped), key, shard)
+
+
+def _to_warm(warm: Callable[[], tuple[str, ...]] | None) -> tuple[str, ...]:
+    """The markets whose models a tick without a close loads: none if the list is over WARM_LIMIT or cannot be
+    read (the tick goes on; each market's model then loads when its shard first lands here), with the reason."""
+    if warm is None:
+        return ()
+    try:
+        listed = warm()
+    except Exception as exc:  # noqa: BLE001 - warming is an optimisation: it never fails the tick
+        logger.warning(f"Model cache not warmed: the market list cannot be read: {exc}",
+                       extra={"reason": "warm_list_unreadable"})
+        return ()
+    if len(listed) > WARM_LIMIT:
+        logger.info(f"Model cache not warmed: {len(listed):,} markets, over WARM_LIMIT {WARM_LIMIT:,}",
+                    extra={"reason": "warm_over_limit"})
+        return ()
+    return listed
 
 
 def next_tick_after(moment: datetime, tick_seconds: int) -> datetime:
