@@ -161,6 +161,33 @@ def test_the_pointer_write_is_conditional_on_the_version_read(aws) -> None:
     assert _pointer(aws, "BTC/USDT")["model_id"] == "x"
 
 
+def test_a_promotion_whose_stamp_write_fails_is_recorded_as_made(aws, caplog) -> None:
+    """The pointer moved, then the stamp's write failed (a role without models/_stamp/*, S3 down): the decision
+    says promoted, serving the challenger, and the failure is logged with its reason. Raised, the Promote step's
+    retry would find the pointer moved and record the market as kept, the old champion as served."""
+    from botocore.exceptions import ClientError
+
+    challenger = _candidate(aws, "BTC_USDT_15m_20250427_020000")
+    real_put = aws.s3.put_object
+
+    def no_stamp(**kwargs: Any) -> Any:
+        if kwargs["Key"].startswith("models/_stamp/"):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "PutObject")
+        return real_put(**kwargs)
+
+    aws.s3.put_object = no_stamp
+    try:
+        decided = retraining.decide_step(Settings(markets=("BTC/USDT",), bucket_name=aws.bucket), aws.s3,
+                                         _evaluated(BUNDLED_ID["BTC/USDT"], challenger), RUN_AT)
+    finally:
+        aws.s3.put_object = real_put
+    record = decided["records"][0]
+    assert record["outcome"] == "promoted" and record["serving_model_id"] == challenger
+    assert _pointer(aws, "BTC/USDT")["model_id"] == challenger
+    [logged] = [r for r in caplog.records if getattr(r, "reason", None) == "stamp_not_bumped"]
+    assert logged.levelname == "ERROR" and "AccessDenied" in logged.error and logged.key == "models/_stamp/15m.json"
+
+
 def test_a_candidate_that_does_not_load_is_never_promoted(aws, steps) -> None:
     broken = _candidate(aws, "BTC_USDT_15m_20250427_020000")
     aws.s3.put_object(Bucket=aws.bucket, Key=f"models/BTC_USDT/15m/{broken}/model.json", Body=b'{"format": 1}')

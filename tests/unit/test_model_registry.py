@@ -292,6 +292,23 @@ def test_a_pointer_whose_copy_names_another_model_is_refused(s3: Any) -> None:
         ModelRegistry(BUCKET, PREFIX, lambda: s3).get("BTC/USDT", "15m")
 
 
+def test_publish_whose_stamp_write_fails_reports_the_pointer_it_moved(s3: Any, caplog: Any) -> None:
+    """The pointer is written before the stamp: a failed stamp write is logged, and the move stands."""
+    from botocore.exceptions import ClientError
+
+    class NoStamp:
+        def put_object(self, **kwargs: Any) -> Any:
+            if kwargs["Key"] == "models/_stamp/15m.json":
+                raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce"}}, "PutObject")
+            return s3.put_object(**kwargs)
+
+    artifact, manifest = bundled_pair()
+    pointer = publish(NoStamp(), BUCKET, PREFIX, artifact, manifest)
+    assert read_pointer(s3, BUCKET, PREFIX, "BTC/USDT", "15m")[0] == pointer
+    assert "models/_stamp/15m.json" not in [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert [r.levelname for r in caplog.records if getattr(r, "reason", None) == "stamp_not_bumped"] == ["ERROR"]
+
+
 def test_without_a_stamp_every_pointer_is_read_at_each_check(s3: Any) -> None:
     """A bucket whose models were published before stamps existed: pointers are read as they always were."""
     artifact, manifest = bundled_pair()
@@ -307,7 +324,7 @@ def test_without_a_stamp_every_pointer_is_read_at_each_check(s3: Any) -> None:
 
 
 def test_a_pointer_moved_without_a_stamp_bump_is_found_by_the_backstop(s3: Any) -> None:
-    """The stamp bump failed after the pointer moved (the writer saw the error): the pointer is still read
+    """The stamp bump failed after the pointer moved (logged as stamp_not_bumped): the pointer is still read
     within the backstop, however often the unchanged stamp is read meanwhile."""
     artifact, manifest = bundled_pair()
     publish(s3, BUCKET, PREFIX, artifact, renamed(manifest, "BTC_USDT_15m_20250101_000000"))

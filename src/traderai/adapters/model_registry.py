@@ -52,8 +52,8 @@ def publish(s3_client: Any, bucket: str, prefix: str, artifact: Mapping[str, Any
     pointer_key = f"{market_key(prefix, manifest['symbol'], manifest['timeframe'])}/{POINTER_NAME}"
     s3_client.put_object(Bucket=bucket, Key=pointer_key, Body=_dump(_carrying(pointer, artifact, manifest)),
                          ContentType="application/json", CacheControl="no-cache")
-    bump_stamp(s3_client, bucket, prefix, manifest["timeframe"], symbol=manifest["symbol"],
-               model_id=manifest["model_id"])
+    _bump_after_move(s3_client, bucket, prefix, manifest["timeframe"], symbol=manifest["symbol"],
+                     model_id=manifest["model_id"])
     return pointer
 
 
@@ -74,13 +74,30 @@ def bump_stamp(s3_client: Any, bucket: str, prefix: str, timeframe: str, *, symb
     A serving registry reads the stamp before it reads pointers: once it has read every pointer under stamp S,
     a later move changes the stamp (unique values, last writer wins; no read-modify-write, so concurrent moves
     never conflict here), and the first read of the new stamp sends it back to the pointers. A move whose bump
-    failed (the writer sees the error) is still found by the registry's backstop re-read of every pointer.
+    failed (logged as `stamp_not_bumped` by `publish` and `move_pointer`) is still found by the registry's
+    backstop re-read of every pointer.
     """
     stamp = uuid.uuid4().hex
     s3_client.put_object(Bucket=bucket, Key=stamp_key(prefix, timeframe),
                          Body=_dump({"stamp": stamp, "symbol": normalize_symbol(symbol), "model_id": model_id}),
                          ContentType="application/json", CacheControl="no-cache")
     return stamp
+
+
+def _bump_after_move(s3_client: Any, bucket: str, prefix: str, timeframe: str, *, symbol: str,
+                     model_id: str) -> str | None:
+    """`bump_stamp` once the pointer has moved: the move stands whatever the bump does, so a failed bump is
+    logged (reason `stamp_not_bumped`), not raised. Raised, it would report a move that happened as failed: the
+    retraining's Promote step is retried on any error, and its retry then finds the pointer already moved
+    (PointerConflictError) and records the promoted market as kept, naming the old champion as served."""
+    try:
+        return bump_stamp(s3_client, bucket, prefix, timeframe, symbol=symbol, model_id=model_id)
+    except Exception as exc:  # noqa: BLE001 - the pointer moved: the registries' backstop finds it (see above)
+        logger.error("model pointer moved but the stamp was not rewritten: serving registries find the move "
+                     "within their backstop re-read (POINTER_BACKSTOP_SECONDS), not at their next check",
+                     extra={"reason": "stamp_not_bumped", "symbol": normalize_symbol(symbol), "timeframe": timeframe,
+                            "model_id": model_id, "key": stamp_key(prefix, timeframe), "error": str(exc)})
+        return None
 
 
 def _parse_pointer(raw: bytes, where: str) -> dict[str, Any]:
@@ -421,7 +438,7 @@ def move_pointer(s3_client: Any, bucket: str, prefix: str, symbol: str, timefram
             raise PointerConflictError(f"{symbol} {timeframe}: pointer changed while moving it "
                                        f"({exc.response['Error'].get('Code')})") from exc
         raise
-    bump_stamp(s3_client, bucket, prefix, timeframe, symbol=symbol, model_id=model_id)
+    _bump_after_move(s3_client, bucket, prefix, timeframe, symbol=symbol, model_id=model_id)
     logger.info("model pointer moved", extra={"symbol": symbol, "timeframe": timeframe, "model_id": model_id,
                                               "previous_model_id": current_id, "reason": reason})
     return pointer
