@@ -42,7 +42,6 @@ lint: $(STAMP)
 	$(PY) -m ruff check src functions tests bench
 	$(VENV)/bin/lint-imports
 	$(PY) -m mypy
-	$(PY) -m ruff format --check src functions tests bench
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache .aws-sam
