@@ -137,6 +137,23 @@ def test_a_shards_tickers_are_asked_in_batches_of_20_and_weighed_in_its_budget()
     assert source._budget is not None and source._budget.used(time.monotonic()) == 20 + 96
 
 
+def test_a_sandboxs_next_shard_starts_with_its_own_empty_window() -> None:
+    """A tick with more shards than run at once: a sandbox's second shard of the tick follows its first within
+    seconds. Counted against its own share alone, it sends at once; in the first shard's window it waited for
+    that shard's requests to leave (up to a minute)."""
+    share = shard_weight(MANY)  # a share the shard's tick fills exactly
+    fake = FakeExchange(MANY_CANDLES, now=NOW)
+    source = ccxt_source(fake)
+    source.share_budget(share + 20)  # and load_markets, a cold start's
+    asyncio.run(fetch_markets(source, MANY, "15m", 200, NOW))
+    assert source._budget is not None and source._budget.used(time.monotonic()) == share + 20  # the window is full
+    source.share_budget(share + 20)  # the next shard, the same share
+    assert source._budget.used(time.monotonic()) == 0 and source._budget.delay(share, time.monotonic()) == 0
+    started = time.monotonic()
+    snapshots, failures = asyncio.run(fetch_markets(source, MANY, "15m", 200, NOW))
+    assert failures == {} and len(snapshots) == len(MANY) and time.monotonic() - started < 5
+
+
 def test_a_market_missing_from_the_batch_or_with_a_bad_quote_volume_fails_alone(
         caplog: pytest.LogCaptureFixture) -> None:
     fake = FakeExchange(CANDLES, now=NOW)

@@ -189,11 +189,14 @@ class CcxtSource:
         _check_timeframe(self._exchange, settings.timeframe)
 
     def share_budget(self, weight_per_minute: int | None) -> None:
-        """This shard's share of the exchange's weight per minute (None: no budget to share). A warm
-        container keeps its window: its previous tick's requests are long out of it."""
+        """This shard's share of the exchange's weight per minute (None: no budget to share), in a limiter of its
+        own. Each shard is counted against its own share alone (the shares add up to at most the budget:
+        core.shards), so a warm sandbox that ran another shard of the same tick seconds ago starts this one
+        with an empty window: inheriting the other shard's requests, it would wait up to a minute for them to
+        leave (a tick with more shards than ShardConcurrency runs them in waves, on the first wave's sandboxes)."""
         if weight_per_minute is None or self.exchange_id not in PER_MINUTE_WEIGHT_EXCHANGES:
             self._budget = None
-        elif self._budget is None or self._budget.limit != weight_per_minute:
+        else:
             self._budget = WeightBudget(weight_per_minute)
 
     async def check_settings(
