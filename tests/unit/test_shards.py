@@ -65,7 +65,7 @@ def test_an_item_that_is_not_a_shard_of_a_plan_is_refused() -> None:
         shard_from_item(item, 1)  # more markets than SHARD_SIZE allows
 
 
-def test_the_budget_is_shared_equally_below_the_exchange_limit() -> None:
+def test_the_budget_is_shared_by_weight_below_the_exchange_limit() -> None:
     plan = plan_shards([f"M{i}/USDT" for i in range(1000)], 100, 6000)
     assert len(plan) == 10 and {s.weight_per_minute for s in plan} == {480}  # 6,000 x 0.8 / 10
     assert all(s.minutes_needed <= 1 for s in plan)  # 100 klines x 2 + 5 ticker batches x 2 = 210 <= 480
@@ -75,7 +75,13 @@ def test_the_budget_is_shared_equally_below_the_exchange_limit() -> None:
 
 def test_a_tick_over_one_window_of_the_budget_is_refused_with_the_figures() -> None:
     # 22 shards of 100 (210 each: 4,620) and one of 85 (170 + 5 batches x 2 = 180): 4,800, exactly the budget
-    assert len(plan_shards([f"M{i}/USDT" for i in range(2285)], 100, 6000)) == 23
+    full = plan_shards([f"M{i}/USDT" for i in range(2285)], 100, 6000)
+    # each shard's share is its own weight (an equal 4,800 / 23 = 208 would leave the shards of 100 short of
+    # their 210, to wait a minute for their last request)
+    assert len(full) == 23 and [s.weight_per_minute for s in full] == [210] * 22 + [180]
+    assert all(s.minutes_needed <= 1 for s in full)
+    mixed = plan_shards([f"M{i}/USDT:USDT" if i % 3 == 0 else f"M{i}/USDT" for i in range(1500)], 100, 6000)
+    assert all(s.minutes_needed <= 1 for s in mixed) and sum(s.weight_per_minute for s in mixed) <= 4800
     with pytest.raises(TickBudgetError) as refused:
         plan_shards([f"M{i}/USDT" for i in range(10_000)], 100, 6000)
     assert str(refused.value) == (
@@ -114,7 +120,9 @@ def test_the_most_markets_a_plan_takes_is_the_figure_its_refusal_names(size: int
     most = max_spot_markets(usable, size)
     assert most >= usable // (KLINES_WEIGHT + TICKER_WEIGHT)  # never fewer than without batching
     try:
-        plan_shards([f"M{i}/USDT" for i in range(max(most, 1))], size, limit)
+        plan = plan_shards([f"M{i}/USDT" for i in range(max(most, 1))], size, limit)
+        # a tick within one window is within one window in every shard, at its own share
+        assert all(s.minutes_needed <= 1 for s in plan) and sum(s.weight_per_minute or 0 for s in plan) <= usable
     except TickBudgetError:
         raise AssertionError(f"{most} markets refused in shards of {size} at {limit}") from None
     except ShardPlanError:

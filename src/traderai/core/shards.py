@@ -7,8 +7,9 @@ during the tick cannot move a market between shards); `shard_from_item` checks a
 The exchange budget (Binance: request weight per IP per minute, 6,000 on spot; a klines request weighs 2, and
 a 24h-ticker request 2 for 1-20 symbols: `shard_weight` counts a shard's tick) is shared by every shard of a
 tick, since Lambda invocations may leave through the same IP (always so behind a NAT gateway). Each shard
-gets an equal share of the budget minus a reserve (`RESERVE_FRACTION`, for load_markets at a cold start,
-retried requests and a rejected ticker batch asked again market by market), enforced over a rolling minute
+gets a share of the budget minus a reserve (`RESERVE_FRACTION`, for load_markets at a cold start, retried
+requests and a rejected ticker batch asked again market by market) in proportion to its tick's weight (equal
+for shards alike), so a tick that fits one window fits it in every shard, enforced over a rolling minute
 by its own limiter (market.budget.WeightBudget); the shares add up to at most the budget, so the shards
 together never exceed it, whatever their timing. A retried shard runs in a fresh sandbox with a fresh
 limiter: the state machine waits a full window (`RETRY_INTERVAL_SECONDS`) before the retry, so the failed
@@ -99,8 +100,9 @@ class Shard:
 
 def plan_shards(markets: Sequence[str], shard_size: int, weight_per_minute: int | None = None, *,
                 max_windows: float | None = MAX_TICK_WINDOWS) -> tuple[Shard, ...]:
-    """Contiguous slices of `shard_size` markets (the last may be smaller); each gets an equal share of
-    `weight_per_minute` less the reserve. Every market is in exactly one shard, in the list's order.
+    """Contiguous slices of `shard_size` markets (the last may be smaller); each gets a share of
+    `weight_per_minute` less the reserve in proportion to its `shard_weight`. Every market is in exactly one
+    shard, in the list's order.
     A tick needing more than `max_windows` windows of the budget is refused (None: never)."""
     if shard_size < 1:
         raise ShardPlanError(f"SHARD_SIZE: {shard_size} must be at least 1")
@@ -109,12 +111,13 @@ def plan_shards(markets: Sequence[str], shard_size: int, weight_per_minute: int 
     if len(set(markets)) != len(markets):
         raise ShardPlanError("market list: a market is listed twice")
     count = math.ceil(len(markets) / shard_size)
-    share = None
+    shares: list[int] | None = None
     if weight_per_minute is not None:
         if weight_per_minute <= 0:
             raise ShardPlanError(f"EXCHANGE_WEIGHT_PER_MINUTE: {weight_per_minute} must be positive")
         usable = math.floor(weight_per_minute * (1 - RESERVE_FRACTION))
-        needed = sum(shard_weight(markets[start:start + shard_size]) for start in range(0, len(markets), shard_size))
+        weights = [shard_weight(markets[start:start + shard_size]) for start in range(0, len(markets), shard_size)]
+        needed = sum(weights)
         if max_windows is not None and needed > usable * max_windows:
             raise TickBudgetError(
                 f"exchange budget: {len(markets):,} markets need {needed:,} request weight per tick "
@@ -123,11 +126,16 @@ def plan_shards(markets: Sequence[str], shard_size: int, weight_per_minute: int 
                 f"EXCHANGE_WEIGHT_PER_MINUTE {weight_per_minute:,} less the {RESERVE_FRACTION:.0%} reserve gives "
                 f"{usable:,} per minute: at most {max_spot_markets(int(usable * max_windows), shard_size):,} spot "
                 f"markets per tick from one IP in shards of {shard_size:,}")
-        share = math.floor(usable / count)
-        if share < MIN_SHARE:
+        # In proportion to the weight, not equal: a tick within `usable` then gets every shard at least its own
+        # weight (usable * w // needed >= w), so no shard waits a window for its last requests. Equal shares did
+        # not promise it: 2,285 spot markets in shards of 100 are 22 shards of 210 and one of 180 (4,800), and
+        # an equal 4,800 / 23 is 208.
+        shares = [usable * weight // needed for weight in weights]
+        if min(shares) < MIN_SHARE:
             raise ShardPlanError(f"EXCHANGE_WEIGHT_PER_MINUTE: {weight_per_minute} shared by {count} shards leaves "
-                                 f"{share} per shard, less than one market's {MIN_SHARE}")
-    return tuple(Shard(index, count, tuple(markets[index * shard_size:(index + 1) * shard_size]), share)
+                                 f"{min(shares)} to a shard, less than one market's {MIN_SHARE}")
+    return tuple(Shard(index, count, tuple(markets[index * shard_size:(index + 1) * shard_size]),
+                       None if shares is None else shares[index])
                  for index in range(count))
 
 
