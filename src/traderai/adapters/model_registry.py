@@ -186,10 +186,12 @@ class ModelRegistry:
             return cached.model
         self._cache[cache_key] = _Cached(model, now, stamp, self._due(cache_key[0], now))
         if self._freeze_loaded:
-            # A served model lives as long as the sandbox: its ~2,000 objects (the manifest's quantiles and
-            # figures) are kept out of the collector's passes. Loaded by the hundred, they made every full
-            # collection walk millions of objects that are never garbage (up to 2.5 s each, several per tick,
-            # bench/shard_tick.py); frozen objects are still freed by their reference counts.
+            # A served model lives as long as the sandbox, as do the ~250,000 objects the imports left: freeze
+            # moves everything alive now (this model's ~100 containers among them) out of the collector's passes,
+            # which walked them all at every full collection and never found garbage (bench/shard_tick.py: 60
+            # full collections of up to 2.5 s in a 1,000-market run, 15 after). Frozen objects are still freed by
+            # their reference counts; a cycle in flight now (another thread's) is never collected: bounded, since
+            # a freeze follows only a load.
             gc.freeze()
         return model
 
