@@ -3,6 +3,8 @@ plan, the JSON array the TickStateMachine's Distributed Map reads with its ItemR
 
 The list is read on every plan, so a new list serves from the next tick with no redeploy; a list that cannot
 be read or parsed fails the plan (market.listing.MarketListError), never a tick over an older or partial list.
+A shard's sandbox reads it too, in a tick without a candle close, to load the list's models before the next
+close (services.predict.run_tick's `warm`): there a list that cannot be read is logged and nothing else.
 """
 
 from __future__ import annotations

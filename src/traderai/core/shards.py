@@ -1,8 +1,10 @@
 """The shard plan of a tick: which markets each PredictFunction invocation predicts, and its share of the
 exchange's request-weight budget. Pure: the Plan state calls `plan_shards` on the tick's market list and
 writes every shard's `item()` to the tick's plan object in S3, which the state machine's Distributed Map
-reads (one item per shard: its markets travel with it, so a shard never re-reads the list, and a list changed
-during the tick cannot move a market between shards); `shard_from_item` checks an item a shard is given.
+reads (one item per shard: its markets travel with it, so a shard never re-reads the list for them, and a list
+changed during the tick cannot move a market between shards; in a tick without a candle close a shard's
+sandbox reads the list only to load its models beforehand, services.predict.WARM_LIMIT); `shard_from_item`
+checks an item a shard is given.
 
 The exchange budget (Binance: request weight per IP per minute, 6,000 on spot; a klines request weighs 2, and
 a 24h-ticker request 2 for 1-20 symbols: `shard_weight` counts a shard's tick) is shared by every shard of a
