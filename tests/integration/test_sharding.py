@@ -112,6 +112,20 @@ def test_the_market_list_is_read_from_s3_and_a_change_serves_from_the_next_tick(
         == ["BNB/USDT"]
 
 
+def test_a_shard_in_a_tick_without_a_close_loads_the_whole_lists_models(aws: Aws, listed) -> None:
+    """14:05 closes no 15m candle: the shard predicts nothing, and its sandbox loads the models of every market
+    the S3 list names, not only its own (the next close may bring it any shard)."""
+    from traderai import wiring
+
+    aws.s3.put_object(Bucket=aws.bucket, Key=LIST_KEY, Body=MARKETS.replace(",", "\n").encode())
+    event = scheduled_event(parse_iso_utc("2025-04-07T14:05:00Z"), "TickStateMachine")
+    item = {"index": 0, "count": 2, "markets": ["BTC/USDT", "ETH/USDT"], "weight_per_minute": None}
+    reply = listed["PredictFunction"](shard_request(event, item), FakeLambdaContext())
+    assert reply["predictions"] == [] and aws.objects("predictions/") == []
+    cached = {symbol for symbol, _ in wiring.predict_runtime().models._cache}  # type: ignore[attr-defined]
+    assert cached == set(MARKETS.split(","))
+
+
 @pytest.mark.parametrize(("body", "message"), [
     (b"symbol\nBTC/USDT\nBTCUSDT\nETH/USDT\n", "config/markets.csv line 3: 'BTCUSDT' is not BASE/QUOTE"),
     (b"", "config/markets.csv: no market listed"),
