@@ -374,20 +374,43 @@ def _p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
 
 
+def ccxt_parse_seconds(rows: int = 501, repeats: int = 30) -> float:
+    """What FakeExchange skips: ccxt decoding a real Binance klines reply of `rows` candles (the JSON text, then
+    `parse_ohlcvs`), the median of `repeats`, in seconds. The fake hands back rows already parsed."""
+    import json
+    import statistics
+
+    import ccxt
+
+    exchange = ccxt.binance()
+    market = {"id": "BTCUSDT", "symbol": "BTC/USDT", "spot": True}
+    body = json.dumps([[1_700_000_000_000 + i * 900_000, "42000.10", "42100.00", "41900.00", "42050.50", "123.456",
+                        1_700_000_899_999, "5190000.1", 1000, "60.1", "2500000.0", "0"] for i in range(rows)])
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        exchange.parse_ohlcvs(json.loads(body), market, "15m", None, rows)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def measure(quick: bool) -> list[Figure]:
     figures: list[Figure] = []
     cores = os.cpu_count() or 1
+    parse = ccxt_parse_seconds()
     real = ("real: the handlers in worker processes (one per sandbox, warm), the S3 market list, the plan object, "
             "CcxtSource with the shard's budget share, the model registry (one read of the stamp per sandbox and "
             "closing tick; a market's model, one S3 object, read the first time a sandbox meets the market), moto's "
             "server for S3/DynamoDB; stood in: FakeExchange "
-            f"{LATENCY_S * 1000:.0f} ms/request, markets and models cloned from the 4 bundled pairs, Step "
+            f"{LATENCY_S * 1000:.0f} ms/request, handing back rows ccxt has already parsed (ccxt's own decoding of a "
+            f"real 501-candle reply, {parse * 1000:.1f} ms per market on this machine, is not in these figures), "
+            "markets and models cloned from the 4 bundled pairs, Step "
             f"Functions (the local runner), Lambda (processes on this machine's {cores} cores), S3 (moto)")
-    alone, detail = run(100, 3 if quick else 5, sandboxes=1)
+    alone, alone_detail = run(100, 3 if quick else 5, sandboxes=1)
     figures.append(Figure(SECTION, "one shard of 100 markets alone (local stack): tick fired -> decisions logged, p95",
                           f"{_p95(alone):.2f} s", "", "info",
                           f"{len(alone)} warm ticks, median {median(alone):.2f} s; what one Lambda sandbox runs; "
-                          f"CPU {cpu_text(detail)}; {real}"))
+                          f"CPU {cpu_text(alone_detail)}; {real}"))
     seconds, detail = run(1000, 4 if quick else 8)
     load = detail["load"][0]
     figures.append(Figure(
@@ -395,10 +418,10 @@ def measure(quick: bool) -> list[Figure]:
                  "logged, p95",
         f"{_p95(seconds):.2f} s", "≤ 2 s", verdict(_p95(seconds) <= 2.0),
         f"{len(seconds)} warm ticks, median {median(seconds):.2f} s, each: {_ticks(seconds, detail)}; a shard goes to "
-        "whichever sandbox is free, as on Lambda, so a sandbox meeting a shard for the first time loads its 100 "
-        f"models from S3; {detail['shards']} shards of 100 in 10 PredictFunction + 10 SignalFunction worker "
-        f"processes, 10 at once, on {cores} cores (load {load:.1f}); {_bound(detail, cores)}; exchange budget "
-        f"6,000/min shared: {_share_text(1000)}; {real}"))
+        "whichever sandbox is free, as on Lambda; the two 5-minute ticks between closes (fired, not timed: "
+        f"{_between(detail)}) load the list's models into each sandbox they reach; {detail['shards']} shards of 100 in "
+        f"10 PredictFunction + 10 SignalFunction worker processes, 10 at once, on {cores} cores (load {load:.1f}); "
+        f"{_bound(detail, cores)}; exchange budget 6,000/min shared: {_share_text(1000)}; {real}"))
     big, detail = run(10_000, 1, weight_per_minute=0, models_in_s3=False)
     load = detail["load"][0]
     figures.append(Figure(
@@ -410,18 +433,30 @@ def measure(quick: bool) -> list[Figure]:
         f"{refused_at(10_000)}; the models served from memory in this row (publishing 10,000 models to moto takes "
         f"minutes), from S3 in the others; {real}"))
     one = _p95(alone)
+    cpu = alone_detail["cpu_seconds"]
+    # on Lambda: PredictFunction's 1,024 MB is ~0.58 vCPU, SignalFunction's 512 MB ~0.29 (1 vCPU at 1,769 MB);
+    # their CPU stretches by 1/share, and ccxt's decoding of the 100 replies is added at predict's share
+    slower = (cpu["PredictFunction"] * (1769 / 1024 - 1) + cpu["SignalFunction"] * (1769 / 512 - 1)
+              + 100 * parse * 1769 / 1024)
     for count, at_once in ((1000, 10), (10_000, 100)):
         waves = -(-(count // 100) // at_once)
         figures.append(Figure(
             SECTION, f"{count:,} markets on Lambda, ESTIMATE (not measured): {count // 100} shards, {at_once} at once",
-            f"~{waves * one:.1f} s", f"≤ {2 if count == 1000 else 3} s", "info",
-            f"{waves} wave(s) × the one-shard p95 above (each sandbox runs its shard alone, on its own CPU share), "
-            "at this machine's core speed: PredictFunction's 1,024 MB is about 0.58 vCPU and SignalFunction's 512 MB "
-            "about 0.29 (Lambda gives 1 vCPU at 1,769 MB), so their CPU part would take up to 1.7× / 3.5× as long; "
-            "plus Step Functions' own latency (the Plan state, the Distributed Map's start, each child's), not "
-            "measured here; "
-            + _budget_text(count)))
+            f"~{waves * (one + slower):.1f} s", f"≤ {2 if count == 1000 else 3} s", "info",
+            f"{waves} wave(s) × (the one-shard p95 above, {one:.2f} s, + {slower:.2f} s): each sandbox runs its shard "
+            f"alone, on its CPU share, at this machine's core speed; PredictFunction's 1,024 MB is about 0.58 vCPU "
+            f"and SignalFunction's 512 MB about 0.29 (Lambda gives 1 vCPU at 1,769 MB), so their CPU above "
+            f"({cpu['PredictFunction']:.2f} s and {cpu['SignalFunction']:.2f} s) takes 1.7× and 3.5× as long, and "
+            f"ccxt's decoding of 100 real replies ({100 * parse:.2f} s) is added at 1.7×; a sandbox whose models "
+            "are not yet loaded adds one S3 read per market (10 at once); Step Functions' own latency (the Plan "
+            "state, the Distributed Map's start, each child's) is not measured here; " + _budget_text(count)))
     return figures
+
+
+def _between(detail: dict[str, Any]) -> str:
+    between = detail.get("between_seconds", [])
+    return (f"{between[0]:.1f} s for the first, which loaded the models, then median {median(between[1:]):.2f} s"
+            if len(between) > 1 else "none")
 
 
 def main(argv: list[str] | None = None) -> int:
