@@ -163,8 +163,8 @@ def test_the_pointer_write_is_conditional_on_the_version_read(aws) -> None:
 
 def test_a_promotion_whose_stamp_write_fails_is_recorded_as_made(aws, caplog) -> None:
     """The pointer moved, then the stamp's write failed (a role without models/_stamp/*, S3 down): the decision
-    says promoted, serving the challenger, and the failure is logged with its reason. Raised, the Promote step's
-    retry would find the pointer moved and record the market as kept, the old champion as served."""
+    says promoted, serving the challenger, and the failure is logged with its reason. Raised, the Promote step
+    failed with no decision record though the pointer had moved, and a rerun recorded the market as kept."""
     from botocore.exceptions import ClientError
 
     challenger = _candidate(aws, "BTC_USDT_15m_20250427_020000")

@@ -88,8 +88,9 @@ def _bump_after_move(s3_client: Any, bucket: str, prefix: str, timeframe: str, *
                      model_id: str) -> str | None:
     """`bump_stamp` once the pointer has moved: the move stands whatever the bump does, so a failed bump is
     logged (reason `stamp_not_bumped`), not raised. Raised, it would report a move that happened as failed: the
-    retraining's Promote step is retried on any error, and its retry then finds the pointer already moved
-    (PointerConflictError) and records the promoted market as kept, naming the old champion as served."""
+    retraining's Promote step would fail before writing any decision record (the markets it had moved included)
+    and its notification say the champions stay, and a rerun would find the pointers already moved
+    (PointerConflictError) and record the promoted markets as kept, naming the old champions as served."""
     try:
         return bump_stamp(s3_client, bucket, prefix, timeframe, symbol=symbol, model_id=model_id)
     except Exception as exc:  # noqa: BLE001 - the pointer moved: the registries' backstop finds it (see above)
