@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from traderai.adapters.model_registry import (
@@ -204,7 +205,7 @@ class SlowS3:
     def __init__(self, client: Any, delay_s: float = 0.05) -> None:
         self._client, self._delay = client, delay_s
         self._lock = threading.Lock()
-        self.in_flight = self.peak = self.gets = 0
+        self.in_flight = self.peak = self.gets = self.not_modified = 0
         self.keys: list[str] = []
 
     def get_object(self, **kwargs: Any) -> Any:
@@ -216,6 +217,11 @@ class SlowS3:
         try:
             time.sleep(self._delay)
             return self._client.get_object(**kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "304":
+                with self._lock:
+                    self.not_modified += 1
+            raise
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -250,7 +256,9 @@ def test_prefetch_reads_a_shards_models_at_once_then_get_reads_nothing(s3: Any) 
     reads = slow.gets
     registry.prefetch(symbols, "15m", workers=8)
     assert slow.gets - reads == 1 + 20 and slow.peak > 1
+    assert slow.not_modified == 19  # the unmoved pointers come back as a bodyless 304 (If-None-Match, their ETag)
     assert registry.get("C3/USDT", "15m").model_id == "C3_USDT_15m_20250201_000000"
+    assert registry.get("C4/USDT", "15m").model_id == "C4_USDT_15m_20250101_000000"
 
 
 def test_a_pointer_moved_with_its_stamp_is_served_at_the_next_check(s3: Any) -> None:

@@ -119,6 +119,7 @@ class _Cached:
     checked_at: float  # last time this market was checked (a pointer read, or the stamp found unchanged)
     stamp: str | None  # the stamp read before this market's pointer was last read (None: no stamp then)
     pointer_due: float  # the backstop: the pointer is read again by then whatever the stamp says
+    etag: str | None = None  # the pointer object's ETag: a re-read of an unchanged pointer is a bodyless 304
 
 
 # S3 reads in flight while a shard's model pointers are refreshed: botocore's default pool (10 connections);
@@ -170,10 +171,13 @@ class ModelRegistry:
             cached.checked_at = now
             return cached.model
         try:
-            pointer = self._read_pointer(*cache_key)
-            if cached and cached.model.model_id == pointer["model_id"]:
+            pointer, etag = self._read_pointer(*cache_key, unless=cached.etag if cached else None)
+            if cached and (pointer is None or cached.model.model_id == pointer["model_id"]):
                 cached.checked_at, cached.stamp, cached.pointer_due = now, stamp, self._due(cache_key[0], now)
+                cached.etag = etag
                 return cached.model
+            if pointer is None:  # a 304 answers only the ETag of a cached pointer
+                raise ModelError(f"{cache_key[0]} {timeframe}: S3 answered 'not modified' to a first read")
             model = self._load(pointer)
         except ModelNotFoundError:
             raise
@@ -185,7 +189,7 @@ class ModelRegistry:
                                   "error": str(exc)})
             cached.checked_at = now
             return cached.model
-        self._cache[cache_key] = _Cached(model, now, stamp, self._due(cache_key[0], now))
+        self._cache[cache_key] = _Cached(model, now, stamp, self._due(cache_key[0], now), etag)
         if self._freeze_loaded:
             # A served model lives as long as the sandbox, as do the ~250,000 objects the imports left: freeze
             # moves everything alive now (this model's ~100 containers among them) out of the collector's passes,
@@ -246,14 +250,26 @@ class ModelRegistry:
         spread = 0.75 + 0.5 * zlib.crc32(symbol.encode()) / 2**32
         return now + self._backstop_seconds * spread
 
-    def _read_pointer(self, symbol: str, timeframe: str) -> dict[str, Any]:
+    def _read_pointer(self, symbol: str, timeframe: str, unless: str | None = None
+                      ) -> tuple[dict[str, Any] | None, str | None]:
+        """(the market's pointer, its ETag); (None, `unless`) when the pointer's ETag is still `unless` (S3's
+        If-None-Match: a pointer carries its model, ~25 KB, which an unchanged pointer is not sent again)."""
+        from botocore.exceptions import ClientError
+
         key = f"{market_key(self.prefix, symbol, timeframe)}/{POINTER_NAME}"
-        raw = self._get_object(key)
-        if raw is None:
-            raise ModelNotFoundError(f"no model published for {symbol} {timeframe}: s3://{self.bucket}/{key} "
-                                     f"does not exist (publish one with `traderai train ... --bucket "
-                                     f"{self.bucket} --prefix {self.prefix}`)")
-        return _parse_pointer(raw, f"s3://{self.bucket}/{key}")
+        try:
+            reply = self._client_factory().get_object(Bucket=self.bucket, Key=key,
+                                                      **({"IfNoneMatch": unless} if unless else {}))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if unless and code in ("304", "NotModified"):
+                return None, unless
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise ModelNotFoundError(f"no model published for {symbol} {timeframe}: s3://{self.bucket}/{key} "
+                                         f"does not exist (publish one with `traderai train ... --bucket "
+                                         f"{self.bucket} --prefix {self.prefix}`)") from None
+            raise
+        return _parse_pointer(reply["Body"].read(), f"s3://{self.bucket}/{key}"), reply.get("ETag")
 
     def _load(self, pointer: Mapping[str, Any]) -> ServedModel:
         carried = [pointer.get(name) for name in CARRIED]
