@@ -53,6 +53,24 @@ def test_concurrent_invocations_scale_out_to_separate_processes_up_to_the_limit(
         assert time.perf_counter() - started >= 1.0  # 5 calls of 0.5 s on 3 sandboxes: two rounds
 
 
+def test_started_sandboxes_wait_idle_and_serve_without_a_cold_start(functions: Path) -> None:
+    with Sandboxes({"Echo": "echo"}, {"Echo": {}}, per_function=3, functions_dir=functions) as boxes:
+        boxes.start("Echo", 5)  # capped at per_function
+        assert boxes.counts() == {"Echo": 3}
+        time.sleep(0.3)
+        called = time.time()
+        replies: list[dict] = []
+        threads = [threading.Thread(target=lambda: replies.append(boxes.invoke("Echo", {}))) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # three concurrent calls met the three started sandboxes, all imported before the calls
+        assert len({r["pid"] for r in replies}) == 3 and all(r["imported_at"] < called for r in replies)
+        boxes.start("Echo", 2)  # already there: nothing more started
+        assert boxes.counts() == {"Echo": 3}
+
+
 def test_a_handler_error_is_the_invocations_error_and_the_sandbox_stays(functions: Path) -> None:
     with Sandboxes({"Echo": "echo"}, {"Echo": {}}, per_function=1, functions_dir=functions) as boxes:
         with pytest.raises(InvocationError, match="KeyError: 'a bug'"):

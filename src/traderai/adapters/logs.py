@@ -25,8 +25,14 @@ def log_key(kind: str, tick_time: datetime, shard: str | None = None) -> str:
 
 def to_json_lines(records: Iterable[Mapping[str, Any]]) -> bytes:
     """One compact JSON object per line; NaN/inf become null (JSON and Athena have no NaN)."""
-    return "".join(json.dumps(_finite(dict(r)), separators=(",", ":"), sort_keys=True) + "\n"
-                   for r in records).encode()
+    return "".join(_line(r) for r in records).encode()
+
+
+def _line(record: Mapping[str, Any]) -> str:
+    try:  # the common record has no NaN: encoded as it is, not walked value by value first
+        return json.dumps(record, separators=(",", ":"), sort_keys=True, allow_nan=False) + "\n"
+    except ValueError:
+        return json.dumps(_finite(dict(record)), separators=(",", ":"), sort_keys=True) + "\n"
 
 
 def _finite(value: Any) -> Any:

@@ -16,14 +16,15 @@ from traderai.observability import logger
 from traderai.ports import MarketDataSource, MarketInfoBatch, MarketSource
 from traderai.settings import Settings
 
-# Markets fetched at once. Each holds two requests (candles + ticker), so 50 markets are 100 requests in
-# flight: the size of aiohttp's connection pool in ccxt (TCPConnector's default limit), beyond which
-# requests only queue there (with batched tickers, `MarketInfoBatch`, a market holds its candles request and
-# the shard's few ticker requests run beside them). The exchange limits weight per minute, not concurrency
-# (Binance spot: 6,000/min; 100 markets are 210 per tick, core.shards.shard_weight), so at 100 ms per request
-# 100 markets take two waves (~0.2 s) instead of thirteen at 8 (bench/tick_scale.py: 100 markets 1.3 s wall vs
-# 3.0 s, measured with a ticker request per market).
-DEFAULT_CONCURRENCY = 50
+# Markets fetched at once: what fits aiohttp's connection pool in ccxt (TCPConnector's default limit, 100
+# requests in flight; beyond it requests only queue there). A spot market holds one request, its candles; its
+# ticker comes in a batch of 20 beside them (`MarketInfoBatch`, core.shards.TICKER_BATCH_SIZE), so a shard of
+# 100 markets is 95 candle requests and 5 ticker batches at once, and the last 5 candle requests a wave later
+# (a derivative market, or a source without batches, holds two: half as many at once). The exchange limits
+# weight per minute, not concurrency (Binance spot: 6,000/min; 100 markets are 210 per tick,
+# core.shards.shard_weight): at 100 ms per request a 100-market shard's fetch is two waves (~0.2 s), where
+# 50 at once made three, and 8 thirteen (bench/tick_scale.py).
+DEFAULT_CONCURRENCY = 95
 
 
 class MarketSnapshot(NamedTuple):
