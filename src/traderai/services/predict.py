@@ -144,8 +144,10 @@ class ModelUnusableError(MarketDataError):
 
 
 # A tick with no candle close (at 15m, two ticks in three) warms the sandbox's model cache with the whole market
-# list, up to this many markets (~54 KB of memory each once loaded; PredictFunction has 1,024 MB).
-WARM_LIMIT = 2000
+# list, up to this many markets (~54 KB of memory each once loaded; PredictFunction has 1,024 MB): above the
+# 2,285 spot markets one IP's default budget serves in shards of 100 (docs/markets.md), so every list a single
+# IP can serve is warmed.
+WARM_LIMIT = 2500
 
 
 async def run_tick(settings: Settings, source: MarketDataSource, models: ModelProvider, log: JsonLinesLog,
