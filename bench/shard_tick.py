@@ -49,7 +49,7 @@ from tick_scale import BASE_PAIRS, LATENCY_S, ClonedModels, base_candles
 
 from traderai.adapters.market_list import DEFAULT_LIST_KEY
 from traderai.contracts import Candles
-from traderai.core.shards import max_spot_markets
+from traderai.core.shards import max_spot_markets, usable_weight
 
 SECTION = "2. Tick at scale"
 KEEP_CANDLES = 700  # enough for CANDLE_LIMIT 500 + the ticks measured
@@ -364,15 +364,14 @@ def _share_text(count: int) -> str:
 
 
 def _budget_text(count: int) -> str:
-    """Whether Binance's budget from one IP (6,000/min less the 20% reserve) covers `count` markets' tick."""
-    from traderai.core.shards import shard_weight
+    """Whether Binance's budget from one IP (6,000/min less the reserve) covers `count` markets' tick."""
+    from traderai.core.shards import shard_weights
 
-    symbols = [clone_symbol(i) for i in range(count)]
-    needed = sum(shard_weight(symbols[start:start + 100]) for start in range(0, count, 100))
-    if needed <= 4800:
-        return f"the Binance budget holds ({needed:,} weight/tick of 4,800)"
-    return (f"the Binance budget does not: {needed:,} weight/tick, 4,800/min per IP usable: the plan refuses it; "
-            f"it needs {-(-needed // 4800)} egress IPs")
+    needed, usable = sum(shard_weights([clone_symbol(i) for i in range(count)], 100)), usable_weight(6000)
+    if needed <= usable:
+        return f"the Binance budget holds ({needed:,} weight/tick of {usable:,})"
+    return (f"the Binance budget does not: {needed:,} weight/tick, {usable:,}/min per IP usable: the plan refuses "
+            f"it; it needs {-(-needed // usable)} egress IPs")
 
 
 def _p95(values: list[float]) -> float:
@@ -474,8 +473,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="only profile one warm tick of MARKETS markets (the runner's side) and print it")
     args = parser.parse_args(argv)
     if args.profile:
+        one_ip = max_spot_markets(usable_weight(6000), 100)
         seconds, detail = run(args.profile, 2, profile=Path("/tmp/shard_tick.prof"),
-                              weight_per_minute=0 if args.profile > max_spot_markets(4800, 100) else 6000,
+                              weight_per_minute=0 if args.profile > one_ip else 6000,
                               sandboxes=min(10, -(-args.profile // 100)))
         print(seconds, detail)
         stats = io.StringIO()

@@ -353,13 +353,13 @@ def test_a_pointer_moved_without_a_stamp_bump_is_found_by_the_backstop(s3: Any) 
 
 def test_every_list_one_ip_can_serve_is_warmed() -> None:
     """WARM_LIMIT is above the most spot markets the default budget lets one IP serve (shards of 100)."""
-    from traderai.core.shards import RESERVE_FRACTION, max_spot_markets
+    from traderai.core.shards import max_spot_markets, usable_weight
     from traderai.services.predict import WARM_LIMIT
     from traderai.services.sharding import ShardSettings
 
     default = ShardSettings()
     assert default.weight_per_minute is not None
-    assert max_spot_markets(int(default.weight_per_minute * (1 - RESERVE_FRACTION)), default.size) <= WARM_LIMIT
+    assert max_spot_markets(usable_weight(default.weight_per_minute), default.size) <= WARM_LIMIT
 
 
 def test_a_tick_without_a_close_warms_the_cache_with_the_whole_list_and_never_fails_for_it(caplog: Any) -> None:

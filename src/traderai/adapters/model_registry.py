@@ -101,6 +101,37 @@ def _bump_after_move(s3_client: Any, bucket: str, prefix: str, timeframe: str, *
         return None
 
 
+def _get(s3_client: Any, bucket: str, key: str, unless: str | None = None) -> tuple[bytes | None, str] | None:
+    """(the object's bytes, its ETag); None when there is no such object; (None, `unless`) when its ETag is
+    still `unless` (If-None-Match: S3 answers a bodyless 304)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        reply = s3_client.get_object(Bucket=bucket, Key=key, **({"IfNoneMatch": unless} if unless else {}))
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if unless and code in ("304", "NotModified"):
+            return None, unless
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+    return reply["Body"].read(), reply.get("ETag", "")
+
+
+def _documents(s3_client: Any, bucket: str, keys: Iterable[str], missing: Callable[[str], Exception]) -> list[Any]:
+    """The JSON documents at `keys`, in order; `missing(key)` is raised for one that does not exist."""
+    documents = []
+    for key in keys:
+        found = _get(s3_client, bucket, key)
+        if found is None or found[0] is None:
+            raise missing(key)
+        try:
+            documents.append(json.loads(found[0]))
+        except ValueError as exc:
+            raise ModelError(f"s3://{bucket}/{key}: not JSON ({exc})") from exc
+    return documents
+
+
 def _parse_pointer(raw: bytes, where: str) -> dict[str, Any]:
     try:
         pointer = json.loads(raw)
@@ -231,8 +262,8 @@ class ModelRegistry:
                 return seen[0]
             key = stamp_key(self.prefix, timeframe)
             try:
-                raw = self._get_object(key)
-                stamp = None if raw is None else json.loads(raw).get("stamp")
+                found = _get(self._client_factory(), self.bucket, key)
+                stamp = None if found is None or found[0] is None else json.loads(found[0]).get("stamp")
             except Exception as exc:  # noqa: BLE001 - no stamp means every pointer is read, as before stamps
                 logger.warning("model registry stamp unreadable; reading every pointer",
                                extra={"key": key, "error": str(exc)})
@@ -254,22 +285,14 @@ class ModelRegistry:
                       ) -> tuple[dict[str, Any] | None, str | None]:
         """(the market's pointer, its ETag); (None, `unless`) when the pointer's ETag is still `unless` (S3's
         If-None-Match: a pointer carries its model, ~25 KB, which an unchanged pointer is not sent again)."""
-        from botocore.exceptions import ClientError
-
         key = f"{market_key(self.prefix, symbol, timeframe)}/{POINTER_NAME}"
-        try:
-            reply = self._client_factory().get_object(Bucket=self.bucket, Key=key,
-                                                      **({"IfNoneMatch": unless} if unless else {}))
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if unless and code in ("304", "NotModified"):
-                return None, unless
-            if code in ("NoSuchKey", "404", "NotFound"):
-                raise ModelNotFoundError(f"no model published for {symbol} {timeframe}: s3://{self.bucket}/{key} "
-                                         f"does not exist (publish one with `traderai train ... --bucket "
-                                         f"{self.bucket} --prefix {self.prefix}`)") from None
-            raise
-        return _parse_pointer(reply["Body"].read(), f"s3://{self.bucket}/{key}"), reply.get("ETag")
+        found = _get(self._client_factory(), self.bucket, key, unless)
+        if found is None:
+            raise ModelNotFoundError(f"no model published for {symbol} {timeframe}: s3://{self.bucket}/{key} "
+                                     f"does not exist (publish one with `traderai train ... --bucket "
+                                     f"{self.bucket} --prefix {self.prefix}`)")
+        raw, etag = found
+        return (None if raw is None else _parse_pointer(raw, f"s3://{self.bucket}/{key}")), etag
 
     def _load(self, pointer: Mapping[str, Any]) -> ServedModel:
         carried = [pointer.get(name) for name in CARRIED]
@@ -281,26 +304,8 @@ class ModelRegistry:
 
     def _read_files(self, pointer: Mapping[str, Any]) -> list[Any]:
         """The model's two files, for a pointer that carries no copy (written before pointers carried one)."""
-        documents = []
-        for key in (pointer["key"], pointer["manifest_key"]):
-            raw = self._get_object(key)
-            if raw is None:
-                raise ModelError(f"s3://{self.bucket}/{key}: named by the pointer but missing")
-            try:
-                documents.append(json.loads(raw))
-            except ValueError as exc:
-                raise ModelError(f"s3://{self.bucket}/{key}: not JSON ({exc})") from exc
-        return documents
-
-    def _get_object(self, key: str) -> bytes | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            return self._client_factory().get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise
+        return _documents(self._client_factory(), self.bucket, (pointer["key"], pointer["manifest_key"]),
+                          lambda key: ModelError(f"s3://{self.bucket}/{key}: named by the pointer but missing"))
 
 
 class BundledModels:
@@ -341,18 +346,6 @@ class UnknownModelError(ModelNotFoundError):
     """A model id or market the registry does not hold (the message names it)."""
 
 
-def _get(s3_client: Any, bucket: str, key: str) -> tuple[bytes, str] | None:
-    from botocore.exceptions import ClientError
-
-    try:
-        reply = s3_client.get_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-            return None
-        raise
-    return reply["Body"].read(), reply["ETag"]
-
-
 def pointer_key(prefix: str, symbol: str, timeframe: str) -> str:
     return f"{market_key(prefix, symbol, timeframe)}/{POINTER_NAME}"
 
@@ -375,7 +368,7 @@ def read_pointer(s3_client: Any, bucket: str, prefix: str, symbol: str,
     """(the market's pointer, its ETag), or (None, None) when the market has none."""
     key = pointer_key(prefix, symbol, timeframe)
     found = _get(s3_client, bucket, key)
-    if found is None:
+    if found is None or found[0] is None:
         return None, None
     pointer = _parse_pointer(found[0], f"s3://{bucket}/{key}")
     return {k: v for k, v in pointer.items() if k not in CARRIED}, found[1]
@@ -391,16 +384,9 @@ def _model_by_id(s3_client: Any, bucket: str, prefix: str, symbol: str, timefram
                  model_id: str) -> tuple[ServedModel, Any, Any]:
     """(the model, its artifact, its manifest) of a market by id."""
     folder = f"{market_key(prefix, symbol, timeframe)}/{model_id}"
-    documents = []
-    for name in ("model.json", "manifest.json"):
-        found = _get(s3_client, bucket, f"{folder}/{name}")
-        if found is None:
-            raise UnknownModelError(f"model {model_id!r} of {symbol} {timeframe}: s3://{bucket}/{folder}/{name} "
-                                    f"does not exist")
-        try:
-            documents.append(json.loads(found[0]))
-        except ValueError as exc:
-            raise ModelError(f"s3://{bucket}/{folder}/{name}: not JSON ({exc})") from exc
+    documents = _documents(s3_client, bucket, (f"{folder}/model.json", f"{folder}/manifest.json"),
+                           lambda key: UnknownModelError(f"model {model_id!r} of {symbol} {timeframe}: "
+                                                         f"s3://{bucket}/{key} does not exist"))
     model = load_model(documents[0], documents[1])
     if model.model_id != model_id or normalize_symbol(model.symbol) != normalize_symbol(symbol):
         raise ModelError(f"s3://{bucket}/{folder}/manifest.json names {model.model_id} of {model.symbol}")

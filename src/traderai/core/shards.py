@@ -100,6 +100,17 @@ class Shard:
                 "weight_per_minute": self.weight_per_minute}
 
 
+def usable_weight(weight_per_minute: int) -> int:
+    """What a tick may spend of the exchange's budget a minute: the budget less the reserve."""
+    return math.floor(weight_per_minute * (1 - RESERVE_FRACTION))
+
+
+def shard_weights(markets: Sequence[str], shard_size: int) -> list[int]:
+    """The request weight of each shard of one tick over `markets` in shards of `shard_size` (a ticker batch
+    never spans two shards)."""
+    return [shard_weight(markets[start:start + shard_size]) for start in range(0, len(markets), shard_size)]
+
+
 def plan_shards(markets: Sequence[str], shard_size: int, weight_per_minute: int | None = None, *,
                 max_windows: float | None = MAX_TICK_WINDOWS) -> tuple[Shard, ...]:
     """Contiguous slices of `shard_size` markets (the last may be smaller); each gets a share of
@@ -117,8 +128,8 @@ def plan_shards(markets: Sequence[str], shard_size: int, weight_per_minute: int 
     if weight_per_minute is not None:
         if weight_per_minute <= 0:
             raise ShardPlanError(f"EXCHANGE_WEIGHT_PER_MINUTE: {weight_per_minute} must be positive")
-        usable = math.floor(weight_per_minute * (1 - RESERVE_FRACTION))
-        weights = [shard_weight(markets[start:start + shard_size]) for start in range(0, len(markets), shard_size)]
+        usable = usable_weight(weight_per_minute)
+        weights = shard_weights(markets, shard_size)
         needed = sum(weights)
         if max_windows is not None and needed > usable * max_windows:
             raise TickBudgetError(
