@@ -19,6 +19,14 @@ def handler(event, context):
     if event.get("fail"):
         raise KeyError("a bug")
     time.sleep(event.get("sleep", 0))
+    if "barrier" in event:  # a barrier across sandboxes: wait until `parties` sandboxes are in a call at once
+        directory, parties = event["barrier"]
+        open(os.path.join(directory, str(os.getpid())), "w").close()
+        deadline = time.time() + 30
+        while len(os.listdir(directory)) < parties:
+            if time.time() > deadline:
+                raise TimeoutError(f"{len(os.listdir(directory))} of {parties} sandboxes in a call at once")
+            time.sleep(0.01)
     return {"pid": os.getpid(), "imported_at": IMPORTED_AT, "env": os.environ.get("WHO"), "event": event}
 '''
 
@@ -53,20 +61,25 @@ def test_concurrent_invocations_scale_out_to_separate_processes_up_to_the_limit(
         assert time.perf_counter() - started >= 1.0  # 5 calls of 0.5 s on 3 sandboxes: two rounds
 
 
-def test_started_sandboxes_wait_idle_and_serve_without_a_cold_start(functions: Path) -> None:
+def test_started_sandboxes_wait_idle_and_serve_without_a_cold_start(functions: Path, tmp_path: Path) -> None:
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     with Sandboxes({"Echo": "echo"}, {"Echo": {}}, per_function=3, functions_dir=functions) as boxes:
         boxes.start("Echo", 5)  # capped at per_function
         assert boxes.counts() == {"Echo": 3}
-        time.sleep(0.3)
         called = time.time()
         replies: list[dict] = []
-        threads = [threading.Thread(target=lambda: replies.append(boxes.invoke("Echo", {}))) for _ in range(3)]
+        # each call holds its sandbox until three sandboxes are in a call at once (else the barrier times out
+        # and the call fails), so the calls overlap however slowly the threads are scheduled
+        threads = [threading.Thread(target=lambda: replies.append(boxes.invoke("Echo", {"barrier": [str(barrier), 3]})))
+                   for _ in range(3)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         # three concurrent calls met the three started sandboxes, all imported before the calls
-        assert len({r["pid"] for r in replies}) == 3 and all(r["imported_at"] < called for r in replies)
+        assert len(replies) == 3 and len({r["pid"] for r in replies}) == 3
+        assert all(r["imported_at"] < called for r in replies)
         boxes.start("Echo", 2)  # already there: nothing more started
         assert boxes.counts() == {"Echo": 3}
 
