@@ -100,16 +100,16 @@ def test_the_page_shows_the_signal_and_live_updates_without_reload(stack: Stack,
         page.goto(stack.http_url + "/", wait_until="domcontentloaded")
         page.evaluate("window.__loadedOnce = true")
         row = page.locator(f'tr[data-signal-id="{pushed_signal["signal_id"]}"]')
-        row.wait_for(timeout=5000)
+        row.wait_for(timeout=15_000)
         assert row.locator('[data-field="symbol"]').inner_text() == pushed_signal["symbol"]
         assert row.locator('[data-field="side"]').inner_text() == pushed_signal["side"]
-        page.locator('#conn[data-state="open"]').wait_for(timeout=5000)
+        page.locator('#conn[data-state="open"]').wait_for(timeout=15_000)
         # A push that happens after the page loaded shows up without a reload.
         message = receive(observer, {"signal", "signal_update"}, 60)["data"]
     later = page.locator(f'tr[data-signal-id="{message["signal_id"]}"][data-status="{message["status"]}"]')
-    later.wait_for(timeout=5000)
+    later.wait_for(timeout=15_000)
     assert page.evaluate("window.__loadedOnce") is True
-    page.locator("#rejections li[data-reason]").first.wait_for(timeout=8000)
+    page.locator("#rejections li[data-reason]").first.wait_for(timeout=15_000)
 
 
 def js_fixed(value: float, digits: int) -> str:
@@ -137,7 +137,7 @@ def test_the_page_shows_a_paper_signal_as_paper_led_by_its_expected_value(stack:
     page = chromium.new_page(viewport={"width": 1500, "height": 900})
     page.goto(stack.http_url + "/", wait_until="domcontentloaded")
     row = page.locator(f'tr[data-signal-id="{paper["signal_id"]}"]')
-    row.wait_for(timeout=8000)
+    row.wait_for(timeout=15_000)
     # Then it is marked paper, with its reasons, and leads with its expected value and P(stop)
     assert row.get_attribute("data-tradeable") == "false" and "paper" in (row.get_attribute("class") or "")
     badge = row.locator('[data-field="kind"] .kind')

@@ -38,18 +38,16 @@ def test_markets_are_fetched_concurrently() -> None:
     fake = FakeExchange(CANDLES, now=NOW, latency_s=0.1)
     source = ccxt_source(fake)
 
-    async def tick() -> tuple[float, dict, dict]:
+    async def tick() -> tuple[dict, dict]:
         await source.check_settings()
-        started = time.perf_counter()
-        snapshots, failures = await fetch_markets(source, SYMBOLS, "15m", 200, NOW)
-        return time.perf_counter() - started, snapshots, failures
+        return await fetch_markets(source, SYMBOLS, "15m", 200, NOW)
 
     # When all are fetched
-    elapsed, snapshots, failures = asyncio.run(tick())
-    # Then they overlap: about one latency, not 8 × 2 of them
+    snapshots, failures = asyncio.run(tick())
+    # Then they overlap: every request was in flight at once (the fake counts them; no clock is read, so a
+    # loaded machine cannot fail this), where one after another would have had one in flight at a time
     assert failures == {}
     assert set(snapshots) == set(SYMBOLS)
-    assert 0.1 <= elapsed < 0.5  # sequential would take 8 × 2 × 100 ms
     assert fake.peak_in_flight == 9  # 8 candle requests and the one request for the 8 tickers
     assert fake.ticker_requests == [list(SYMBOLS)] and fake.count("fetch_ticker") == 0
 
