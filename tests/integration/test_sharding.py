@@ -57,6 +57,8 @@ def test_a_tick_split_into_shards_logs_every_market_once_in_its_own_objects(aws:
     assert items == [{"index": i, "count": 4, "markets": [m], "weight_per_minute": None}
                      for i, m in enumerate(MARKETS.split(","))]
     assert tick.plan["max_concurrency"] == 3 and not tick.errors
+    # a replay counts no exchange weight: no shares, and what the tick weighs (a klines and a ticker a market)
+    assert (tick.plan["tick_weight"], tick.plan["share_per_minute"]) == (16, None)
     keys = aws.objects("predictions/")
     assert keys == [f"predictions/dt=2025-04-07/20250407T140000Z-s00{i}of004.jsonl" for i in range(4)]
     assert _logged(aws) == sorted(MARKETS.split(","))  # nothing lost, nothing doubled
@@ -138,3 +140,30 @@ def test_a_bad_or_missing_list_fails_the_tick_naming_why_and_nothing_runs(aws: A
     with pytest.raises(MarketListError, match=re.escape(message)):
         _run(aws, listed)
     assert aws.objects("plans/") == [] and aws.objects("predictions/") == []  # never part of a list, never empty
+
+
+def test_a_tick_of_more_shards_than_the_budget_can_share_is_refused_and_counted(aws: Aws, handlers, caplog,
+                                                                                capsys) -> None:
+    """Each shard's share must hold its largest request (load_markets, 20): 4 shards of 1 market at 90 weight a
+    minute (72 usable) would get 18 each, so the Plan state refuses the tick, logs why and counts TickRefused."""
+    import dataclasses
+
+    from traderai import wiring
+    from traderai.core.shards import ShardShareError
+
+    runtime = wiring.predict_runtime()
+    assert runtime.shards is not None and runtime.shards.weight_per_minute is None  # the replay counts none
+    event = shard_request(scheduled_event(parse_iso_utc(TICK), "TickStateMachine"))
+    runtime.shards = dataclasses.replace(runtime.shards, weight_per_minute=6000)  # as for Binance: planned
+    planned = handlers["PredictFunction"](event, FakeLambdaContext())
+    assert planned["share_per_minute"] == {"smallest": 1200, "largest": 1200} and planned["tick_weight"] == 16
+    capsys.readouterr()
+
+    runtime.shards = dataclasses.replace(runtime.shards, weight_per_minute=90)
+    with pytest.raises(ShardShareError, match="4 markets in 4 shards of up to 1 leave a shard 18 request weight"):
+        handlers["PredictFunction"](event, FakeLambdaContext())
+    assert aws.objects("plans/") == [planned["plan_key"]]  # the refused tick wrote no plan: no shard runs
+    [logged] = [r for r in caplog.records if r.getMessage().startswith("Tick refused:")]
+    assert logged.levelname == "ERROR" and logged.reason == "too_many_shards"
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [(m["TickRefused"], m["reason"]) for m in emitted if "TickRefused" in m] == [([1.0], "too_many_shards")]

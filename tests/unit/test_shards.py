@@ -12,12 +12,15 @@ from hypothesis import strategies as st
 
 from traderai.core.shards import (
     KLINES_WEIGHT,
+    LOAD_MARKETS_WEIGHT,
+    MIN_SHARE,
     RETRY_INTERVAL_SECONDS,
     TICKER_BATCH_SIZE,
     TICKER_WEIGHT,
     WINDOW_SECONDS,
     Shard,
     ShardPlanError,
+    ShardShareError,
     TickBudgetError,
     max_spot_markets,
     plan_shards,
@@ -91,8 +94,10 @@ def test_a_tick_over_one_window_of_the_budget_is_refused_with_the_figures() -> N
         "markets per tick from one IP in shards of 100")
     with pytest.raises(TickBudgetError, match="2,286 markets need 4,802 request weight"):
         plan_shards([f"M{i}/USDT" for i in range(2286)], 100, 6000)
-    # shards of one market: a klines and a one-symbol ticker request each, 4 weight a market, as before batching
-    with pytest.raises(TickBudgetError, match=r"at most 1,200 spot markets per tick from one IP in shards of 1$"):
+    # shards of one market: a klines and a one-symbol ticker request each, 4 weight a market, but each shard's
+    # share must hold its load_markets (20): 240 shards of 20 fill the budget
+    with pytest.raises(TickBudgetError, match=r"at most 240 spot markets per tick from one IP in shards of 1 "
+                                              r"\(each shard's share at least 20, its largest request\)$"):
         plan_shards([f"M{i}/USDT" for i in range(1201)], 1, 6000)
     # derivative markets' tickers are asked one by one (4 weight each): 1,200 of them fill the budget
     assert len(plan_shards([f"M{i}/USDT:USDT" for i in range(1200)], 100, 6000)) == 12
@@ -118,17 +123,74 @@ def test_the_weight_of_a_shard_counts_each_request_binance_weighs() -> None:
 def test_the_most_markets_a_plan_takes_is_the_figure_its_refusal_names(size: int, limit: int) -> None:
     usable = int(limit * 0.8)
     most = max_spot_markets(usable, size)
-    assert most >= usable // (KLINES_WEIGHT + TICKER_WEIGHT)  # never fewer than without batching
+    # never fewer than without batching, nor than one shard per MIN_SHARE of the budget
+    assert most >= min(usable // (KLINES_WEIGHT + TICKER_WEIGHT), usable // MIN_SHARE * size)
     try:
         plan = plan_shards([f"M{i}/USDT" for i in range(max(most, 1))], size, limit)
-        # a tick within one window is within one window in every shard, at its own share
-        assert all(s.minutes_needed <= 1 for s in plan) and sum(s.weight_per_minute or 0 for s in plan) <= usable
-    except TickBudgetError:
-        raise AssertionError(f"{most} markets refused in shards of {size} at {limit}") from None
-    except ShardPlanError:
-        pass  # too many shards for the budget to give each one market's weight: another refusal
-    with pytest.raises(ShardPlanError, match=f"at most {most:,} spot markets" if most else ""):
+    except ShardPlanError as exc:
+        raise AssertionError(f"{most} markets refused in shards of {size} at {limit}: {exc}") from None
+    # a tick within one window is within one window in every shard, at its own share
+    assert all(s.minutes_needed <= 1 for s in plan) and sum(s.weight_per_minute or 0 for s in plan) <= usable
+    with pytest.raises(TickBudgetError, match=f"at most {most:,} spot markets"):  # either refusal names it
         plan_shards([f"M{i}/USDT" for i in range(most + 1)], size, limit)
+
+
+@settings(deadline=None)
+@given(markets=st.integers(1, 2500), size=st.integers(1, 400), limit=st.integers(25, 60_000),
+       derivative_every=st.sampled_from([0, 0, 3, 40]), max_windows=st.sampled_from([1.0, None]))
+@example(markets=1205, size=5, limit=6000, derivative_every=0, max_windows=1.0)  # 241 shards: 19 each before
+@example(markets=2181, size=10, limit=6000, derivative_every=0, max_windows=1.0)  # a last shard of 1 market: 4
+def test_every_plan_accepted_gives_each_shard_its_largest_request(markets: int, size: int, limit: int,
+                                                                   derivative_every: int,
+                                                                   max_windows: float | None) -> None:
+    symbols = [f"M{i}/USDT:USDT" if derivative_every and i % derivative_every == 0 else f"M{i}/USDT"
+               for i in range(markets)]
+    try:
+        plan = plan_shards(symbols, size, limit, max_windows=max_windows)
+    except TickBudgetError as exc:  # refused for what it says: the tick's weight, or a share below a request
+        weights = [shard_weight(symbols[i:i + size]) for i in range(0, markets, size)]
+        usable = int(limit * 0.8)
+        if exc.reason == "over_budget":
+            assert max_windows is not None and sum(weights) > usable * max_windows
+        else:
+            claims = [max(w, MIN_SHARE) for w in weights]
+            assert exc.reason == "too_many_shards" and min(usable * c // sum(claims) for c in claims) < MIN_SHARE
+        return
+    for shard in plan:
+        largest = max(LOAD_MARKETS_WEIGHT, *_requests(shard))  # the cold start's load_markets, then its tick
+        assert shard.weight_per_minute is not None and shard.weight_per_minute >= max(largest, MIN_SHARE)
+        WeightBudget(shard.weight_per_minute).delay(largest, 0.0)  # the shard's limiter can grant it (no raise)
+        assert shard_from_item(shard.item(), size) == shard  # and the item the Map carries is accepted
+
+
+def test_a_tick_of_shards_too_many_for_the_budget_is_refused_with_the_figures() -> None:
+    # 240 shards of 5 markets (12 weight each) get 20 each, exactly the load_markets they must be able to send
+    plan = plan_shards([f"M{i}/USDT" for i in range(1200)], 5, 6000)
+    assert len(plan) == 240 and {s.weight_per_minute for s in plan} == {20}
+    # 241 would get 4,800 x 20 // 4,820 = 19: their limiter could never grant load_markets, so no shard runs
+    with pytest.raises(ShardShareError) as refused:
+        plan_shards([f"M{i}/USDT" for i in range(1205)], 5, 6000)
+    assert refused.value.reason == "too_many_shards" and isinstance(refused.value, TickBudgetError)
+    assert str(refused.value) == (
+        "exchange budget: 1,205 markets in 241 shards of up to 5 leave a shard 19 request weight per minute, "
+        "less than the 20 of its largest request (load_markets: GET /api/v3/exchangeInfo, at a sandbox's cold "
+        "start), which its limiter could never grant: EXCHANGE_WEIGHT_PER_MINUTE 6,000 less the 20% reserve "
+        "gives 4,800 per minute, and the 241 shards need at least 20 each (a shard's tick weight if more), 4,820 "
+        "together. One window serves at most 1,200 spot markets per tick from one IP in shards of 5 (each "
+        "shard's share at least 20, its largest request): raise SHARD_SIZE or list fewer markets")
+    # a light last shard claims 20, not its own 4: 2,180 markets in shards of 10 plan, 2,181 are refused
+    # (in proportion to weight alone it got 4 of 4,800)
+    assert min(s.weight_per_minute for s in plan_shards([f"M{i}/USDT" for i in range(2171)], 10, 6000)) == 20
+    assert len(plan_shards([f"M{i}/USDT" for i in range(2180)], 10, 6000)) == 218
+    with pytest.raises(ShardShareError, match="2,181 markets in 219 shards of up to 10 leave a shard 19 "):
+        plan_shards([f"M{i}/USDT" for i in range(2181)], 10, 6000)
+
+
+def test_no_request_a_shard_sends_weighs_more_than_the_least_share() -> None:
+    from traderai.market.exchange import REQUEST_WEIGHTS
+
+    assert max(REQUEST_WEIGHTS.values()) == REQUEST_WEIGHTS["load_markets"] == MIN_SHARE == 20
+    assert ticker_batch_weight(TICKER_BATCH_SIZE) <= MIN_SHARE  # a shard's largest ticker batch
 
 
 def _requests(shard: Shard) -> list[int]:
@@ -154,6 +216,11 @@ def _simulate(plan, request_gaps, failing: set[int], fail_after: int) -> list[tu
         weights = _requests(plan[index])
         requests = len(weights)
         budget = WeightBudget(plan[index].weight_per_minute, WINDOW_SECONDS)
+        # every attempt starts cold (a retry runs in a fresh sandbox): load_markets first, through the limiter
+        # (a share below its weight raises here, as WeightBudget.acquire does in the shard)
+        assert budget.delay(LOAD_MARKETS_WEIGHT, now) == 0  # a fresh limiter grants it at once
+        budget.grant(LOAD_MARKETS_WEIGHT, now)
+        granted.append((now, LOAD_MARKETS_WEIGHT))
         stop_at = fail_after if index in failing and attempt == 0 else requests
         for n in range(min(stop_at, requests)):
             now += request_gaps[(index + n) % len(request_gaps)]

@@ -11,15 +11,18 @@ a 24h-ticker request 2 for 1-20 symbols: `shard_weight` counts a shard's tick) i
 tick, since Lambda invocations may leave through the same IP (always so behind a NAT gateway). Each shard
 gets a share of the budget minus a reserve (`RESERVE_FRACTION`, for load_markets at a cold start, retried
 requests and a rejected ticker batch asked again market by market) in proportion to its tick's weight (equal
-for shards alike), so a tick that fits one window fits it in every shard, enforced over a rolling minute
-by its own limiter (market.budget.WeightBudget); the shares add up to at most the budget, so the shards
-together never exceed it, whatever their timing. A retried shard runs in a fresh sandbox with a fresh
+for shards alike) and never less than `MIN_SHARE`, the largest single request a shard sends (load_markets,
+20), so a tick that fits one window fits it in every shard, enforced over a rolling minute by its own
+limiter (market.budget.WeightBudget); the shares add up to at most the budget, so the shards together never
+exceed it, whatever their timing. A retried shard runs in a fresh sandbox with a fresh
 limiter: the state machine waits a full window (`RETRY_INTERVAL_SECONDS`) before the retry, so the failed
 attempt's requests have left the window the retry's requests enter.
 
 A tick whose markets need more weight than one window of the budget allows is refused at planning
 (`TickBudgetError`, naming the figures): its shards would wait minutes for their share, past the tick and
-the function's timeout, and the markets at the end of the list would be predicted late or not at all.
+the function's timeout, and the markets at the end of the list would be predicted late or not at all. So is
+a tick of so many shards that a share would be less than MIN_SHARE (`ShardShareError`): that shard's
+limiter could never grant its load_markets, and the shard would fail in every cold sandbox.
 """
 
 from __future__ import annotations
@@ -58,7 +61,12 @@ def shard_weight(markets: Sequence[str]) -> int:
             + math.ceil(spot / TICKER_BATCH_SIZE) * ticker_batch_weight(TICKER_BATCH_SIZE))
 
 
-MIN_SHARE = KLINES_WEIGHT + TICKER_WEIGHT  # one market's tick: a shard's share is never less
+# GET /api/v3/exchangeInfo (ccxt's load_markets), sent by a sandbox at its cold start and hourly after
+# (market.exchange caches the markets an hour), through the shard's limiter like every other request.
+LOAD_MARKETS_WEIGHT = 20
+# The largest single request a shard sends, so the least share a shard can work with: a WeightBudget smaller
+# than a request can never grant it (it raises), and the shard fails.
+MIN_SHARE = max(LOAD_MARKETS_WEIGHT, KLINES_WEIGHT, TICKER_WEIGHT, ticker_batch_weight(TICKER_BATCH_SIZE))
 MAX_TICK_WINDOWS = 1.0  # a tick's weight must fit one window of the budget (less the reserve)
 
 
@@ -70,6 +78,13 @@ class TickBudgetError(ShardPlanError):
     """The tick's markets need more exchange weight than the budget gives in one window."""
 
     reason = "over_budget"
+
+
+class ShardShareError(TickBudgetError):
+    """The tick has so many shards that one's share of the budget is less than MIN_SHARE, the largest request
+    it sends: its limiter could never grant that request."""
+
+    reason = "too_many_shards"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +129,10 @@ def shard_weights(markets: Sequence[str], shard_size: int) -> list[int]:
 def plan_shards(markets: Sequence[str], shard_size: int, weight_per_minute: int | None = None, *,
                 max_windows: float | None = MAX_TICK_WINDOWS) -> tuple[Shard, ...]:
     """Contiguous slices of `shard_size` markets (the last may be smaller); each gets a share of
-    `weight_per_minute` less the reserve in proportion to its `shard_weight`. Every market is in exactly one
-    shard, in the list's order.
-    A tick needing more than `max_windows` windows of the budget is refused (None: never)."""
+    `weight_per_minute` less the reserve in proportion to its `shard_weight`, or to MIN_SHARE if that is more.
+    Every market is in exactly one shard, in the list's order.
+    A tick needing more than `max_windows` windows of the budget is refused (None: never), and so is one whose
+    smallest share would be less than MIN_SHARE."""
     if shard_size < 1:
         raise ShardPlanError(f"SHARD_SIZE: {shard_size} must be at least 1")
     if not markets:
@@ -137,29 +153,49 @@ def plan_shards(markets: Sequence[str], shard_size: int, weight_per_minute: int 
                 f"({KLINES_WEIGHT} a market for its candles, {TICKER_WEIGHT} a request for the tickers of up to "
                 f"{TICKER_BATCH_SIZE} spot markets of a shard or of one derivative market), but "
                 f"EXCHANGE_WEIGHT_PER_MINUTE {weight_per_minute:,} less the {RESERVE_FRACTION:.0%} reserve gives "
-                f"{usable:,} per minute: at most {max_spot_markets(int(usable * max_windows), shard_size):,} spot "
-                f"markets per tick from one IP in shards of {shard_size:,}")
+                f"{usable:,} per minute: {_at_most(int(usable * max_windows), shard_size)}")
         # In proportion to the weight, not equal: a tick within `usable` then gets every shard at least its own
         # weight (usable * w // needed >= w), so no shard waits a window for its last requests. Equal shares did
         # not promise it: 2,285 spot markets in shards of 100 are 22 shards of 210 and one of 180 (4,800), and
-        # an equal 4,800 / 23 is 208.
-        shares = [usable * weight // needed for weight in weights]
+        # an equal 4,800 / 23 is 208. A shard lighter than MIN_SHARE (a few markets) claims MIN_SHARE: its
+        # load_markets must fit its share whatever its tick weighs.
+        claims = [max(weight, MIN_SHARE) for weight in weights]
+        claimed = sum(claims)
+        shares = [usable * claim // claimed for claim in claims]
         if min(shares) < MIN_SHARE:
-            raise ShardPlanError(f"EXCHANGE_WEIGHT_PER_MINUTE: {weight_per_minute} shared by {count} shards leaves "
-                                 f"{min(shares)} to a shard, less than one market's {MIN_SHARE}")
+            raise ShardShareError(
+                f"exchange budget: {len(markets):,} markets in {count:,} shards of up to {shard_size:,} leave a "
+                f"shard {min(shares):,} request weight per minute, less than the {MIN_SHARE} of its largest request "
+                f"(load_markets: GET /api/v3/exchangeInfo, at a sandbox's cold start), which its limiter could "
+                f"never grant: EXCHANGE_WEIGHT_PER_MINUTE {weight_per_minute:,} less the {RESERVE_FRACTION:.0%} "
+                f"reserve gives {usable:,} per minute, and the {count:,} shards need at least {MIN_SHARE} each (a "
+                f"shard's tick weight if more), {claimed:,} together. One window serves "
+                f"{_at_most(usable, shard_size)}: raise SHARD_SIZE or list fewer markets")
     return tuple(Shard(index, count, tuple(markets[index * shard_size:(index + 1) * shard_size]),
                        None if shares is None else shares[index])
                  for index in range(count))
 
 
-def max_spot_markets(weight: int, shard_size: int) -> int:
-    """The most spot markets whose tick, in shards of `shard_size`, weighs at most `weight`."""
-    per_shard = shard_weight(["spot"] * shard_size)
-    full, left = divmod(weight, per_shard)
+def _at_most(weight: int, shard_size: int) -> str:
+    """`at most 2,285 spot markets per tick from one IP in shards of 100`, saying so when MIN_SHARE lowers it."""
+    most = max_spot_markets(weight, shard_size)
+    text = f"at most {most:,} spot markets per tick from one IP in shards of {shard_size:,}"
+    if most < max_spot_markets(weight, shard_size, least_share=0):
+        text += f" (each shard's share at least {MIN_SHARE}, its largest request)"
+    return text
+
+
+def max_spot_markets(weight: int, shard_size: int, *, least_share: int = MIN_SHARE) -> int:
+    """The most spot markets whose tick, in shards of `shard_size`, each shard claiming its weight or
+    `least_share` if that is more (as `plan_shards` shares the budget), claims at most `weight`."""
+    def claim(markets: int) -> int:
+        return max(shard_weight(["spot"] * markets), least_share)
+
+    full, left = divmod(weight, claim(shard_size))
     low, high = 0, shard_size - 1  # the markets of a last, smaller shard that fit in what is left
     while low < high:
         middle = (low + high + 1) // 2
-        low, high = (middle, high) if shard_weight(["spot"] * middle) <= left else (low, middle - 1)
+        low, high = (middle, high) if claim(middle) <= left else (low, middle - 1)
     return full * shard_size + low
 
 

@@ -21,7 +21,13 @@ from typing import Any
 import ccxt.async_support as ccxt
 
 from traderai.contracts import Candles, MarketInfo, SettingsError
-from traderai.core.shards import KLINES_WEIGHT, TICKER_BATCH_SIZE, TICKER_WEIGHT, ticker_batch_weight
+from traderai.core.shards import (
+    KLINES_WEIGHT,
+    LOAD_MARKETS_WEIGHT,
+    TICKER_BATCH_SIZE,
+    TICKER_WEIGHT,
+    ticker_batch_weight,
+)
 from traderai.market import (
     BadCandlesError,
     BadTickerError,
@@ -66,8 +72,8 @@ _CAUGHT = tuple(source for source, _ in _TRANSLATION)
 PER_MINUTE_WEIGHT_EXCHANGES = frozenset({"binance", "binanceusdm", "binancecoinm"})
 # Binance spot request weights (GET /api/v3/klines: 2 at any limit up to 1000; /api/v3/ticker/24hr with one
 # symbol: 2, with a `symbols` list: core.shards.ticker_batch_weight; /api/v3/exchangeInfo: 20), counted against a
-# shard's share of the minute (market.budget).
-REQUEST_WEIGHTS = {"fetch_ohlcv": KLINES_WEIGHT, "fetch_ticker": TICKER_WEIGHT, "load_markets": 20}
+# shard's share of the minute (market.budget), which core.shards never plans below the largest of them.
+REQUEST_WEIGHTS = {"fetch_ohlcv": KLINES_WEIGHT, "fetch_ticker": TICKER_WEIGHT, "load_markets": LOAD_MARKETS_WEIGHT}
 # Exchanges whose fetch_tickers(symbols) sends the symbols to the exchange, at a weight we count: ccxt's binance
 # does for spot markets (GET /api/v3/ticker/24hr?symbols=[...]); for futures it asks every ticker (fapi/dapi,
 # no symbols), so a derivative market's ticker is asked alone. Elsewhere each market's ticker is asked alone.

@@ -26,7 +26,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from traderai.contracts import SettingsError
-from traderai.core.shards import RETRY_INTERVAL_SECONDS, Shard, ShardPlanError, plan_shards, shard_from_item
+from traderai.core.shards import (
+    RETRY_INTERVAL_SECONDS,
+    Shard,
+    ShardPlanError,
+    plan_shards,
+    shard_from_item,
+    shard_weight,
+)
 from traderai.market.listing import MarketListError
 from traderai.settings import Settings, normalize_symbol
 
@@ -126,9 +133,13 @@ def plan_tick(tick_time: datetime, markets: MarketListSource, shards: ShardSetti
             raise MarketListError(f"{listed.source}: {exc}") from exc
     plan = shards.plan(listed.markets)
     key = plans.write(tick_time, [shard.item() for shard in plan])
+    # The shares differ by shard (in proportion to each shard's weight): the smallest and the largest, not one.
+    shares = [shard.weight_per_minute for shard in plan if shard.weight_per_minute is not None]
     return {"markets": len(listed.markets), "market_list": listed.source, "market_list_version": listed.version,
             "shard_size": shards.size, "max_concurrency": shards.concurrency,
-            "weight_per_minute_per_shard": plan[0].weight_per_minute, "shards": len(plan), "plan_key": key}
+            "tick_weight": sum(shard_weight(shard.markets) for shard in plan),
+            "share_per_minute": {"smallest": min(shares), "largest": max(shares)} if shares else None,
+            "shards": len(plan), "plan_key": key}
 
 
 def shard_request(scheduled_event: Mapping[str, Any], item: Mapping[str, Any] | None = None) -> dict[str, Any]:
