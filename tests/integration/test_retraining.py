@@ -120,11 +120,11 @@ def _evaluated(champion: str | None, challenger: str, verdict: str = "promote") 
         "challenger": {"log_loss": 0.68, "brier": 0.249}}}}
 
 
-def _candidate(aws: Any, model_id: str) -> str:
-    """A copy of the bundled BTC model under another id (a hand-made challenger)."""
-    served = BundledModels().get("BTC/USDT", "15m")
+def _candidate(aws: Any, model_id: str, symbol: str = "BTC/USDT") -> str:
+    """A copy of the market's bundled model under another id (a hand-made challenger)."""
+    served = BundledModels().get(symbol, "15m")
     root = BundledModels().root
-    pointer = json.loads((root / "BTC_USDT" / "15m" / "latest.json").read_text())
+    pointer = json.loads((root / symbol.replace("/", "_") / "15m" / "latest.json").read_text())
     artifact = json.loads((root / pointer["key"]).read_text())
     registry.write_model(aws.s3, aws.bucket, "models", artifact, {**served.manifest, "model_id": model_id})
     return model_id
@@ -186,6 +186,124 @@ def test_a_promotion_whose_stamp_write_fails_is_recorded_as_made(aws, caplog) ->
     assert _pointer(aws, "BTC/USDT")["model_id"] == challenger
     [logged] = [r for r in caplog.records if getattr(r, "reason", None) == "stamp_not_bumped"]
     assert logged.levelname == "ERROR" and "AccessDenied" in logged.error and logged.key == "models/_stamp/15m.json"
+
+
+def _s3_denies(request: Any) -> Any:
+    """What botocore raises for S3's 403 to a role without the grant."""
+    from botocore.exceptions import ClientError
+
+    raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "PutObject")
+
+
+def _s3_unreachable(request: Any) -> Any:
+    from botocore.exceptions import EndpointConnectionError
+
+    raise EndpointConnectionError(endpoint_url=request.url)
+
+
+def _fail_put(client: Any, key: str, failure: Any) -> None:
+    """Make this client's PutObject of `key` alone fail as `failure` raises, before the request reaches S3
+    (moto: its handler comes after this one, which raises first); every other request goes through."""
+    def before_send(request: Any, **_: Any) -> Any:
+        if request.method == "PUT" and request.url.split("?")[0].endswith(f"/{key}"):
+            return failure(request)
+        return None
+
+    client.meta.events.register_first("before-send.s3.PutObject", before_send)
+
+
+THREE = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+
+
+def _three_to_promote(aws: Any) -> dict[str, Any]:
+    """An evaluation promoting a hand-made challenger in each of three markets, in this order."""
+    markets = {}
+    for symbol in THREE:
+        challenger = _candidate(aws, f"{symbol.replace('/', '_')}_15m_20250427_020000", symbol)
+        markets[symbol] = {**_evaluated(BUNDLED_ID.get(symbol) or BundledModels().get(symbol, "15m").model_id,
+                                        challenger)["markets"]["BTC/USDT"], "symbol": symbol}
+    return {"run_id": "20250427T020000Z", "now": "2025-04-27T02:00:00Z", "markets": markets}
+
+
+@pytest.mark.parametrize(("failure", "error"), [
+    (_s3_denies, "promotion_failed: AccessDenied: An error occurred (AccessDenied) when calling the PutObject "
+                 "operation: Access Denied"),
+    (_s3_unreachable, 'promotion_failed: EndpointConnectionError: Could not connect to the endpoint URL: '),
+])
+def test_s3_failing_on_one_markets_move_fails_that_market_alone_and_records_the_others(
+        aws, function_env, monkeypatch, caplog, capsys, failure, error) -> None:
+    """The second of three markets' pointer write fails (S3 denies it, or cannot be reached after the SDK's
+    retries): the Promote step records the first as promoted, the second as failed with its reason and the
+    model it still serves, and goes on to promote the third. Raised, the step failed before writing the record,
+    with the first market's pointer already moved."""
+    evaluated = _three_to_promote(aws)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # the error as it stands after the SDK's retries, at once
+    function_env("PromoteFunction", Markets=",".join(THREE))
+    _fail_put(wiring.retraining_runtime().s3, registry.pointer_key("models", "ETH/USDT", "15m"), failure)
+    capsys.readouterr()
+
+    decided = load_handler("promote").handler(copy.deepcopy(evaluated), FakeLambdaContext())
+
+    challengers = {s: m["challenger_model_id"] for s, m in evaluated["markets"].items()}
+    champion_eth = evaluated["markets"]["ETH/USDT"]["champion_model_id"]
+    assert [(r["symbol"], r["outcome"], r["serving_model_id"]) for r in decided["records"]] == [
+        ("BTC/USDT", "promoted", challengers["BTC/USDT"]), ("ETH/USDT", "failed", champion_eth),
+        ("SOL/USDT", "promoted", challengers["SOL/USDT"])]
+    assert {s: _pointer(aws, s)["model_id"] for s in THREE} == {**challengers, "ETH/USDT": champion_eth}
+    (reason,) = decided["records"][1]["reasons"]
+    assert reason.startswith(error) and reason.endswith(f"the pointer still names {champion_eth}; the next "
+                                                        "retraining tries again")
+    assert decided["promoted"] == ["BTC/USDT", "SOL/USDT"]
+    assert decided["subject"] == "TraderAI retraining 20250427T020000Z: 2 of 3 promoted, 1 failed"
+    assert "ETH/USDT 15m: FAILED (serving " + champion_eth + ")" in decided["message"]
+    # the decision record holds all three, as the step returned them
+    assert [(r["symbol"], r["outcome"]) for r in aws.json_lines(decided["key"])] == [
+        ("BTC/USDT", "promoted"), ("ETH/USDT", "failed"), ("SOL/USDT", "promoted")]
+    [logged] = [r for r in caplog.records if getattr(r, "reason", None) == "promotion_failed"]
+    assert logged.levelname == "ERROR" and logged.symbol == "ETH/USDT" and logged.outcome == "failed"
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [(m["PromotionFailures"], m["ModelsPromoted"]) for m in emitted if "PromotionFailures" in m] == [
+        ([1.0], [2.0])]
+
+
+def test_a_move_whose_reply_is_lost_after_s3_wrote_it_is_recorded_as_promoted(aws, caplog) -> None:
+    """The pointer write landed and its reply was lost (a read timeout): read back, the pointer names the
+    challenger, so the market is recorded as promoted, serving it, not as failed."""
+    from botocore.exceptions import ReadTimeoutError
+
+    evaluated = _three_to_promote(aws)
+    key = registry.pointer_key("models", "ETH/USDT", "15m")
+
+    def mark(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["lose_reply"] = params.get("Key") == key
+
+    def lose(context: dict[str, Any], **_: Any) -> None:
+        if context.get("lose_reply"):
+            raise ReadTimeoutError(endpoint_url=f"https://{aws.bucket}.s3.amazonaws.com/{key}")
+
+    aws.s3.meta.events.register("provide-client-params.s3.PutObject", mark)
+    aws.s3.meta.events.register("after-call.s3.PutObject", lose)
+    decided = retraining.decide_step(Settings(markets=THREE, bucket_name=aws.bucket), aws.s3, evaluated, RUN_AT)
+    eth = decided["records"][1]
+    assert (eth["outcome"], eth["serving_model_id"]) == ("promoted", evaluated["markets"]["ETH/USDT"]
+                                                         ["challenger_model_id"])
+    assert "S3's reply to the move failed (ReadTimeoutError" in eth["reasons"][-1]
+    assert decided["promoted"] == list(THREE) and "failed" not in decided["subject"]
+    [logged] = [r for r in caplog.records if getattr(r, "symbol", None) == "ETH/USDT" and r.levelname == "ERROR"]
+    assert logged.reason == "stamp_not_bumped"
+
+
+def test_a_bug_during_a_move_is_raised_not_recorded_as_an_s3_failure(aws) -> None:
+    """Only S3's own errors (botocore's) are a market's failure: a programming error fails the step loudly."""
+    evaluated = _three_to_promote(aws)
+
+    def bug(request: Any) -> Any:
+        raise KeyError("Key")
+
+    _fail_put(aws.s3, registry.pointer_key("models", "ETH/USDT", "15m"), bug)
+    with pytest.raises(KeyError):
+        retraining.decide_step(Settings(markets=THREE, bucket_name=aws.bucket), aws.s3, evaluated, RUN_AT)
+    assert aws.objects("retraining/") == []
 
 
 def test_a_candidate_that_does_not_load_is_never_promoted(aws, steps) -> None:

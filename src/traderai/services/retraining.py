@@ -9,7 +9,10 @@
   later of their last training candles, plus the label horizon) and decides promote or keep.
 - **decide** moves the pointer of the markets to promote (conditional write: an overlapping retraining
   that moved it first wins, this one backs off), and writes the decision, with both models' figures, to
-  `retraining/dt=YYYY-MM-DD/{run_id}.json` (one JSON line per market: the Glue table `retraining`).
+  `retraining/dt=YYYY-MM-DD/{run_id}.json` (one JSON line per market: the Glue table `retraining`). S3
+  failing on one market's move (a botocore error) is that market's outcome, `failed` (reason
+  `promotion_failed`, serving what its pointer names when read back); the other markets go on, so the
+  markets moved before it are recorded as promoted.
 
 Promotion rule (per market): the challenger loads; it has edge evidence the gate can read (missing or
 malformed evidence never passes; with REQUIRE_PROVEN_EDGE also a side whose mean - 2 SE > 0); and on the
@@ -32,6 +35,7 @@ from typing import Any, cast
 
 import numpy as np
 from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import BotoCoreError, ClientError
 
 from traderai.adapters import model_registry as registry
 from traderai.adapters.candle_archive import CandleArchive
@@ -361,25 +365,45 @@ def evaluate_step(settings: Settings, retrain: RetrainSettings, archive: CandleA
 
 def decide_step(settings: Settings, s3: Any, evaluated: Mapping[str, Any], now: datetime,
                 retrain: RetrainSettings | None = None) -> dict[str, Any]:
-    """Move the pointer of every market to promote (conditionally), keep the others; record every decision."""
+    """Move the pointer of every market to promote (conditionally), keep the others; record every decision.
+
+    S3 failing on one market's move (ClientError, BotoCoreError: denied, throttled, unreachable) fails that
+    market alone (outcome `failed`, reason `promotion_failed`, counted in PromotionFailures) and the others go
+    on: raised, it failed the step before the decision record was written, losing the markets already moved
+    (the state machine's failure notice then said the champions stay). Any other error is a bug and raises."""
     retrain = retrain or RetrainSettings()
     bucket, prefix, timeframe = settings.required("bucket_name"), settings.model_prefix, settings.timeframe
     run_id = evaluated["run_id"]
     records = []
     for symbol, entry in evaluated["markets"].items():
         outcome, reasons = "kept", list(entry.get("reasons", []))
+        serving = entry.get("champion_model_id")
         if entry["verdict"] == "promote":
             try:
                 registry.move_pointer(s3, bucket, prefix, symbol, timeframe, entry["challenger_model_id"],
                                       expected_model_id=entry.get("champion_model_id"),
                                       reason=f"retraining {run_id}", moved_at=iso_utc(now))
-                outcome = "promoted"
+                outcome, serving = "promoted", entry["challenger_model_id"]
                 reasons.append("challenger not worse on log loss and Brier within tolerance; evidence passes")
             except registry.PointerConflictError as exc:
                 reasons.append(f"superseded: {exc} (an overlapping retraining or an operator moved it first)")
             except (ModelError, ValueError) as exc:
                 reasons.append(f"challenger_unloadable: {exc}")
-        serving = entry.get("challenger_model_id") if outcome == "promoted" else entry.get("champion_model_id")
+            except (ClientError, BotoCoreError) as exc:
+                outcome, serving, read_back = _after_failed_move(s3, bucket, prefix, symbol, timeframe, entry)
+                error = f"{_error_name(exc)}: {exc}"
+                if outcome == "promoted":  # S3 wrote the pointer, then its reply failed
+                    reasons.append(f"challenger not worse on log loss and Brier within tolerance; evidence passes; "
+                                   f"S3's reply to the move failed ({error}) but {read_back}; the stamp was not "
+                                   f"rewritten, so serving registries find the move at their backstop re-read")
+                else:
+                    reasons.append(f"promotion_failed: {error}; {read_back}; the next retraining tries again")
+                logger.error(f"model promotion failed for {symbol}: {error}" if outcome == "failed" else
+                             f"model pointer moved for {symbol} though S3's reply failed ({error}): the stamp was "
+                             f"not rewritten", extra={
+                                 "reason": "promotion_failed" if outcome == "failed" else "stamp_not_bumped",
+                                 "symbol": symbol, "run_id": run_id, "error": error, "outcome": outcome,
+                                 "serving_model_id": serving})
         records.append({
             "run_id": run_id, "decided_at": iso_utc(now), "symbol": symbol, "timeframe": timeframe,
             "outcome": outcome, "reasons": reasons, "serving_model_id": serving,
@@ -401,11 +425,37 @@ def decide_step(settings: Settings, s3: Any, evaluated: Mapping[str, Any], now: 
     body = "".join(_line(record) for record in records).encode()
     s3.put_object(Bucket=settings.bucket_name, Key=key, Body=body, ContentType="application/x-ndjson")
     promoted = [r["symbol"] for r in records if r["outcome"] == "promoted"]
+    failed = [r["symbol"] for r in records if r["outcome"] == "failed"]
     metrics.add_metric(name="ModelsPromoted", unit=MetricUnit.Count, value=len(promoted))
-    logger.info("retraining decided", extra={"run_id": run_id, "promoted": promoted, "key": key})
+    metrics.add_metric(name="PromotionFailures", unit=MetricUnit.Count, value=len(failed))  # 0 when healthy
+    logger.info("retraining decided", extra={"run_id": run_id, "promoted": promoted, "failed": failed, "key": key})
+    subject = f"TraderAI retraining {run_id}: {len(promoted)} of {len(records)} promoted"
     return {"run_id": run_id, "key": key, "promoted": promoted, "records": records,
-            "subject": f"TraderAI retraining {run_id}: {len(promoted)} of {len(records)} promoted"[:100],
+            "subject": (subject + (f", {len(failed)} failed" if failed else ""))[:100],
             "message": notification_text(records, key)}
+
+
+def _error_name(exc: Exception) -> str:
+    """`AccessDenied` (S3's error code) for a ClientError, else the exception's class (EndpointConnectionError)."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or type(exc).__name__)
+    return type(exc).__name__
+
+
+def _after_failed_move(s3: Any, bucket: str, prefix: str, symbol: str, timeframe: str,
+                       entry: Mapping[str, Any]) -> tuple[str, str | None, str]:
+    """(outcome, serving model id, what the pointer read back says) after S3 failed a market's move: the
+    pointer is read back, since a write whose reply was lost may have landed. `promoted` if it names the
+    challenger; else `failed`, serving what it names, or None if it cannot be read either."""
+    try:
+        pointer, _ = registry.read_pointer(s3, bucket, prefix, symbol, timeframe)
+    except (ClientError, BotoCoreError, ModelError, ValueError) as exc:
+        return "failed", None, (f"the pointer could not be read back ({_error_name(exc)}: {exc}), so which model "
+                                f"serves is unknown")
+    serving = pointer["model_id"] if pointer else None
+    if serving is not None and serving == entry.get("challenger_model_id"):
+        return "promoted", serving, f"the pointer names the challenger {serving}"
+    return "failed", serving, f"the pointer still names {serving}" if serving else "the market has no pointer"
 
 
 def _line(record: Mapping[str, Any]) -> str:
