@@ -144,17 +144,29 @@ def test_other_failures_report_the_record_for_retry_and_keep_the_connection(
 def test_a_slow_connection_does_not_hold_up_the_others(serving: ServingTables, gateway: ConnectionsServer,
                                                        connections: ConnectionStore,
                                                        broadcast: Callable[..., dict[str, Any]]) -> None:
-    # Given 150 more subscribers (more than the pool's 64 workers) and one that takes 3 s to answer
-    # (a wide margin, so a loaded machine cannot flip the order)
+    # Given 150 more subscribers (more than the pool's 64 workers) and one that answers only once every other post
+    # has been answered (at most 30 s): a broadcast that waited for it before posting to the others would find
+    # it answered last only after those 30 s, with the others' answers after it. No clock decides the order, so a
+    # loaded machine cannot flip it (a fixed 3 s delay could be outrun by 152 posts on a busy machine)
     for n in range(150):
         connections.add(f"fast-{n}=", None, NOW)
     gateway.latency = 0.01
-    gateway.slow["all="] = 3.0
+
+    def others_first(connection_id: str, body: bytes) -> bool:
+        deadline = time.monotonic() + 30.0
+        while connection_id == "all=" and time.monotonic() < deadline:
+            if len([post for post in gateway.posts() if post.connection_id != "all="]) >= 152:
+                break
+            time.sleep(0.005)
+        return True
+
+    gateway.deliver = others_first
+    started = time.monotonic()
     assert broadcast(load_event("broadcast_insert.json")) == {"batchItemFailures": []}
-    # Then every other post was answered before the slow one was
+    # Then every other post was answered before the slow one was, and the slow one waited for them, not 30 s
     [slow] = gateway.posts("all=")
     fast = [post for post in gateway.posts() if post.connection_id != "all="]
-    assert len(fast) == 152 and max(post.at for post in fast) < slow.at
+    assert len(fast) == 152 and max(post.at for post in fast) < slow.at < started + 30.0
 
 
 def test_remove_records_are_ignored(broadcast: Callable[..., dict[str, Any]], gateway: ConnectionsServer) -> None:
