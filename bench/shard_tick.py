@@ -5,9 +5,11 @@ What is real: the template's environment, the market list read from S3 by the Pl
 deployed path for thousands of markets), the plan object in S3 read as the Distributed Map's ItemReader reads
 it (services.sharding.run_sharded_tick), the real PredictFunction handler in up to 10 sandboxes (Plan, then one
 invocation per shard) and the real SignalFunction handler in up to 10 more, `CcxtSource` (validation, retries,
-the shard's share of the exchange budget), moto's server for S3 and DynamoDB (every plan, predictions/ and
-decisions/ object written over HTTP on loopback, as the local stack does).
-What is stood in: the exchange (`FakeExchange`, 100 ms per request, markets cloned from the four bundled pairs),
+the shard's share of the exchange budget, the conversion of each klines reply to candles), moto's server
+for S3 and DynamoDB (every plan, predictions/ and decisions/ object written over HTTP on loopback, as the local
+stack does).
+What is stood in: the exchange (`FakeExchange`, 100 ms per request, markets cloned from the four bundled pairs;
+klines handed back as Binance's reply decodes from JSON, tickers as ccxt parses them),
 the models (each clone served by the bundled model of its pair), Step Functions (the runner's threads),
 Lambda's sandboxes (worker processes on this machine's cores, however many that is).
 
@@ -49,7 +51,7 @@ from tick_scale import BASE_PAIRS, LATENCY_S, ClonedModels, base_candles
 
 from traderai.adapters.market_list import DEFAULT_LIST_KEY
 from traderai.contracts import Candles
-from traderai.core.shards import max_spot_markets, usable_weight
+from traderai.core.shards import TICKER_BATCH_SIZE, max_spot_markets, usable_weight
 
 SECTION = "2. Tick at scale"
 KEEP_CANDLES = 700  # enough for CANDLE_LIMIT 500 + the ticks measured
@@ -64,8 +66,9 @@ def clone_symbol(index: int) -> str:
 
 
 class LazyClones(dict):  # type: ignore[type-arg]
-    """The cloned markets (tick_scale.clone_markets) made on first use: a sandbox builds only the markets its
-    shards ask for, not all 10,000 (each 700 candles), and every sandbox builds the same numbers."""
+    """The cloned markets (as tick_scale.clone_markets, rotated, not rescaled) made on first use: a sandbox builds
+    only the markets its shards ask for, not all 10,000 (each 700 candles), and every sandbox builds the same
+    numbers."""
 
     def __init__(self, count: int) -> None:
         super().__init__()
@@ -86,13 +89,15 @@ class LazyClones(dict):  # type: ignore[type-arg]
         index = self._symbols[symbol]
         source = base_candles()[BASE_PAIRS[index % 4]]
         clone = index // 4
-        shift, scale = 97 * clone, 1.0 + 0.003 * clone
+        shift = 97 * clone
         # the last KEEP_CANDLES + 200 candles of np.roll(series, shift), taken without the full-length copy
-        # (a worker serving 30 shards would otherwise hold 3,000 full series)
+        # (a worker serving 30 shards would otherwise hold 3,000 full series); not rescaled, unlike
+        # tick_scale.clone_markets: a clone's candles are its pair's values at other times, so the fake exchange
+        # writes each candle's decimal strings once per sandbox for all clones of a pair (writing them, ~2.5 ms a
+        # new market, is the fake's CPU, not the tick's: converting them is the tick's)
         n = len(source.close)
         rows = (np.arange(n - KEEP_CANDLES - 200, n) - shift) % n
-        arrays = [np.take(getattr(source, name), rows) * (scale if name != "volume" else 1.0)
-                  for name in ("open", "high", "low", "close", "volume")]
+        arrays = [np.take(getattr(source, name), rows) for name in ("open", "high", "low", "close", "volume")]
         value = Candles(symbol, "15m", source.open_time_ms[-KEEP_CANDLES - 200:].copy(), *arrays)
         self[symbol] = value
         return value
@@ -379,37 +384,60 @@ def _p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
 
 
-def ccxt_parse_seconds(rows: int = 501, repeats: int = 30) -> float:
-    """What FakeExchange skips: ccxt decoding a real Binance klines reply of `rows` candles (the JSON text, then
-    `parse_ohlcvs`), the median of `repeats`, in seconds. The fake hands back rows already parsed."""
+def decoding_seconds(repeats: int = 30) -> tuple[float, float]:
+    """What FakeExchange skips, in seconds (medians of `repeats`): `json.loads` of a real Binance klines reply of
+    501 candles (the fake hands back the reply as decoded), and ccxt decoding a 24h ticker reply for a batch of
+    TICKER_BATCH_SIZE spot markets (the JSON, then `parse_tickers`: the fake hands back parsed tickers)."""
     import json
     import statistics
 
     import ccxt
 
+    klines = json.dumps([[1_700_000_000_000 + i * 900_000, "42000.10000000", "42100.00000000", "41900.00000000",
+                          "42050.50000000", "123.45600000", 1_700_000_899_999, "5190000.12345678", 1000,
+                          "60.10000000", "2500000.00000000", "0"] for i in range(501)])
     exchange = ccxt.binance()
-    market = {"id": "BTCUSDT", "symbol": "BTC/USDT", "spot": True}
-    body = json.dumps([[1_700_000_000_000 + i * 900_000, "42000.10", "42100.00", "41900.00", "42050.50", "123.456",
-                        1_700_000_899_999, "5190000.1", 1000, "60.1", "2500000.0", "0"] for i in range(rows)])
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        exchange.parse_ohlcvs(json.loads(body), market, "15m", None, rows)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    symbols = TICKER_BATCH_SIZE
+    exchange.set_markets([{"id": f"C{i}USDT", "symbol": f"C{i}/USDT", "base": f"C{i}", "quote": "USDT",
+                           "baseId": f"C{i}", "quoteId": "USDT", "type": "spot", "spot": True, "margin": False,
+                           "swap": False, "future": False, "option": False, "contract": False, "linear": None,
+                           "inverse": None, "active": True, "precision": {"amount": 0.001, "price": 0.01},
+                           "limits": {}, "info": {}} for i in range(symbols)])
+    tickers = json.dumps([{"symbol": f"C{i}USDT", "priceChange": "-94.99999800", "priceChangePercent": "-95.960",
+                           "weightedAvgPrice": "0.29628482", "prevClosePrice": "0.10002000", "lastPrice": "4.00000200",
+                           "lastQty": "200.00000000", "bidPrice": "4.00000000", "bidQty": "100.00000000",
+                           "askPrice": "4.00000200", "askQty": "100.00000000", "openPrice": "99.00000000",
+                           "highPrice": "100.00000000", "lowPrice": "0.10000000", "volume": "8913.30000000",
+                           "quoteVolume": "15.30000000", "openTime": 1_700_000_000_000,
+                           "closeTime": 1_700_086_400_000, "firstId": 28385, "lastId": 28460, "count": 76}
+                          for i in range(symbols)])
+    wanted = [f"C{i}/USDT" for i in range(symbols)]
+
+    def median_seconds(work: Any) -> float:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+
+    return (median_seconds(lambda: json.loads(klines)),
+            median_seconds(lambda: exchange.parse_tickers(json.loads(tickers), wanted)))
 
 
 def measure(quick: bool) -> list[Figure]:
     figures: list[Figure] = []
     cores = os.cpu_count() or 1
-    parse = ccxt_parse_seconds()
+    klines_json, tickers = decoding_seconds()
     real = ("real: the handlers in worker processes (one per sandbox, warm), the S3 market list, the plan object, "
-            "CcxtSource with the shard's budget share, the model registry (one read of the stamp per sandbox and "
-            "closing tick; a market's model, one S3 object, read the first time a sandbox meets the market), moto's "
-            "server for S3/DynamoDB; stood in: FakeExchange "
-            f"{LATENCY_S * 1000:.0f} ms/request, handing back rows ccxt has already parsed (ccxt's own decoding of a "
-            f"real 501-candle reply, {parse * 1000:.1f} ms per market on this machine, is not in these figures), "
-            "markets and models cloned from the 4 bundled pairs, Step "
+            "CcxtSource with the shard's budget share, its conversion of each market's klines reply (Binance's "
+            "decimal strings) to candles, the model registry (one read of the stamp per sandbox and closing tick; a "
+            "market's model, one S3 object, read the first time a sandbox meets the market), moto's server for "
+            f"S3/DynamoDB; stood in: FakeExchange {LATENCY_S * 1000:.0f} ms/request, handing back each klines reply "
+            f"as JSON decodes it (decoding a real 501-candle reply, {klines_json * 1000:.2f} ms per market on this "
+            f"machine, is not in these figures) and the tickers as ccxt parses them (a real reply for a batch of "
+            f"{TICKER_BATCH_SIZE}, {tickers * 1000:.2f} ms, 5 batches a shard, neither), markets and models cloned "
+            "from the 4 bundled pairs, Step "
             f"Functions (the local runner), Lambda (processes on this machine's {cores} cores), S3 (moto)")
     alone, alone_detail = run(100, 3 if quick else 5, sandboxes=1)
     figures.append(Figure(SECTION, "one shard of 100 markets alone (local stack): tick fired -> decisions logged, p95",
@@ -441,9 +469,11 @@ def measure(quick: bool) -> list[Figure]:
     one = _p95(alone)
     cpu = alone_detail["cpu_seconds"]
     # on Lambda: PredictFunction's 1,024 MB is ~0.58 vCPU, SignalFunction's 512 MB ~0.29 (1 vCPU at 1,769 MB);
-    # their CPU stretches by 1/share, and ccxt's decoding of the 100 replies is added at predict's share
+    # their CPU stretches by 1/share, and the decoding the fake skips (100 klines replies' JSON, the shard's 5 ticker
+    # replies) is added at predict's share
+    skipped = 100 * klines_json + 5 * tickers
     slower = (cpu["PredictFunction"] * (1769 / 1024 - 1) + cpu["SignalFunction"] * (1769 / 512 - 1)
-              + 100 * parse * 1769 / 1024)
+              + skipped * 1769 / 1024)
     for count, at_once in ((1000, 10), (10_000, 100)):
         waves = -(-(count // 100) // at_once)
         figures.append(Figure(
@@ -453,7 +483,8 @@ def measure(quick: bool) -> list[Figure]:
             f"alone, on its CPU share, at this machine's core speed; PredictFunction's 1,024 MB is about 0.58 vCPU "
             f"and SignalFunction's 512 MB about 0.29 (Lambda gives 1 vCPU at 1,769 MB), so their CPU above "
             f"({cpu['PredictFunction']:.2f} s and {cpu['SignalFunction']:.2f} s) takes 1.7× and 3.5× as long, and "
-            f"ccxt's decoding of 100 real replies ({100 * parse:.2f} s) is added at 1.7×; a sandbox whose models "
+            f"the decoding the fake skips (100 klines replies' JSON and 5 ticker replies, {skipped:.2f} s) is added at "
+            "1.7×; a sandbox whose models "
             "are not yet loaded adds one S3 read per market (10 at once); Step Functions' own latency (the Plan "
             "state, the Distributed Map's start, each child's) is not measured here; " + _budget_text(count)))
     return figures

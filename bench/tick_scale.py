@@ -190,6 +190,10 @@ class ThrottledFakeExchange(FakeExchange):
         await self._throttle("fetch_ohlcv")
         return await super().fetch_ohlcv(symbol, *args, **kwargs)
 
+    async def publicGetKlines(self, params: Any) -> Any:  # a spot market's fetch_ohlcv: the same request
+        await self._throttle("fetch_ohlcv")
+        return await super().publicGetKlines(params)
+
     async def fetch_ticker(self, symbol: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         await self._throttle("fetch_ticker")
         return await super().fetch_ticker(symbol, *args, **kwargs)

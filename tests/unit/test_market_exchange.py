@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import ccxt
 import ccxt.async_support
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,6 +29,7 @@ from traderai.market.exchange import (
     steps_from_market,
     translate_ccxt_error,
 )
+from traderai.market.validation import candles_from_klines, candles_from_rows, closed_only
 from traderai.settings import Settings
 from traderai.testing.fake_exchange import FakeExchange, synthetic_candles
 
@@ -337,3 +339,106 @@ def test_a_non_binance_exchange_asks_every_ticker_alone() -> None:
     source = CcxtSource(Settings(exchange_id="kraken", markets=SYMBOLS, timeframe="15m"), exchange=fake)
     assert asyncio.run(source.market_infos(SYMBOLS, NOW)) == {}  # fetch_markets then asks market_info
     assert fake.count("fetch_tickers") == 0
+
+
+def test_ccxts_binance_asks_a_spot_markets_klines_as_fetch_ohlcv_does_and_decodes_them_in_one_conversion() -> None:
+    # The real ccxt binance class, its HTTP layer replaced: the same reply served to our klines path (spot) and to
+    # ccxt's fetch_ohlcv (a perpetual, which stays on fetch_ohlcv)
+    from urllib.parse import parse_qs, urlsplit
+
+    source = CcxtSource(Settings(exchange_id="binance", markets=("BTC/USDT", "BTC/USDT:USDT"), timeframe="15m"))
+    exchange = source._exchange
+    sent: list[tuple[str, dict[str, list[str]]]] = []
+    costs: list[float] = []
+    closed = [[int(t), f"{o:.2f}", f"{h:.2f}", f"{lo:.2f}", f"{c:.2f}", f"{v:.8f}", int(t) + 899_999, "1.0", 5, "0.5",
+               "0.5", "0"] for t, o, h, lo, c, v in zip(CANDLES["BTC/USDT"].open_time_ms[200:300],
+                                                        *(getattr(CANDLES["BTC/USDT"], name)[200:300]
+                                                          for name in ("open", "high", "low", "close", "volume")),
+                                                        strict=True)]
+    reply = [*closed, [int(CANDLES["BTC/USDT"].open_time_ms[300]), "1.0", "1.0", "1.0", "1.0", "0.1", 0, "0", 1,
+                       "0", "0", "0"]]  # the forming candle
+
+    async def fetch(url: str, method: str = "GET", headers: object = None, body: object = None) -> object:
+        parts = urlsplit(url)
+        sent.append((f"{parts.netloc}{parts.path}", parse_qs(parts.query)))
+        return json.loads(json.dumps(reply))  # as ccxt's fetch decodes the body
+
+    async def throttle(cost: float | None = None) -> None:
+        costs.append(cost or 0.0)
+
+    def market(symbol: str, spot: bool) -> dict[str, object]:
+        return {"id": "BTCUSDT", "symbol": symbol, "base": "BTC", "quote": "USDT", "settle": None if spot else "USDT",
+                "baseId": "BTC", "quoteId": "USDT", "type": "spot" if spot else "swap", "spot": spot, "margin": False,
+                "swap": not spot, "future": False, "option": False, "contract": not spot, "linear": None if spot
+                else True, "inverse": None if spot else False, "active": True,
+                "precision": {"amount": 0.001, "price": 0.01}, "limits": {}, "info": {}}
+
+    decoded: list[str] = []  # the markets whose reply ccxt decoded cell by cell (parse_ohlcvs)
+    parse_ohlcvs = exchange.parse_ohlcvs
+
+    def counted_parse(ohlcvs: object, market: dict[str, object], *args: object) -> object:
+        decoded.append(str(market["symbol"]))
+        return parse_ohlcvs(ohlcvs, market, *args)
+
+    exchange.fetch, exchange.throttle, exchange.parse_ohlcvs = fetch, throttle, counted_parse
+    exchange.set_markets([market("BTC/USDT", True), market("BTC/USDT:USDT", False)])
+    spot = asyncio.run(source.fetch_candles("BTC/USDT", "15m", 100, NOW))
+    assert decoded == []  # the spot market's reply went to candles_from_klines, not through ccxt's decoding
+    rows = asyncio.run(exchange.fetch_ohlcv("BTC/USDT", "15m", limit=101))  # ccxt's own way, for comparison
+    perpetual = asyncio.run(source.fetch_candles("BTC/USDT:USDT", "15m", 100, NOW))
+    asyncio.run(source.close())
+    # Then the spot market made the request fetch_ohlcv makes for it (GET /api/v3/klines, market id, interval, the
+    # limit with the forming candle), charged by ccxt's limiter as fetch_ohlcv's; the perpetual went through
+    # fetch_ohlcv (USD-M futures: fapi)
+    klines = ("api.binance.com/api/v3/klines", {"symbol": ["BTCUSDT"], "interval": ["15m"], "limit": ["101"]})
+    assert sent == [klines, klines,
+                    ("fapi.binance.com/fapi/v1/klines", {"symbol": ["BTCUSDT"], "interval": ["15m"], "limit": ["101"]})]
+    assert len(costs) == 3 and costs[0] == costs[1]
+    assert decoded == ["BTC/USDT", "BTC/USDT:USDT"]
+    # and the same 100 closed candles as ccxt's decoding gives, bit for bit, in one numpy conversion
+    ccxt_way = closed_only(candles_from_rows("BTC/USDT", "15m", rows), 900, NOW)
+    assert len(spot) == 100 == len(ccxt_way) and spot.open_time_ms[-1] == CANDLES["BTC/USDT"].open_time_ms[299]
+    for name in ("open_time_ms", "open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(getattr(spot, name), getattr(ccxt_way, name))
+        np.testing.assert_array_equal(getattr(spot, name), getattr(perpetual, name))
+
+
+def test_a_shards_markets_share_one_load_markets_and_its_failure() -> None:
+    # Given 2 markets on a cold exchange (markets not loaded) whose first load_markets fails
+    exchange = fake()
+    exchange.fail_next("load_markets", ccxt.ExchangeNotAvailable("binance 503"))
+    source, _ = source_with(exchange, attempts=1)
+
+    async def both() -> list[object]:
+        return await asyncio.gather(*(source.fetch_candles(s, "15m", 100, NOW) for s in SYMBOLS),
+                                    return_exceptions=True)
+
+    # When both fetch their candles at once: one request, its failure each market's
+    first = asyncio.run(both())
+    assert exchange.count("load_markets") == 1
+    assert all(isinstance(outcome, TemporaryMarketError) for outcome in first)
+    # Then the next tick loads them again (a failure is not kept), once, and both markets get their candles
+    second = asyncio.run(both())
+    assert exchange.count("load_markets") == 2
+    assert [len(candles) for candles in second] == [100, 100]  # type: ignore[arg-type]
+
+
+def test_the_fakes_klines_are_its_fetch_ohlcv_rows_as_binances_reply_decodes() -> None:
+    # Given the fake at 5 minutes into a forming candle
+    exchange = fake()
+    rows = asyncio.run(exchange.fetch_ohlcv("BTC/USDT", "15m", limit=301))
+    reply = asyncio.run(exchange.publicGetKlines({"symbol": "BTCUSDT", "interval": "15m", "limit": 301}))
+    # Then its klines reply is Binance's as JSON decodes it (times as integers, decimal strings, 12 fields) of the
+    # same candles, the forming one included, bit for bit
+    assert all(len(row) == 12 and type(row[0]) is int and type(row[4]) is str for row in reply)
+    klines, ccxt_rows = candles_from_klines("BTC/USDT", "15m", reply), candles_from_rows("BTC/USDT", "15m", rows)
+    assert len(klines) == 301 and klines.volume[-1] < CANDLES["BTC/USDT"].volume[300]  # forming: part of it
+    for name in ("open_time_ms", "open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(getattr(klines, name), getattr(ccxt_rows, name))
+    # and it is counted, failed and refused as fetch_ohlcv (for a spot market ccxt's fetch_ohlcv is this request)
+    exchange.fail_next("fetch_ohlcv", ccxt.RequestTimeout("timed out"), symbol="BTC/USDT")
+    with pytest.raises(ccxt.RequestTimeout):
+        asyncio.run(exchange.publicGetKlines({"symbol": "BTCUSDT", "interval": "15m", "limit": 10}))
+    with pytest.raises(ccxt.BadSymbol, match="-1121"):
+        asyncio.run(exchange.publicGetKlines({"symbol": "NOPEUSDT", "interval": "15m", "limit": 10}))
+    assert exchange.count("fetch_ohlcv", "BTC/USDT") == 3

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from traderai.contracts import Candles
 from traderai.market import BadCandlesError, StaleFeedError
-from traderai.market.validation import candles_from_rows, closed_only, validate_candles
+from traderai.market.validation import candles_from_klines, candles_from_rows, closed_only, validate_candles
 from traderai.testing.fake_exchange import synthetic_candles
 
 TF = 900
@@ -221,3 +221,57 @@ def test_the_numpy_fast_path_gives_what_the_row_by_row_path_gives(rows: list[tup
     for name in ("open_time_ms", "open", "high", "low", "close", "volume"):
         np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
     assert validation._fast_candles("BTC/USDT", "15m", [[*as_lists[0][:5], True]]) is None  # a bool: slow path
+
+
+# -- Binance's klines reply as JSON decodes it (decimal strings): candles_from_klines ------------------------------
+
+DECIMAL = st.decimals(min_value=0, max_value=10**9, places=8, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**45), DECIMAL, DECIMAL, DECIMAL, DECIMAL, DECIMAL), min_size=1,
+                max_size=40))
+def test_klines_give_what_ccxts_binance_decoding_gives(rows: list[tuple]) -> None:
+    # Given a klines reply as Binance sends it: times as integers, prices and volume as 8-decimal strings, and the
+    # six fields after them
+    import ccxt
+
+    reply = [[t, *(f"{value:.8f}" for value in values), t + 899_999, "1.5", 7, "0.5", "0.75", "0"]
+             for t, *values in rows]
+    # When it becomes candles in one numpy conversion, and through ccxt's binance.parse_ohlcvs then our rows path
+    fast = candles_from_klines("BTC/USDT", "15m", reply)
+    exchange = ccxt.binance()
+    market = {"id": "BTCUSDT", "symbol": "BTC/USDT", "spot": True, "inverse": False}
+    parsed = exchange.parse_ohlcvs([list(row) for row in reply], market, "15m", None, len(reply))
+    # ccxt sorts by time; Binance sends them sorted, as the validation that follows requires
+    by_time = sorted(range(len(reply)), key=lambda i: reply[i][0])
+    ccxt_way = candles_from_rows("BTC/USDT", "15m", parsed)
+    # Then both give the same numbers, bit for bit
+    for name in ("open_time_ms", "open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(getattr(fast, name)[by_time], getattr(ccxt_way, name))
+    assert fast.open_time_ms.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    ("row", "named"),
+    [
+        ([1735689600000, "1.0", "2.0", "0.5", None, "3.0"], "field close is not a number: None"),
+        ([1735689600000, "1.0", "2.0", "0.5", "abc", "3.0"], "field close is not a number: 'abc'"),
+        ([1735689600000, "1.0", True, "0.5", "1.5", "3.0"], "field high is not a number: True"),
+        ([1735689600000, "1.0", "2.0", "0.5", "1.5"], "is not \\[time, open, high, low, close, volume\\]"),
+        (["1735689600000", "1.0", "2.0", "0.5", "1.5", "3.0"], "field open_time is not a number"),
+        ([1735689600000.5, "1.0", "2.0", "0.5", "1.5", "3.0"], "open time 1735689600000.5 is not whole"),
+        ({"openTime": 1735689600000}, "is not \\[time"),
+    ],
+    ids=["none-close", "word-close", "bool-high", "short-row", "string-time", "fractional-time", "object-row"],
+)
+def test_a_malformed_kline_is_bad_candles_naming_it(row: object, named: str) -> None:
+    good = [1735688700000, "1.0", "2.0", "0.5", "1.5", "3.0", 1735689599999, "4.5", 3, "1.0", "1.5", "0"]
+    with pytest.raises(BadCandlesError, match=f"candle #1.*{named}"):
+        candles_from_klines("BTC/USDT", "15m", [good, row])
+
+
+def test_a_klines_reply_that_is_not_a_list_is_bad_candles() -> None:
+    with pytest.raises(BadCandlesError, match="the klines reply is dict, not a list of candles"):
+        candles_from_klines("BTC/USDT", "15m", {"code": -1121, "msg": "Invalid symbol."})
+    assert len(candles_from_klines("BTC/USDT", "15m", [])) == 0  # no candles: validation refuses them by name

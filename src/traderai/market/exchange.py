@@ -38,7 +38,7 @@ from traderai.market import (
     TemporaryMarketError,
 )
 from traderai.market.budget import WeightBudget
-from traderai.market.validation import candles_from_rows, closed_only, validate_candles
+from traderai.market.validation import candles_from_klines, candles_from_rows, closed_only, validate_candles
 from traderai.observability import logger
 from traderai.settings import Settings
 
@@ -192,6 +192,7 @@ class CcxtSource:
         self._sleep = sleep
         self._rand = rand
         self._budget: WeightBudget | None = None
+        self._loading: asyncio.Task[dict[str, Any]] | None = None  # the load_markets callers share
         _check_timeframe(self._exchange, settings.timeframe)
 
     def share_budget(self, weight_per_minute: int | None) -> None:
@@ -225,15 +226,23 @@ class CcxtSource:
     async def fetch_candles(self, symbol: str, timeframe: str, limit: int, now: datetime) -> Candles:
         """The newest `limit` closed candles at `now`, validated (asks limit+1: the last one is forming)."""
         timeframe_seconds = ccxt.Exchange.parse_timeframe(timeframe)
-        rows = await self._call(
-            f"fetch_ohlcv {symbol} {timeframe}", "fetch_ohlcv",
-            lambda: self._exchange.fetch_ohlcv(symbol, timeframe, limit=limit + 1),
-        )
-        if not isinstance(rows, list):
-            raise BadCandlesError(
-                f"{symbol}: fetch_ohlcv returned {type(rows).__name__}, not a list of candles"
+        klines = await self._spot_klines(symbol)
+        if klines is not None:
+            market_id, get_klines = klines
+            request = {"symbol": market_id, "interval": self._exchange.timeframes[timeframe], "limit": limit + 1}
+            reply = await self._call(f"fetch_ohlcv {symbol} {timeframe}", "fetch_ohlcv",
+                                     lambda: get_klines(request))
+            candles = closed_only(candles_from_klines(symbol, timeframe, reply), timeframe_seconds, now).tail(limit)
+        else:
+            rows = await self._call(
+                f"fetch_ohlcv {symbol} {timeframe}", "fetch_ohlcv",
+                lambda: self._exchange.fetch_ohlcv(symbol, timeframe, limit=limit + 1),
             )
-        candles = candles_from_rows(symbol, timeframe, closed_only(rows, timeframe_seconds, now)).tail(limit)
+            if not isinstance(rows, list):
+                raise BadCandlesError(
+                    f"{symbol}: fetch_ohlcv returned {type(rows).__name__}, not a list of candles"
+                )
+            candles = candles_from_rows(symbol, timeframe, closed_only(rows, timeframe_seconds, now)).tail(limit)
         report = validate_candles(candles, now, timeframe_seconds)
         if report.has_gaps:
             logger.info(
@@ -340,12 +349,42 @@ class CcxtSource:
         amount_step, price_step = steps_from_market(market, getattr(self._exchange, "precisionMode", 0))
         return MarketInfo(symbol, amount_step, price_step, _quote_volume(symbol, ticker))
 
+    async def _spot_klines(self, symbol: str) -> tuple[str, Callable[[dict[str, Any]], Awaitable[Any]]] | None:
+        """Binance's klines endpoint for a spot market (its market id and ccxt's `publicGetKlines`), else None.
+
+        For a Binance spot market, `fetch_ohlcv` is this same request (GET /api/v3/klines with the market id,
+        interval and limit: the same weight, ccxt's same limiter and error handling) followed by ccxt's decoding
+        of every cell in Python, 1.1 ms of CPU per 501-candle reply; `candles_from_klines` turns the decoded
+        JSON into `Candles` in 0.4 ms (the JSON itself is 0.3 ms either way). Other markets and exchanges go
+        through `fetch_ohlcv`."""
+        if self.exchange_id != "binance":
+            return None
+        get_klines = getattr(self._exchange, "publicGetKlines", None)
+        if get_klines is None:
+            return None
+        market = (await self._markets()).get(symbol)
+        if market is None or market.get("spot") is not True or not market.get("id"):
+            return None  # an unknown symbol: fetch_ohlcv raises ccxt's BadSymbol for it
+        return str(market["id"]), get_klines
+
     async def close(self) -> None:
         """Release the exchange's HTTP session (only an exchange this source created)."""
         if self._owned:
             await self._exchange.close()
 
     async def _markets(self) -> dict[str, Any]:
+        """The exchange's markets, loaded once: concurrent callers (a shard's markets, each asking for its klines
+        and its ticker batch) share one load_markets request and its outcome, as ccxt's own load_markets does."""
+        if self._exchange.markets:
+            return self._exchange.markets
+        loop = asyncio.get_running_loop()
+        loading = self._loading
+        failed = loading is not None and loading.done() and (loading.cancelled() or loading.exception() is not None)
+        if loading is None or loading.get_loop() is not loop or failed:
+            loading = self._loading = loop.create_task(self._load_markets())
+        return await asyncio.shield(loading)
+
+    async def _load_markets(self) -> dict[str, Any]:
         exchange = self._exchange
         if exchange.markets:
             return exchange.markets

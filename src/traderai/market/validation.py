@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
-from typing import cast, overload
+from typing import Any, cast, overload
 
 import numpy as np
 
@@ -82,6 +82,28 @@ def candles_from_rows(symbol: str, timeframe: str, rows: Sequence[Row]) -> Candl
     fast = _fast_candles(symbol, timeframe, rows)
     if fast is not None:
         return fast
+    return _row_by_row(symbol, timeframe, rows, decimal_strings=False)
+
+
+def candles_from_klines(symbol: str, timeframe: str, rows: object) -> Candles:
+    """Binance's klines reply as JSON decodes it into `Candles`, in one numpy conversion.
+
+    A row is `[open_time_ms, "open", "high", "low", "close", "volume", close_time_ms, ...]` with the prices and
+    volume as decimal strings (numbers are taken too). This is what ccxt's `fetch_ohlcv` turns into rows of
+    floats first, one cell at a time; here the strings go to float64 in C. A reply that is not a list, a short
+    row, a cell that is not a number (a bool, None, a non-numeric string) is BadCandlesError naming it, as
+    `candles_from_rows` names a bad ccxt row."""
+    if not isinstance(rows, list):
+        raise BadCandlesError(f"{symbol}: the klines reply is {type(rows).__name__}, not a list of candles")
+    fast = _fast_klines(symbol, timeframe, rows)
+    if fast is not None:
+        return fast
+    return _row_by_row(symbol, timeframe, rows, decimal_strings=True)
+
+
+def _row_by_row(symbol: str, timeframe: str, rows: Sequence[Row], *, decimal_strings: bool) -> Candles:
+    """The slow path of both conversions: row by row, naming the first bad row or cell (BadCandlesError).
+    `decimal_strings`: a price or volume may be a decimal string (Binance's wire format), never the time."""
     n = len(rows)
     times = np.empty(n, dtype=np.int64)
     values = np.empty((n, 5), dtype=np.float64)
@@ -91,13 +113,21 @@ def candles_from_rows(symbol: str, timeframe: str, rows: Sequence[Row]) -> Candl
                 f"{symbol}: candle #{i} is not [time, open, high, low, close, volume]: {row!r}"
             )
         for j, cell in enumerate(row[:6]):
+            if isinstance(cell, str) and decimal_strings and j > 0:
+                try:
+                    values[i, j - 1] = float(cell)
+                except ValueError:
+                    raise BadCandlesError(
+                        f"{symbol}: candle #{i} field {_FIELDS[j]} is not a number: {cell!r}") from None
+                continue
             if isinstance(cell, bool) or not isinstance(cell, (int, float)):
                 raise BadCandlesError(f"{symbol}: candle #{i} field {_FIELDS[j]} is not a number: {cell!r}")
+            if j > 0:
+                values[i, j - 1] = cell
         open_time = cast(float, row[0])
         if not math.isfinite(open_time) or open_time != int(open_time):
             raise BadCandlesError(f"{symbol}: candle #{i} open time {open_time!r} is not whole milliseconds")
         times[i] = int(open_time)
-        values[i] = cast("Sequence[float]", row[1:6])
     return Candles(
         symbol,
         timeframe,
@@ -225,3 +255,24 @@ def _fast_candles(symbol: str, timeframe: str, rows: Sequence[Row]) -> Candles |
         return None
     return Candles(symbol, timeframe, times.astype(np.int64), table[:, 1].copy(), table[:, 2].copy(),
                    table[:, 3].copy(), table[:, 4].copy(), table[:, 5].copy())
+
+
+_KLINE_CELL_TYPES = frozenset((str, int, float))
+
+
+def _fast_klines(symbol: str, timeframe: str, rows: list[Any]) -> Candles | None:
+    """The common case of a klines reply: lists of at least 6 cells, whole-int times, decimal strings (or
+    numbers) for the rest, converted by numpy in C. Anything else returns None for the row-by-row path."""
+    if not rows or not all(type(row) is list and len(row) >= 6 for row in rows):
+        return None
+    times = [row[0] for row in rows]
+    values = [row[1:6] for row in rows]
+    if set(map(type, times)) != {int} or not set(map(type, chain.from_iterable(values))) <= _KLINE_CELL_TYPES:
+        return None
+    try:
+        table = np.array(values, dtype=np.float64)
+        open_time_ms = np.array(times, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return Candles(symbol, timeframe, open_time_ms, table[:, 0].copy(), table[:, 1].copy(), table[:, 2].copy(),
+                   table[:, 3].copy(), table[:, 4].copy())

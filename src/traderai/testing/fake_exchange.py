@@ -17,7 +17,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ccxt
 import numpy as np
@@ -120,6 +120,8 @@ class FakeExchange:
         self._mangle: dict[str, Callable[[list[Row]], list[Any]]] = {}
         self._mangle_ticker: dict[str, Callable[[dict[str, Any]], Any]] = {}
         self._frozen_ms: dict[str, int] = {}
+        self._ids: dict[str, str] = {}  # market id (BTCUSDT) -> symbol, with the markets
+        self._kline_cells: dict[bytes, tuple[tuple[str, ...], tuple[Any, ...]]] = {}  # a candle's values -> cells
 
     @classmethod
     def from_csv_dir(cls, data_dir: str | Path, symbols: Iterable[str], **kwargs: Any) -> FakeExchange:
@@ -185,6 +187,7 @@ class FakeExchange:
     def set_markets(self, markets: Iterable[dict[str, Any]] | Mapping[str, dict[str, Any]]) -> dict[str, Any]:
         values = list(markets.values()) if isinstance(markets, Mapping) else list(markets)
         self.markets = {m["symbol"]: m for m in values}
+        self._ids = {m["id"]: m["symbol"] for m in values}
         self.symbols = sorted(self.markets)
         return self.markets
 
@@ -215,6 +218,26 @@ class FakeExchange:
             transform = self._mangle.get(symbol)
             return transform(rows) if transform else rows
 
+    async def publicGetKlines(self, params: Mapping[str, Any]) -> Any:  # ccxt's name for GET /api/v3/klines
+        """GET /api/v3/klines as ccxt's implicit API returns it, the reply as JSON decodes it: each row
+        `[open_time, "open", "high", "low", "close", "volume", close_time, "quote_volume", trades, "taker_base",
+        "taker_quote", "0"]`, times as integers and decimal strings, as Binance sends them. For a spot market ccxt's
+        `fetch_ohlcv` is this request, so it is counted, failed, mangled and weighed as `fetch_ohlcv` (an unknown
+        market id is Binance's -1121, ccxt's BadSymbol). Not served: the JSON text (decoding it is ccxt's HTTP
+        layer's, the same for every reply)."""
+        symbol = self._symbol_of(str(params.get("symbol")))
+        interval, limit = params.get("interval"), params.get("limit")
+        self.ohlcv_requests.append({"symbol": symbol, "timeframe": interval, "since": None, "limit": limit})
+        async with self._call("fetch_ohlcv", symbol, weight=KLINES_WEIGHT):
+            candles = self._known(symbol)
+            if interval not in self.timeframes.values():
+                raise ccxt.BadRequest(f'{self.id} {{"code":-1120,"msg":"Invalid interval."}}')
+            if interval != self.timeframes.get(candles.timeframe):
+                raise ccxt.NotSupported(f"{self.id} fake serves {candles.timeframe} candles only")
+            rows = self._klines_at(symbol, candles, count=min(int(limit or 500), self.max_limit))
+            transform = self._mangle.get(symbol)
+            return transform(rows) if transform else rows
+
     async def fetch_ticker(self, symbol: str, params: Mapping[str, Any] | None = None) -> Any:
         async with self._call("fetch_ticker", symbol, weight=TICKER_WEIGHT):
             return self._ticker(symbol)
@@ -241,13 +264,19 @@ class FakeExchange:
     def _ticker(self, symbol: str) -> Any:
         """`symbol`'s 24h ticker at `now`, from its candles (volumes summed over the last 24 hours)."""
         candles = self._known(symbol)
-        rows = self._rows_at(symbol, candles, since=None, count=200)
         step_ms = TIMEFRAME_SECONDS[candles.timeframe] * 1000
         now_ms = int(self.now.timestamp() * 1000)
-        day = [r for r in rows if r[0] + step_ms > now_ms - 86_400_000]
-        base_volume = float(sum(r[5] for r in day))
-        quote_volume = float(sum(r[4] * r[5] for r in day))
-        last = rows[-1][4] if rows else None
+        start, opened = self._window(symbol, candles, since=None, count=200)
+        # the candles that closed within the last 24 hours or are forming, on the arrays (no rows built: this
+        # fake's own CPU would otherwise be counted as the tick's in the benchmarks)
+        day = max(start, int(np.searchsorted(candles.open_time_ms, now_ms - 86_400_000 - step_ms, side="right")))
+        close, volume = candles.close[day:opened].copy(), candles.volume[day:opened].copy()
+        last = float(candles.close[opened - 1]) if opened > start else None
+        if opened > start and int(candles.open_time_ms[opened - 1]) + step_ms > now_ms:  # forming, as _rows_at
+            forming = self._rows_at(symbol, candles, since=None, count=1)[-1]
+            close[-1], volume[-1], last = forming[4], forming[5], forming[4]
+        base_volume = float(volume.sum())
+        quote_volume = float((close * volume).sum())
         ticker = {
             "symbol": symbol,
             "timestamp": now_ms,
@@ -269,18 +298,52 @@ class FakeExchange:
             self.set_markets([self._market(s) for s in self._candles])
         return self._candles[symbol]
 
+    def _symbol_of(self, market_id: str) -> str:
+        if self.markets is None and self._candles:
+            self._known(next(iter(self._candles)))
+        symbol = self._ids.get(market_id)
+        if symbol is None:
+            raise ccxt.BadSymbol(f'{self.id} {{"code":-1121,"msg":"Invalid symbol."}}')
+        return symbol
+
+    def _window(self, symbol: str, candles: Candles, *, since: int | None, count: int) -> tuple[int, int]:
+        """The candles an exchange shows at `now` (from `since`, else the newest `count`), as [start, opened)."""
+        now_ms = int(self.now.timestamp() * 1000)
+        horizon_ms = min(now_ms, self._frozen_ms.get(symbol, now_ms))
+        opened = int(np.searchsorted(candles.open_time_ms, horizon_ms, side="right"))
+        if since is None:
+            return max(0, opened - count), opened
+        start = int(np.searchsorted(candles.open_time_ms, since, side="left"))
+        return start, min(opened, start + count)
+
+    def _klines_at(self, symbol: str, candles: Candles, *, count: int) -> list[list[Any]]:
+        """The newest `count` klines at `now` as a JSON reply decodes, the last one forming. The cells of a candle's
+        values are written once per distinct values (clones of a market, rotated, share them) and kept: this fake's
+        own CPU would otherwise be counted as the tick's in the benchmarks."""
+        start, opened = self._window(symbol, candles, since=None, count=count)
+        step_ms = TIMEFRAME_SECONDS[candles.timeframe] * 1000
+        values = np.column_stack([candles.open[start:opened], candles.high[start:opened], candles.low[start:opened],
+                                  candles.close[start:opened], candles.volume[start:opened]])
+        keys = cast(list[bytes], values.view(np.dtype((np.void, values.itemsize * 5))).ravel().tolist())  # per row
+        known = self._kline_cells
+        found = [known.get(key) for key in keys]
+        cells = [these if these is not None else known.setdefault(key, _kline_cells(values[index].tolist()))
+                 for index, (key, these) in enumerate(zip(keys, found, strict=True))]
+        last = step_ms - 1
+        rows = [[time_ms, *head, time_ms + last, *tail]
+                for time_ms, (head, tail) in zip(candles.open_time_ms[start:opened].tolist(), cells, strict=True)]
+        if rows and rows[-1][0] + step_ms > int(self.now.timestamp() * 1000):
+            forming = self._rows_at(symbol, candles, since=None, count=1)[-1]  # as the exchange shows it now
+            head, tail = _kline_cells(forming[1:])
+            rows[-1] = [forming[0], *head, int(forming[0]) + last, *tail]
+        return rows
+
     def _rows_at(self, symbol: str, candles: Candles, *, since: int | None, count: int) -> list[Row]:
         """Rows an exchange shows at `now`: candles opened by then (from `since`, else the newest
         `count`), the last one still forming."""
         step_ms = TIMEFRAME_SECONDS[candles.timeframe] * 1000
         now_ms = int(self.now.timestamp() * 1000)
-        horizon_ms = min(now_ms, self._frozen_ms.get(symbol, now_ms))
-        opened = int(np.searchsorted(candles.open_time_ms, horizon_ms, side="right"))
-        if since is None:
-            start = max(0, opened - count)
-        else:
-            start = int(np.searchsorted(candles.open_time_ms, since, side="left"))
-            opened = min(opened, start + count)
+        start, opened = self._window(symbol, candles, since=since, count=count)
         # ints for the times, floats for the rest, as ccxt gives them (converted in bulk: this fake's own CPU
         # would otherwise be counted as the tick's in the benchmarks)
         values = np.column_stack([candles.open[start:opened], candles.high[start:opened], candles.low[start:opened],
@@ -379,6 +442,16 @@ class _InFlight:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._exchange.in_flight -= 1
+
+
+def _kline_cells(values: list[float]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """A kline's cells as Binance writes them, before and after its close time: open, high, low, close and volume
+    as decimal strings (repr: the shortest text that reads back as the same float); then the quote volume, a trade
+    count, the taker volumes (derived from them) and the ignored field."""
+    open_, high, low, close, volume = values
+    quote = close * volume
+    return ((repr(open_), repr(high), repr(low), repr(close), repr(volume)),
+            (repr(quote), int(volume) + 1, repr(volume / 2), repr(quote / 2), "0"))
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
