@@ -145,6 +145,7 @@ def install_fakes(count: int, models_in_s3: bool, loads_dir: str | None = None) 
     def build(settings: Any, s3: Any, source: Any = None) -> Any:
         exchange = FakeExchange({}, now=lambda: _TICK[0] + timedelta(seconds=3), latency_s=LATENCY_S)
         exchange._candles = LazyClones(count)
+        exchange.prepare_klines(base_candles().values())  # the clones' values: written before the first tick
         built = original(settings, s3, source=CcxtSource(settings, exchange=exchange))
         if models_in_s3:
             built.models._clock = replayed_clock

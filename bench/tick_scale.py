@@ -239,6 +239,8 @@ async def _tick(markets: dict[str, Candles], concurrency: int, exchange: FakeExc
     exchange.set_now(now)
     source = CcxtSource(settings, exchange=exchange)
     await source.check_settings()  # a warm container has its markets loaded
+    # the fake writes the replies it will serve before the clock starts (the tick is 50 candles from the end)
+    exchange.prepare_klines(series.tail(settings.candle_limit + 60) for series in markets.values())
     models = ClonedModels()
     for symbol in markets:
         models.get(symbol, "15m")  # models cached, as after the first tick

@@ -435,6 +435,12 @@ def test_the_fakes_klines_are_its_fetch_ohlcv_rows_as_binances_reply_decodes() -
     assert len(klines) == 301 and klines.volume[-1] < CANDLES["BTC/USDT"].volume[300]  # forming: part of it
     for name in ("open_time_ms", "open", "high", "low", "close", "volume"):
         np.testing.assert_array_equal(getattr(klines, name), getattr(ccxt_rows, name))
+    # and a fake that wrote its cells ahead (prepare_klines, before a benchmark's clock) serves the same reply
+    ahead = fake()
+    ahead.prepare_klines([CANDLES["BTC/USDT"]])
+    written = len(ahead._kline_cells)
+    assert asyncio.run(ahead.publicGetKlines({"symbol": "BTCUSDT", "interval": "15m", "limit": 301})) == reply
+    assert written == 400 and len(ahead._kline_cells) == 400  # the closed candles' cells were all there
     # and it is counted, failed and refused as fetch_ohlcv (for a spot market ccxt's fetch_ohlcv is this request)
     exchange.fail_next("fetch_ohlcv", ccxt.RequestTimeout("timed out"), symbol="BTC/USDT")
     with pytest.raises(ccxt.RequestTimeout):

@@ -169,6 +169,13 @@ class FakeExchange:
         """`symbol`'s feed stops at `at`: no candle opening later is served (a stale feed)."""
         self._frozen_ms[symbol] = int(at.timestamp() * 1000)
 
+    def prepare_klines(self, candles: Iterable[Candles]) -> None:
+        """Write now the cells `publicGetKlines` serves for every candle of `candles` (a market's, or the series
+        clones of it share values with), which it otherwise writes at a candle's first request: a benchmark calls
+        it before it starts its clock (writing them is this fake's CPU, not the tick's)."""
+        for series in candles:
+            self._cells(series, 0, len(series.open_time_ms))
+
     def count(self, method: str, symbol: str | None = None) -> int:
         """How many calls of `method` (for `symbol`, or for any symbol) were made."""
         return sum(1 for m, s in self.calls if m == method and (symbol is None or s == symbol))
@@ -322,13 +329,7 @@ class FakeExchange:
         own CPU would otherwise be counted as the tick's in the benchmarks."""
         start, opened = self._window(symbol, candles, since=None, count=count)
         step_ms = TIMEFRAME_SECONDS[candles.timeframe] * 1000
-        values = np.column_stack([candles.open[start:opened], candles.high[start:opened], candles.low[start:opened],
-                                  candles.close[start:opened], candles.volume[start:opened]])
-        keys = cast(list[bytes], values.view(np.dtype((np.void, values.itemsize * 5))).ravel().tolist())  # per row
-        known = self._kline_cells
-        found = [known.get(key) for key in keys]
-        cells = [these if these is not None else known.setdefault(key, _kline_cells(values[index].tolist()))
-                 for index, (key, these) in enumerate(zip(keys, found, strict=True))]
+        cells = self._cells(candles, start, opened)
         last = step_ms - 1
         rows = [[time_ms, *head, time_ms + last, *tail]
                 for time_ms, (head, tail) in zip(candles.open_time_ms[start:opened].tolist(), cells, strict=True)]
@@ -337,6 +338,16 @@ class FakeExchange:
             head, tail = _kline_cells(forming[1:])
             rows[-1] = [forming[0], *head, int(forming[0]) + last, *tail]
         return rows
+
+    def _cells(self, candles: Candles, start: int, stop: int) -> list[tuple[tuple[str, ...], tuple[Any, ...]]]:
+        """The kline cells of candles [start, stop), each written once per distinct values (a row's 40 bytes)."""
+        values = np.column_stack([candles.open[start:stop], candles.high[start:stop], candles.low[start:stop],
+                                  candles.close[start:stop], candles.volume[start:stop]])
+        keys = cast(list[bytes], values.view(np.dtype((np.void, values.itemsize * 5))).ravel().tolist())
+        known = self._kline_cells
+        found = [known.get(key) for key in keys]
+        return [these if these is not None else known.setdefault(key, _kline_cells(values[index].tolist()))
+                for index, (key, these) in enumerate(zip(keys, found, strict=True))]
 
     def _rows_at(self, symbol: str, candles: Candles, *, since: int | None, count: int) -> list[Row]:
         """Rows an exchange shows at `now`: candles opened by then (from `since`, else the newest
