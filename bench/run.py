@@ -176,9 +176,10 @@ construction (the size of functions far below Lambda's limit, sanity checks) are
 
 Design notes the rows refer to: the tick is sharded by `TickStateMachine` (infra/template.yaml: a Plan state
 reads the market list from S3 and writes the shards to a plan object, a Distributed Map runs one child per
-shard; the same plan runs locally through `services.sharding.run_sharded_tick`), each shard with an equal
-share of the exchange's request weight per minute (Binance counts market-data weight per IP per minute; all
-shards may share one IP; a tick over one minute of it is refused at planning, docs/markets.md); cold start
+shard; the same plan runs locally through `services.sharding.run_sharded_tick`), each shard with a share
+of the exchange's request weight per minute in proportion to its own weight, at least load_markets' 20
+(Binance counts market-data weight per IP per minute; all shards may share one IP; a tick over one minute of
+it, or whose shards' shares would fall under 20, is refused at planning, docs/markets.md); cold start
 is measured the way Lambda runs it: the function's layers as their `sam build` recipes build them (with the
 bytecode they ship; the third-party ones as this machine's wheels of the same lock), read-only, in a fresh
 `python -S` with Lambda's environment variables; tracing off means `POWERTOOLS_TRACE_DISABLED=true`, with
