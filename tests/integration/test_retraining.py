@@ -293,6 +293,39 @@ def test_a_move_whose_reply_is_lost_after_s3_wrote_it_is_recorded_as_promoted(aw
     assert logged.reason == "stamp_not_bumped"
 
 
+def test_s3_failing_on_the_expiry_read_after_the_moves_leaves_promotes_result_and_names_the_market(
+        aws, function_env, monkeypatch, caplog, capsys) -> None:
+    """After its moves and its record, Promote reads each champion's expiry for ChampionDaysToExpiry. S3 failing
+    on one market's pointer there (the reads after the moves; the moves themselves succeed) leaves that market's
+    expiry unknown, logged with its reason; raised, it failed the step after the pointers moved and the record
+    was written, losing the notification and sending the state machine's "champions stay" notice instead."""
+    evaluated = _three_to_promote(aws)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    function_env("PromoteFunction", Markets=",".join(THREE))
+    client = wiring.retraining_runtime().s3
+    eth_pointer = registry.pointer_key("models", "ETH/USDT", "15m")
+    record_written: list[bool] = []
+
+    def after_the_record(request: Any, **_: Any) -> Any:  # the record is the step's last write before expiry
+        if request.method == "PUT" and "/retraining/" in request.url:
+            record_written.append(True)
+        if (record_written and request.method == "GET"
+                and request.url.split("?")[0].endswith(f"/{eth_pointer}")):
+            return _s3_unreachable(request)
+        return None
+
+    client.meta.events.register_first("before-send.s3", after_the_record)
+    capsys.readouterr()
+
+    decided = load_handler("promote").handler(copy.deepcopy(evaluated), FakeLambdaContext())
+
+    assert record_written and decided["promoted"] == list(THREE) and "failed" not in decided["subject"]
+    [logged] = [r for r in caplog.records if getattr(r, "reason", None) == "expiry_unknown"]
+    assert logged.symbol == "ETH/USDT" and logged.error.startswith("EndpointConnectionError")
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [m["ChampionDaysToExpiry"] for m in emitted if "ChampionDaysToExpiry" in m]  # from BTC and SOL
+
+
 def test_a_bug_during_a_move_is_raised_not_recorded_as_an_s3_failure(aws) -> None:
     """Only S3's own errors (botocore's) are a market's failure: a programming error fails the step loudly."""
     evaluated = _three_to_promote(aws)

@@ -478,7 +478,9 @@ def notification_text(records: Sequence[Mapping[str, Any]], key: str) -> str:
 # ---------------------------------------------------------------- champion expiry
 
 def days_to_expiry(settings: Settings, s3: Any, now: datetime) -> dict[str, float | None]:
-    """Days until each market's champion expires (None: no champion or it does not load)."""
+    """Days until each market's champion expires (None: no champion, it does not load, or S3 failed to read it:
+    logged with reason `expiry_unknown`, never failing the caller, whose own work is done by then: Promote's
+    pointers have moved and its record is written, Archive's candles are stored)."""
     out: dict[str, float | None] = {}
     for symbol in settings.markets:
         try:
@@ -487,6 +489,10 @@ def days_to_expiry(settings: Settings, s3: Any, now: datetime) -> dict[str, floa
             model = registry.load_model_id(s3, settings.required("bucket_name"), settings.model_prefix, symbol,
                                            settings.timeframe, pointer["model_id"]) if pointer else None
         except (ModelError, ValueError):
+            model = None
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("champion expiry unknown", extra={
+                "reason": "expiry_unknown", "symbol": symbol, "error": f"{_error_name(exc)}: {exc}"})
             model = None
         out[symbol] = round((model.expires_at - now).total_seconds() / 86400, 3) if model else None
     return out
