@@ -448,3 +448,10 @@ def test_the_fakes_klines_are_its_fetch_ohlcv_rows_as_binances_reply_decodes() -
     with pytest.raises(ccxt.BadSymbol, match="-1121"):
         asyncio.run(exchange.publicGetKlines({"symbol": "NOPEUSDT", "interval": "15m", "limit": 10}))
     assert exchange.count("fetch_ohlcv", "BTC/USDT") == 3
+
+
+def test_a_timeframe_the_exchange_does_not_offer_is_its_refusal_not_a_key_error() -> None:
+    # ccxt's fetch_ohlcv sends an unknown timeframe as given and Binance refuses it (-1120): the klines path too
+    source, _ = source_with(fake())
+    with pytest.raises(PermanentMarketError, match="Invalid interval"):
+        asyncio.run(source.fetch_candles("BTC/USDT", "7m", 100, NOW))

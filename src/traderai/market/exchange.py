@@ -229,7 +229,8 @@ class CcxtSource:
         klines = await self._spot_klines(symbol)
         if klines is not None:
             market_id, get_klines = klines
-            request = {"symbol": market_id, "interval": self._exchange.timeframes[timeframe], "limit": limit + 1}
+            interval = self._exchange.timeframes.get(timeframe, timeframe)  # as fetch_ohlcv maps it
+            request = {"symbol": market_id, "interval": interval, "limit": limit + 1}
             reply = await self._call(f"fetch_ohlcv {symbol} {timeframe}", "fetch_ohlcv",
                                      lambda: get_klines(request))
             candles = closed_only(candles_from_klines(symbol, timeframe, reply), timeframe_seconds, now).tail(limit)
