@@ -186,11 +186,7 @@ class ThrottledFakeExchange(FakeExchange):
             self._throttler = Throttler(dict(self._bucket), asyncio.get_running_loop())
         await self._throttler(self._costs[method])
 
-    async def fetch_ohlcv(self, symbol: str, *args: Any, **kwargs: Any) -> list[Any]:
-        await self._throttle("fetch_ohlcv")
-        return await super().fetch_ohlcv(symbol, *args, **kwargs)
-
-    async def publicGetKlines(self, params: Any) -> Any:  # a spot market's fetch_ohlcv: the same request
+    async def publicGetKlines(self, params: Any) -> Any:  # a spot market's fetch_ohlcv (the clones are spot)
         await self._throttle("fetch_ohlcv")
         return await super().publicGetKlines(params)
 

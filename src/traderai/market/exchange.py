@@ -387,8 +387,6 @@ class CcxtSource:
 
     async def _load_markets(self) -> dict[str, Any]:
         exchange = self._exchange
-        if exchange.markets:
-            return exchange.markets
         cached = _MARKETS_CACHE.get(self.exchange_id) if self._owned else None
         if cached and time.monotonic() - cached[0] < _MARKETS_TTL_S:
             exchange.set_markets(cached[1])

@@ -23,9 +23,10 @@ import ccxt
 import numpy as np
 
 from traderai.contracts import TIMEFRAME_SECONDS, Candles
-from traderai.core.shards import KLINES_WEIGHT, TICKER_WEIGHT, ticker_batch_weight
+from traderai.core.shards import KLINES_WEIGHT, LOAD_MARKETS_WEIGHT, TICKER_WEIGHT, ticker_batch_weight
 from traderai.market.csv import load_candles_csv
 from traderai.market.replay import candles_file_name
+from traderai.market.validation import now_ms
 
 Row = list[float]
 BINANCE_TIMEFRAMES = {
@@ -185,7 +186,7 @@ class FakeExchange:
     async def load_markets(
         self, reload: bool = False, params: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        async with self._call("load_markets", None, weight=20):
+        async with self._call("load_markets", None, weight=LOAD_MARKETS_WEIGHT):
             if self.markets is None or reload:
                 self.set_markets([self._market(symbol) for symbol in self._candles])
             assert self.markets is not None
@@ -215,11 +216,7 @@ class FakeExchange:
     ) -> list[Any]:
         self.ohlcv_requests.append({"symbol": symbol, "timeframe": timeframe, "since": since, "limit": limit})
         async with self._call("fetch_ohlcv", symbol, weight=KLINES_WEIGHT):
-            candles = self._known(symbol)
-            if timeframe not in self.timeframes:
-                raise ccxt.BadRequest(f'{self.id} {{"code":-1120,"msg":"Invalid interval."}}')
-            if timeframe != candles.timeframe:
-                raise ccxt.NotSupported(f"{self.id} fake serves {candles.timeframe} candles only")
+            candles = self._served(symbol, timeframe if timeframe in self.timeframes else None)
             count = min(limit or 500, self.max_limit)
             rows = self._rows_at(symbol, candles, since=since, count=count)
             transform = self._mangle.get(symbol)
@@ -236,11 +233,8 @@ class FakeExchange:
         interval, limit = params.get("interval"), params.get("limit")
         self.ohlcv_requests.append({"symbol": symbol, "timeframe": interval, "since": None, "limit": limit})
         async with self._call("fetch_ohlcv", symbol, weight=KLINES_WEIGHT):
-            candles = self._known(symbol)
-            if interval not in self.timeframes.values():
-                raise ccxt.BadRequest(f'{self.id} {{"code":-1120,"msg":"Invalid interval."}}')
-            if interval != self.timeframes.get(candles.timeframe):
-                raise ccxt.NotSupported(f"{self.id} fake serves {candles.timeframe} candles only")
+            timeframe = next((unified for unified, name in self.timeframes.items() if name == interval), None)
+            candles = self._served(symbol, timeframe)
             rows = self._klines_at(symbol, candles, count=min(int(limit or 500), self.max_limit))
             transform = self._mangle.get(symbol)
             return transform(rows) if transform else rows
@@ -272,21 +266,21 @@ class FakeExchange:
         """`symbol`'s 24h ticker at `now`, from its candles (volumes summed over the last 24 hours)."""
         candles = self._known(symbol)
         step_ms = TIMEFRAME_SECONDS[candles.timeframe] * 1000
-        now_ms = int(self.now.timestamp() * 1000)
+        at_ms = now_ms(self.now)
         start, opened = self._window(symbol, candles, since=None, count=200)
         # the candles that closed within the last 24 hours or are forming, on the arrays (no rows built: this
         # fake's own CPU would otherwise be counted as the tick's in the benchmarks)
-        day = max(start, int(np.searchsorted(candles.open_time_ms, now_ms - 86_400_000 - step_ms, side="right")))
+        day = max(start, int(np.searchsorted(candles.open_time_ms, at_ms - 86_400_000 - step_ms, side="right")))
         close, volume = candles.close[day:opened].copy(), candles.volume[day:opened].copy()
         last = float(candles.close[opened - 1]) if opened > start else None
-        if opened > start and int(candles.open_time_ms[opened - 1]) + step_ms > now_ms:  # forming, as _rows_at
+        if opened > start and int(candles.open_time_ms[opened - 1]) + step_ms > at_ms:  # forming, as _rows_at
             forming = self._rows_at(symbol, candles, since=None, count=1)[-1]
             close[-1], volume[-1], last = forming[4], forming[5], forming[4]
         base_volume = float(volume.sum())
         quote_volume = float((close * volume).sum())
         ticker = {
             "symbol": symbol,
-            "timestamp": now_ms,
+            "timestamp": at_ms,
             "datetime": self.now.isoformat(),
             "last": last,
             "close": last,
@@ -305,6 +299,21 @@ class FakeExchange:
             self.set_markets([self._market(s) for s in self._candles])
         return self._candles[symbol]
 
+    def _served(self, symbol: str, timeframe: str | None) -> Candles:
+        """`symbol`'s candles if served in `timeframe` (ccxt's name; None: one the exchange does not offer, which
+        Binance refuses as -1120)."""
+        candles = self._known(symbol)
+        if timeframe is None:
+            raise ccxt.BadRequest(f'{self.id} {{"code":-1120,"msg":"Invalid interval."}}')
+        if timeframe != candles.timeframe:
+            raise ccxt.NotSupported(f"{self.id} fake serves {candles.timeframe} candles only")
+        return candles
+
+    def _values(self, candles: Candles, start: int, stop: int) -> np.ndarray:
+        """Candles [start, stop) as rows of open, high, low, close, volume."""
+        return np.column_stack([candles.open[start:stop], candles.high[start:stop], candles.low[start:stop],
+                                candles.close[start:stop], candles.volume[start:stop]])
+
     def _symbol_of(self, market_id: str) -> str:
         if self.markets is None and self._candles:
             self._known(next(iter(self._candles)))
@@ -315,8 +324,8 @@ class FakeExchange:
 
     def _window(self, symbol: str, candles: Candles, *, since: int | None, count: int) -> tuple[int, int]:
         """The candles an exchange shows at `now` (from `since`, else the newest `count`), as [start, opened)."""
-        now_ms = int(self.now.timestamp() * 1000)
-        horizon_ms = min(now_ms, self._frozen_ms.get(symbol, now_ms))
+        at_ms = now_ms(self.now)
+        horizon_ms = min(at_ms, self._frozen_ms.get(symbol, at_ms))
         opened = int(np.searchsorted(candles.open_time_ms, horizon_ms, side="right"))
         if since is None:
             return max(0, opened - count), opened
@@ -333,7 +342,7 @@ class FakeExchange:
         last = step_ms - 1
         rows = [[time_ms, *head, time_ms + last, *tail]
                 for time_ms, (head, tail) in zip(candles.open_time_ms[start:opened].tolist(), cells, strict=True)]
-        if rows and rows[-1][0] + step_ms > int(self.now.timestamp() * 1000):
+        if rows and rows[-1][0] + step_ms > now_ms(self.now):
             forming = self._rows_at(symbol, candles, since=None, count=1)[-1]  # as the exchange shows it now
             head, tail = _kline_cells(forming[1:])
             rows[-1] = [forming[0], *head, int(forming[0]) + last, *tail]
@@ -341,8 +350,7 @@ class FakeExchange:
 
     def _cells(self, candles: Candles, start: int, stop: int) -> list[tuple[tuple[str, ...], tuple[Any, ...]]]:
         """The kline cells of candles [start, stop), each written once per distinct values (a row's 40 bytes)."""
-        values = np.column_stack([candles.open[start:stop], candles.high[start:stop], candles.low[start:stop],
-                                  candles.close[start:stop], candles.volume[start:stop]])
+        values = self._values(candles, start, stop)
         keys = cast(list[bytes], values.view(np.dtype((np.void, values.itemsize * 5))).ravel().tolist())
         known = self._kline_cells
         found = [known.get(key) for key in keys]
@@ -353,16 +361,15 @@ class FakeExchange:
         """Rows an exchange shows at `now`: candles opened by then (from `since`, else the newest
         `count`), the last one still forming."""
         step_ms = TIMEFRAME_SECONDS[candles.timeframe] * 1000
-        now_ms = int(self.now.timestamp() * 1000)
+        at_ms = now_ms(self.now)
         start, opened = self._window(symbol, candles, since=since, count=count)
         # ints for the times, floats for the rest, as ccxt gives them (converted in bulk: this fake's own CPU
         # would otherwise be counted as the tick's in the benchmarks)
-        values = np.column_stack([candles.open[start:opened], candles.high[start:opened], candles.low[start:opened],
-                                  candles.close[start:opened], candles.volume[start:opened]]).tolist()
+        values = self._values(candles, start, opened).tolist()
         rows = [[time, *row] for time, row in zip(candles.open_time_ms[start:opened].tolist(), values, strict=True)]
-        if rows and rows[-1][0] + step_ms > now_ms:  # forming: only part of the candle has happened
+        if rows and rows[-1][0] + step_ms > at_ms:  # forming: only part of the candle has happened
             open_time, open_, high, low, close, volume = rows[-1]
-            done = (now_ms - open_time) / step_ms
+            done = (at_ms - open_time) / step_ms
             price = open_ + (close - open_) * done
             rows[-1] = [
                 open_time,
